@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shset/lock.h - a robust cross-process futex mutex for any shared memory.
+ *
+ * The lock itself (struct shset_lock) is 64 bytes placed anywhere in memory
+ * mapped MAP_SHARED by every user, zero-initialised or set up with
+ * shset_lock_init().  Each process takes part through a lease: a slot in a
+ * slot table (also in shared memory) plus an OFD lock on byte <slot> of a
+ * file that every user can open (usually the same memfd).  The kernel drops
+ * the OFD lock when the process dies, which is how a waiter learns that the
+ * owner is gone; this works across PID namespaces and leaves the kernel's
+ * robust list to glibc.
+ *
+ * All functions return >= 0 on success and -errno on failure.
+ */
+#ifndef SHSET_LOCK_H
+#define SHSET_LOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Returned (>= 0: the lock IS held) when the previous owner died holding it,
+ * or a previous recoverer released it without shset_lock_consistent(). */
+#define SHSET_LOCK_OWNER_DIED 1
+
+/* The largest slot table a lease can use (the lock word keeps 12 bits). */
+#define SHSET_LEASE_SLOTS_MAX 4095u
+
+/* Lives in shared memory.  Fields are read by shset-inspect; only this
+ * library writes them. */
+typedef struct shset_lock {
+	uint32_t word;	    /* futex word: owner slot+1, slot gen, flags */
+	uint32_t owner_tid; /* owner's thread id, for error checks; under the lock */
+	uint32_t spin;	    /* adaptive spin estimate; written by owners */
+	uint32_t pad;
+	uint64_t acquisitions; /* counters: written by the owner only */
+	uint64_t contended;
+	uint64_t futex_waits;
+	uint64_t owner_died;
+	uint64_t reserved[2];
+} __attribute__((aligned(64))) shset_lock;
+
+/* One per potential process, in shared memory; zero-initialised. */
+struct shset_lease_slot {
+	uint32_t gen;	   /* bumped by each process that claims the slot */
+	uint32_t pid;	   /* claimer's pid in its own namespace (informational) */
+	uint64_t since_ns; /* CLOCK_REALTIME of the claim (informational) */
+};
+
+/* A process's identity towards locks sharing one slot table. */
+typedef struct shset_lease shset_lease;
+
+/*
+ * Claims a free slot of @slots (@nslots entries, at most
+ * SHSET_LEASE_SLOTS_MAX) by taking an OFD write lock on byte <slot> of a
+ * private reopen of @fd (through /proc/self/fd).  @fd is not kept open by the
+ * lease, but it must stay open while the lease is used after a fork (the
+ * child reclaims a slot through it).
+ *
+ * Errors: -EINVAL bad arguments, -EUSERS every slot is held by a live
+ * process, or the error of open(2)/fcntl(2).
+ */
+int shset_lease_open(shset_lease **out, int fd, struct shset_lease_slot *slots, uint32_t nslots);
+void shset_lease_close(shset_lease *l);
+/* The slot this process holds (it changes in a forked child), or -errno. */
+int shset_lease_slot(shset_lease *l);
+/* 1 if a live process holds @slot, 0 if not, -errno on error.  Read only. */
+int shset_lease_slot_alive(shset_lease *l, uint32_t slot);
+/* How long a waiter sleeps between liveness checks of the owner (default
+ * 10 ms; takeover of a dead owner happens within about this time). */
+int shset_lease_set_check_interval(shset_lease *l, uint64_t ns);
+
+/* The same test without a lease: is byte @slot of @fd OFD-locked by anyone
+ * else?  For inspection tools. 1 alive, 0 not, -errno. */
+int shset_lease_probe(int fd, uint32_t slot);
+
+void shset_lock_init(shset_lock *lk);
+/* 0, or SHSET_LOCK_OWNER_DIED: the lock is held either way. */
+int shset_lock_acquire(shset_lock *lk, shset_lease *l);
+/* As acquire, or -EBUSY without waiting. */
+int shset_lock_tryacquire(shset_lock *lk, shset_lease *l);
+/* As acquire, or -ETIMEDOUT once CLOCK_MONOTONIC passes @deadline. */
+int shset_lock_timedacquire(shset_lock *lk, shset_lease *l, const struct timespec *deadline);
+/* -EPERM if the calling thread of this process is not the owner. */
+int shset_lock_release(shset_lock *lk, shset_lease *l);
+/* After SHSET_LOCK_OWNER_DIED and repairing the protected data: marks it
+ * consistent, so later acquirers get 0 again.  -EPERM if not the owner. */
+int shset_lock_consistent(shset_lock *lk, shset_lease *l);
+
+struct shset_lock_state {
+	int locked;	    /* 1 held, 0 free */
+	int owner_slot;	    /* the owner's slot, or -1 */
+	uint32_t owner_gen; /* the owner's slot generation */
+	int waiters;	    /* 1 if some process may sleep on it */
+	int inconsistent;   /* 1 if the data awaits repair */
+	uint64_t acquisitions, contended, futex_waits, owner_died;
+};
+/* A racy snapshot of the lock, for inspection and benchmarks. */
+int shset_lock_state(const shset_lock *lk, struct shset_lock_state *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lease.c - which process holds which slot, and whether it still lives.
+ *
+ * A process claims slot i by taking an F_OFD_SETLK write lock on byte i of
+ * its own open file description of the shared file (a reopen through
+ * /proc/self/fd, so no other handle shares it).  The kernel drops the lock
+ * when the last descriptor of that description closes, that is when the
+ * process dies.  F_OFD_GETLK from another description then tells a waiter
+ * whether the owner lives.  Each claim bumps the slot's generation, which the
+ * lock word records, so a slot reused by a new process is not mistaken for
+ * the dead owner.
+ *
+ * fork: the child would share the parent's description and keep the slot
+ * alive after the parent died, and would look like the parent to the locks.
+ * A pthread_atfork child handler closes every inherited description; the
+ * child claims a fresh slot on its next lock operation (lease_me()).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lease.h"
+
+unsigned lease_forkgen;
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct shset_lease *registry;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static __thread uint32_t t_tid;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&registry_mu);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&registry_mu);
+}
+
+static void fork_child(void)
+{
+	for (struct shset_lease *l = registry; l; l = l->next) {
+		if (l->ofd >= 0)
+			close(l->ofd);
+		l->ofd = -1;
+	}
+	__atomic_add_fetch(&lease_forkgen, 1, __ATOMIC_RELAXED);
+	t_tid = 0;
+	pthread_mutex_unlock(&registry_mu);
+}
+
+static void install_atfork(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+uint32_t lease_tid(void)
+{
+	if (__builtin_expect(t_tid == 0, 0))
+		t_tid = (uint32_t)gettid();
+	return t_tid;
+}
+
+static int ofd_probe(int fd, uint32_t slot)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = slot, .l_len = 1};
+
+	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+		return -errno;
+	return fl.l_type != F_UNLCK;
+}
+
+/* Claims a slot with a fresh description of l->src_fd.  Registry locked. */
+static int claim(struct shset_lease *l)
+{
+	char path[64];
+	int ofd, err;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", l->src_fd);
+	ofd = open(path, O_RDWR | O_CLOEXEC);
+	if (ofd < 0)
+		return -errno;
+	/* Start at a pid-dependent slot so concurrent attachers rarely collide. */
+	uint32_t start = (uint32_t)getpid() % l->nslots;
+	for (uint32_t i = 0; i < l->nslots; i++) {
+		uint32_t s = (start + i) % l->nslots;
+		struct flock fl = {
+		    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = s, .l_len = 1};
+
+		if (fcntl(ofd, F_OFD_SETLK, &fl) == 0) {
+			struct shset_lease_slot *sl = &l->slots[s];
+			struct timespec ts;
+			uint32_t gen =
+			    __atomic_add_fetch(&sl->gen, 1, __ATOMIC_ACQ_REL) & LEASE_GEN_MASK;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			__atomic_store_n(&sl->pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
+			__atomic_store_n(&sl->since_ns,
+					 (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+					 __ATOMIC_RELAXED);
+			l->ofd = ofd;
+			l->slot = s;
+			l->gen = gen;
+			l->me = (s + 1) | (gen << LEASE_GEN_SHIFT);
+			l->forkgen = __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED);
+			return 0;
+		}
+		if (errno != EAGAIN && errno != EACCES) {
+			err = -errno;
+			close(ofd);
+			return err;
+		}
+	}
+	close(ofd);
+	return -EUSERS;
+}
+
+int lease_reclaim(struct shset_lease *l)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&registry_mu);
+	if (l->forkgen != __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED)) {
+		if (l->ofd >= 0)
+			close(l->ofd);
+		l->ofd = -1;
+		l->me = 0;
+		err = claim(l);
+	}
+	pthread_mutex_unlock(&registry_mu);
+	return err;
+}
+
+int shset_lease_open(shset_lease **out, int fd, struct shset_lease_slot *slots, uint32_t nslots)
+{
+	struct shset_lease *l;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (fd < 0 || !slots || nslots == 0 || nslots > SHSET_LEASE_SLOTS_MAX)
+		return -EINVAL;
+	pthread_once(&atfork_once, install_atfork);
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->src_fd = fd;
+	l->ofd = -1;
+	l->slots = slots;
+	l->nslots = nslots;
+	l->check_ns = 10 * 1000 * 1000;
+	pthread_mutex_lock(&registry_mu);
+	err = claim(l);
+	if (err == 0) {
+		l->next = registry;
+		registry = l;
+	}
+	pthread_mutex_unlock(&registry_mu);
+	if (err) {
+		free(l);
+		return err;
+	}
+	*out = l;
+	return 0;
+}
+
+void shset_lease_close(shset_lease *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&registry_mu);
+	for (struct shset_lease **p = &registry; *p; p = &(*p)->next) {
+		if (*p == l) {
+			*p = l->next;
+			break;
+		}
+	}
+	if (l->ofd >= 0) {
+		/* Only our own claim: a stale one after fork is the parent's. */
+		__atomic_store_n(&l->slots[l->slot].pid, 0, __ATOMIC_RELAXED);
+		close(l->ofd);
+	}
+	pthread_mutex_unlock(&registry_mu);
+	free(l);
+}
+
+int shset_lease_slot(shset_lease *l)
+{
+	if (!l)
+		return -EINVAL;
+	if (!lease_me(l))
+		return -EUSERS;
+	return (int)l->slot;
+}
+
+int shset_lease_set_check_interval(shset_lease *l, uint64_t ns)
+{
+	if (!l || ns < 1000 || ns > 60ull * 1000000000u)
+		return -EINVAL;
+	l->check_ns = ns;
+	return 0;
+}
+
+int shset_lease_probe(int fd, uint32_t slot)
+{
+	if (fd < 0 || slot >= SHSET_LEASE_SLOTS_MAX)
+		return -EINVAL;
+	return ofd_probe(fd, slot);
+}
+
+int shset_lease_slot_alive(shset_lease *l, uint32_t slot)
+{
+	if (!l || slot >= l->nslots)
+		return -EINVAL;
+	if (!lease_me(l))
+		return -EUSERS;
+	if (slot == l->slot)
+		return 1;
+	return ofd_probe(l->ofd, slot);
+}
+
+int lease_owner_alive(struct shset_lease *l, uint32_t owner)
+{
+	uint32_t slot = owner & LEASE_SLOT_MASK;
+	uint32_t gen = (owner >> LEASE_GEN_SHIFT) & LEASE_GEN_MASK;
+	int r;
+
+	/* A slot outside the table can only come from a scribbled word. */
+	if (slot == 0 || slot > l->nslots)
+		return 0;
+	if (owner == l->me)
+		return 1;
+	if ((__atomic_load_n(&l->slots[slot - 1].gen, __ATOMIC_ACQUIRE) & LEASE_GEN_MASK) != gen)
+		return 0;
+	r = ofd_probe(l->ofd, slot - 1);
+	/* If we cannot tell, assume alive: taking a live owner's lock is worse. */
+	return r != 0;
+}

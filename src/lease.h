@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/* lease.h - per-process slots and liveness (private). */
+#ifndef SHSET_LEASE_H
+#define SHSET_LEASE_H
+
+#include <stdint.h>
+#include "shset/lock.h"
+
+/* The lock word keeps the owner as (slot + 1) | gen << LEASE_GEN_SHIFT. */
+#define LEASE_SLOT_BITS	 12u
+#define LEASE_SLOT_MASK	 ((1u << LEASE_SLOT_BITS) - 1)
+#define LEASE_GEN_SHIFT	 LEASE_SLOT_BITS
+#define LEASE_GEN_BITS	 17u
+#define LEASE_GEN_MASK	 ((1u << LEASE_GEN_BITS) - 1)
+#define LEASE_OWNER_MASK ((1u << (LEASE_SLOT_BITS + LEASE_GEN_BITS)) - 1)
+
+struct shset_lease {
+	struct shset_lease *next; /* registry of live leases, for fork */
+	int src_fd;		  /* caller's fd, reopened after fork */
+	int ofd;		  /* our open file description; -1 after fork */
+	uint32_t slot;
+	uint32_t gen;
+	uint32_t me;	   /* owner value for lock words */
+	unsigned forkgen;  /* lease_forkgen when claimed */
+	uint64_t check_ns; /* liveness check interval */
+	struct shset_lease_slot *slots;
+	uint32_t nslots;
+};
+
+extern unsigned lease_forkgen;
+int lease_reclaim(struct shset_lease *l);
+
+/* The owner value of this process, reclaiming a slot first in a forked
+ * child.  Returns 0 on failure (never a valid owner). */
+static inline uint32_t lease_me(struct shset_lease *l)
+{
+	if (__builtin_expect(l->forkgen != __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED), 0)) {
+		if (lease_reclaim(l) < 0)
+			return 0;
+	}
+	return l->me;
+}
+
+/* 1 if the process recorded as @owner (a lock word's owner bits) is alive. */
+int lease_owner_alive(struct shset_lease *l, uint32_t owner);
+
+static inline uint64_t lease_check_ns(const struct shset_lease *l)
+{
+	return l->check_ns;
+}
+
+/* This thread's id, cached (reset in a forked child). */
+uint32_t lease_tid(void);
+
+#endif

@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * region.c - memfd creation and attachment, sealing, growth, validation.
+ *
+ * Layout of the file:
+ *   [0, 4096)              struct region_hdr, the lock at 256, the owner's
+ *                          state area at 512
+ *   [4096, log_off)        lease slots (struct shset_lease_slot[nslots])
+ *   [log_off, heap_off)    undo log area
+ *   [heap_off, size)       heap
+ *
+ * Every process maps max_size bytes once (MAP_NORESERVE) and never remaps;
+ * growth is ftruncate under the lock, visible to every mapping at once.
+ * F_SEAL_SHRINK means no peer can take pages away from under a mapping, so a
+ * byte once seen inside the file stays readable.  F_SEAL_SEAL stops a peer
+ * from adding F_SEAL_GROW or F_SEAL_WRITE later.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "region.h"
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+static int fill_random(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int map_region(struct region *r)
+{
+	int prot = r->readonly ? PROT_READ : PROT_READ | PROT_WRITE;
+	void *p = mmap(NULL, r->map_size, prot, MAP_SHARED | MAP_NORESERVE, r->fd, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	r->base = p;
+	r->hdr = p;
+	r->lock = (shset_lock *)(r->base + REGION_LOCK_OFF);
+	r->state = r->base + REGION_STATE_OFF;
+	return 0;
+}
+
+static void adopt(struct region *r, const struct region_hdr *h, uint64_t file_size)
+{
+	r->map_size = h->max_size;
+	r->log_off = h->log_off;
+	r->log_bytes = h->log_bytes;
+	r->heap_off = h->heap_off;
+	r->nslots = h->nslots;
+	memcpy(r->uuid, h->uuid, sizeof(r->uuid));
+	memcpy(r->seed, h->seed, sizeof(r->seed));
+	r->avail = file_size < r->map_size ? file_size : r->map_size;
+}
+
+int region_create(struct region **out, const struct region_opts *o)
+{
+	struct region_opts d = {0};
+	struct region_hdr h = {0};
+	struct region *r;
+	struct timespec ts;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (o)
+		d = *o;
+	if (!d.max_size)
+		d.max_size = REGION_DEFAULT_MAX;
+	if (!d.nslots)
+		d.nslots = REGION_DEFAULT_PROC;
+	if (d.nslots > SHSET_LEASE_SLOTS_MAX || d.max_size > REGION_MAX_BYTES)
+		return -EINVAL;
+
+	h.magic = REGION_MAGIC;
+	h.version = REGION_VERSION;
+	h.nslots = d.nslots;
+	h.max_size = round_up(d.max_size, REGION_PAGE);
+	h.log_off = round_up(
+	    REGION_SLOTS_OFF + (uint64_t)d.nslots * sizeof(struct shset_lease_slot), REGION_PAGE);
+	h.log_bytes = round_up(d.log_bytes ? d.log_bytes : REGION_PAGE, REGION_PAGE);
+	h.heap_off = h.log_off + h.log_bytes;
+	h.size = round_up(h.heap_off + d.heap_init, REGION_PAGE);
+	if (h.size > h.max_size)
+		return -ENOSPC;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	h.created_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	err = fill_random(h.uuid, sizeof(h.uuid));
+	if (!err)
+		err = fill_random(h.seed, sizeof(h.seed));
+	if (err)
+		return err;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->fd = memfd_create(d.name ? d.name : "shset",
+			     MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+	if (r->fd < 0 && errno == EINVAL) /* kernels before 6.3 */
+		r->fd = memfd_create(d.name ? d.name : "shset", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (r->fd < 0) {
+		err = -errno;
+		goto fail_free;
+	}
+	if (ftruncate(r->fd, (off_t)h.size) < 0 ||
+	    fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+		err = -errno;
+		goto fail_close;
+	}
+	adopt(r, &h, h.size);
+	err = map_region(r);
+	if (err)
+		goto fail_close;
+	/* The memfd reads as zeros: lock, slots, log and state start empty. */
+	memcpy(r->hdr, &h, sizeof(h));
+	err = shset_lease_open(&r->lease, r->fd, region_slots(r), r->nslots);
+	if (err)
+		goto fail_unmap;
+	*out = r;
+	return 0;
+fail_unmap:
+	munmap(r->base, r->map_size);
+fail_close:
+	close(r->fd);
+fail_free:
+	free(r);
+	return err;
+}
+
+static int is_memfd(int fd)
+{
+	char path[64], link[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -errno;
+	link[n] = 0;
+	return strncmp(link, "/memfd:", 7) == 0;
+}
+
+int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size)
+{
+	struct stat st;
+	int seals, m;
+
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	m = is_memfd(fd);
+	if (m < 0)
+		return m;
+	if (!S_ISREG(st.st_mode) || !m)
+		return -EMEDIUMTYPE;
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0)
+		return -EMEDIUMTYPE;
+	if (!(seals & F_SEAL_SHRINK))
+		return -EPERM;
+	if ((uint64_t)st.st_size < REGION_PAGE)
+		return -ENODATA;
+	ssize_t n = pread(fd, hdr, sizeof(*hdr), 0);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n != sizeof(*hdr))
+		return -ENODATA;
+	if (hdr->magic != REGION_MAGIC)
+		return -EPROTO;
+	if (hdr->version != REGION_VERSION)
+		return -EPROTONOSUPPORT;
+	uint64_t slots_end =
+	    REGION_SLOTS_OFF + (uint64_t)hdr->nslots * sizeof(struct shset_lease_slot);
+	if (hdr->nslots == 0 || hdr->nslots > SHSET_LEASE_SLOTS_MAX ||
+	    hdr->max_size > REGION_MAX_BYTES || hdr->max_size % REGION_PAGE ||
+	    hdr->log_off % REGION_PAGE || hdr->log_off < slots_end || hdr->log_bytes == 0 ||
+	    hdr->log_bytes % REGION_PAGE || hdr->log_bytes > hdr->max_size ||
+	    hdr->heap_off != hdr->log_off + hdr->log_bytes || hdr->heap_off > hdr->max_size ||
+	    (uint64_t)st.st_size < hdr->heap_off)
+		return -EUCLEAN;
+	if (file_size)
+		*file_size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int region_attach(struct region **out, int fd, int readonly)
+{
+	struct region_hdr h;
+	struct region *r;
+	uint64_t fsize;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	err = region_probe_fd(fd, &h, &fsize);
+	if (err)
+		return err;
+	if (!readonly && (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR)
+		return -EACCES;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->readonly = readonly;
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (r->fd < 0) {
+		err = -errno;
+		goto fail_free;
+	}
+	adopt(r, &h, fsize);
+	err = map_region(r);
+	if (err)
+		goto fail_close;
+	if (!readonly) {
+		err = shset_lease_open(&r->lease, r->fd, region_slots(r), r->nslots);
+		if (err)
+			goto fail_unmap;
+	}
+	*out = r;
+	return 0;
+fail_unmap:
+	munmap(r->base, r->map_size);
+fail_close:
+	close(r->fd);
+fail_free:
+	free(r);
+	return err;
+}
+
+void region_close(struct region *r)
+{
+	if (!r)
+		return;
+	shset_lease_close(r->lease);
+	munmap(r->base, r->map_size);
+	close(r->fd);
+	free(r);
+}
+
+int region_refresh(struct region *r, uint64_t end)
+{
+	struct stat st;
+
+	if (end > r->map_size)
+		return -EUCLEAN;
+	if (fstat(r->fd, &st) < 0)
+		return -EUCLEAN;
+	uint64_t fsize = (uint64_t)st.st_size;
+	uint64_t avail = fsize < r->map_size ? fsize : r->map_size;
+	/* Other threads may refresh at once; avail only grows. */
+	uint64_t cur = __atomic_load_n(&r->avail, __ATOMIC_RELAXED);
+	while (avail > cur && !__atomic_compare_exchange_n(&r->avail, &cur, avail, 1,
+							   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	return end <= avail ? 0 : -EUCLEAN;
+}
+
+int region_grow(struct region *r, uint64_t end)
+{
+	if (r->readonly)
+		return -EROFS;
+	if (end > r->map_size)
+		return -ENOSPC;
+	if (region_check(r, 0, end) == 0)
+		return 0;
+	uint64_t cur = __atomic_load_n(&r->avail, __ATOMIC_RELAXED);
+	/* Half again as large, so growth costs amortised O(1) syscalls. */
+	uint64_t want = cur + cur / 2;
+	if (want < end)
+		want = end;
+	want = round_up(want, 64 * 1024);
+	if (want > r->map_size)
+		want = r->map_size;
+	if (ftruncate(r->fd, (off_t)want) < 0)
+		return errno == EFBIG || errno == EPERM ? -ENOSPC : -errno;
+	__atomic_store_n(&r->avail, want, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->hdr->size, want, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->hdr->grows, __atomic_load_n(&r->hdr->grows, __ATOMIC_RELAXED) + 1,
+			 __ATOMIC_RELAXED);
+	return 0;
+}

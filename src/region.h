@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* region.h - the memfd, its header and its mapping (private). */
+#ifndef SHSET_REGION_H
+#define SHSET_REGION_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "shset/lock.h"
+
+#define REGION_MAGIC	    0x31544553484853ull /* "SHHSET1" little endian */
+#define REGION_VERSION	    1u
+#define REGION_PAGE	    4096u
+#define REGION_LOCK_OFF	    256u
+#define REGION_STATE_OFF    512u  /* owner-defined state area: table.c */
+#define REGION_STATE_BYTES  3584u /* up to the end of the header page */
+#define REGION_SLOTS_OFF    REGION_PAGE
+#define REGION_MAX_BYTES    (1ull << 44)
+#define REGION_DEFAULT_MAX  (8ull << 30)
+#define REGION_DEFAULT_PROC 256u
+
+/*
+ * The first page of every set.  The fields above `size` are written once by
+ * the creator before the fd is shared and never again; attachers copy them
+ * into struct region after validating, and use only those copies, so a peer
+ * scribbling on them later cannot steer a reader out of bounds.
+ */
+struct region_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t nslots;   /* lease slot table entries */
+	uint8_t uuid[16];  /* identity; also the lock order between sets */
+	uint64_t seed[2];  /* per-set hash key */
+	uint64_t max_size; /* growth limit = each process's reservation */
+	uint64_t log_off;  /* undo log area (owned by table.c) */
+	uint64_t log_bytes;
+	uint64_t heap_off; /* first byte of the heap (owned by table.c) */
+	uint64_t created_ns;
+	uint64_t size;	/* file size; grows under the lock (atomic) */
+	uint64_t grows; /* number of growths; under the lock */
+};
+
+_Static_assert(sizeof(struct region_hdr) <= REGION_LOCK_OFF, "header overlaps lock");
+
+struct region_opts {
+	uint64_t max_size;  /* 0: REGION_DEFAULT_MAX */
+	uint32_t nslots;    /* 0: REGION_DEFAULT_PROC */
+	uint64_t log_bytes; /* size of the undo log area */
+	uint64_t heap_init; /* initial heap bytes */
+	const char *name;
+};
+
+struct region {
+	int fd;
+	int readonly;
+	uint8_t *base;
+	struct region_hdr *hdr;
+	shset_lock *lock;
+	void *state; /* REGION_STATE_BYTES at REGION_STATE_OFF */
+	struct shset_lease *lease;
+	/* Trusted copies of the immutable header fields. */
+	uint64_t map_size;
+	uint64_t log_off, log_bytes, heap_off;
+	uint32_t nslots;
+	uint8_t uuid[16];
+	uint64_t seed[2];
+	/* Bytes known to exist in the file (it can only grow): reads below
+	 * this never fault. */
+	uint64_t avail;
+};
+
+int region_create(struct region **out, const struct region_opts *o);
+/* Validates @fd (not consumed; dup'ed) and maps it.  @readonly attaches
+ * without a lease, for inspection. */
+int region_attach(struct region **out, int fd, int readonly);
+void region_close(struct region *r);
+
+/* Reads the header of @fd without mapping it; same errors as attach. */
+int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size);
+
+/* Slow path of region_check: refreshes avail from the file size. */
+int region_refresh(struct region *r, uint64_t end);
+
+/* 0 if [off, off+len) lies inside the file, else -EUCLEAN.  Every offset
+ * and length read from shared memory goes through here before use. */
+static inline int region_check(struct region *r, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len;
+
+	if (__builtin_expect(end >= off && end <= r->avail, 1))
+		return 0;
+	if (end < off)
+		return -EUCLEAN;
+	return region_refresh(r, end);
+}
+
+static inline void *region_ptr(const struct region *r, uint64_t off)
+{
+	return r->base + off;
+}
+
+/* Makes the file at least @end bytes long (with headroom).  Lock held.
+ * -ENOSPC past max_size. */
+int region_grow(struct region *r, uint64_t end);
+
+/* Lease slot table in the region. */
+static inline struct shset_lease_slot *region_slots(const struct region *r)
+{
+	return (struct shset_lease_slot *)(r->base + REGION_SLOTS_OFF);
+}
+
+#endif

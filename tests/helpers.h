@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/* helpers.h - small utilities shared by the Check suites. */
+#ifndef SHSET_TEST_HELPERS_H
+#define SHSET_TEST_HELPERS_H
+
+#define _GNU_SOURCE
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Waits for @pid and returns its exit status, or 128+signal. */
+static inline int wait_status(pid_t pid)
+{
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return -1;
+}
+
+static inline void write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(120);
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Reads exactly @len bytes; returns 0, or -1 on EOF/error. */
+static inline int read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Runs a suite with CK_FORK (unless CK_FORK=no) and returns the exit code. */
+static inline int run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* Timeouts are sized for 2 cores under sanitizers; SHSET_TEST_SCALE
+ * multiplies them (and the heavier loops read it too). */
+static inline double test_scale(void)
+{
+	const char *e = getenv("SHSET_TEST_SCALE");
+	double v = e ? atof(e) : 1.0;
+	return v > 0 ? v : 1.0;
+}
+
+#endif

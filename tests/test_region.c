@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/* test_region.c - memfd creation, validation on attach, growth. */
+#include "helpers.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "region.h"
+#include "shset.h"
+
+/* A sealed memfd holding a copy of a real set's first @len bytes, with
+ * @mutate applied to its header. */
+static int forged(void (*mutate)(struct region_hdr *), uint64_t file_len)
+{
+	shset *s;
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	static uint8_t buf[64 * 1024];
+	memset(buf, 0, sizeof(buf));
+	ck_assert_int_ge(pread(shset_fd(s), buf, sizeof(buf), 0), 4096);
+	shset_close(s);
+	if (mutate)
+		mutate((struct region_hdr *)buf);
+	int fd = memfd_create("forged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)file_len), 0);
+	size_t n = file_len < sizeof(buf) ? file_len : sizeof(buf);
+	ck_assert_int_eq(pwrite(fd, buf, n, 0), (ssize_t)n);
+	ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	return fd;
+}
+
+static void bad_magic(struct region_hdr *h)
+{
+	h->magic ^= 1;
+}
+static void bad_version(struct region_hdr *h)
+{
+	h->version = REGION_VERSION + 1;
+}
+static void bad_slots(struct region_hdr *h)
+{
+	h->nslots = 0;
+}
+static void bad_heap(struct region_hdr *h)
+{
+	h->heap_off = h->max_size + 4096;
+}
+static void bad_log(struct region_hdr *h)
+{
+	h->log_off = 4096 + 7;
+}
+static void huge_max(struct region_hdr *h)
+{
+	h->max_size = 1ull << 62;
+}
+
+static void refuse(int fd, int err)
+{
+	shset *s = (shset *)1;
+	ck_assert_int_eq(shset_attach_fd(&s, fd), err);
+	ck_assert_ptr_null(s);
+}
+
+START_TEST(attach_refuses_bad_fds)
+{
+	int before = count_fds();
+	char tmpl[] = "/tmp/shset-test-XXXXXX";
+
+	refuse(-1, -EBADF);
+	refuse(1000, -EBADF);
+
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	refuse(p[0], -EMEDIUMTYPE);
+	close(p[0]);
+	close(p[1]);
+
+	int f = mkstemp(tmpl);
+	ck_assert_int_ge(f, 0);
+	unlink(tmpl);
+	ck_assert_int_eq(ftruncate(f, 65536), 0);
+	refuse(f, -EMEDIUMTYPE);
+	close(f);
+
+	int m = memfd_create("unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	ck_assert_int_eq(ftruncate(m, 65536), 0);
+	refuse(m, -EPERM);
+	close(m);
+	m = memfd_create("nosealing", MFD_CLOEXEC);
+	refuse(m, -EPERM);
+	close(m);
+
+	int fd = forged(NULL, 100);
+	refuse(fd, -ENODATA);
+	close(fd);
+	struct {
+		void (*fn)(struct region_hdr *);
+		int err;
+	} cases[] = {{bad_magic, -EPROTO},  {bad_version, -EPROTONOSUPPORT},
+		     {bad_slots, -EUCLEAN}, {bad_heap, -EUCLEAN},
+		     {bad_log, -EUCLEAN},   {huge_max, -EUCLEAN}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fd = forged(cases[i].fn, 2 << 20);
+		refuse(fd, cases[i].err);
+		close(fd);
+	}
+	/* Truncated below the heap the header promises. */
+	fd = forged(NULL, 8192);
+	refuse(fd, -EUCLEAN);
+	close(fd);
+
+	/* A valid set through a read-only descriptor cannot be attached
+	 * for writing. */
+	shset *s;
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", shset_fd(s));
+	int ro = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(ro, 0);
+	refuse(ro, -EACCES);
+	close(ro);
+	shset_close(s);
+
+	ck_assert_int_eq(count_fds(), before);
+}
+END_TEST
+
+START_TEST(create_and_attach)
+{
+	int before = count_fds();
+	shset *a, *b;
+	struct shset_opts o = {.max_bytes = 64 << 20, .max_procs = 8, .name = "named"};
+
+	ck_assert_int_eq(shset_create(&a, &o), 0);
+	int fd = shset_fd(a);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fcntl(fd, F_GET_SEALS) & (F_SEAL_SHRINK | F_SEAL_SEAL),
+			 F_SEAL_SHRINK | F_SEAL_SEAL);
+	ck_assert_int_ne(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+	/* A peer cannot add seals that would break growth or writes. */
+	ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_GROW), -1);
+	ck_assert_int_eq(errno, EPERM);
+
+	ck_assert_int_eq(shset_attach_fd(&b, fd), 0);
+	ck_assert_int_ne(shset_fd(b), fd); /* dup'ed */
+	struct region_hdr h;
+	uint64_t size;
+	ck_assert_int_eq(region_probe_fd(fd, &h, &size), 0);
+	ck_assert_uint_eq(h.nslots, 8);
+	ck_assert_uint_eq(h.max_size, 64 << 20);
+	ck_assert_uint_ge(size, h.heap_off);
+	shset_close(b);
+	shset_close(a);
+	ck_assert_int_eq(count_fds(), before);
+
+	/* More processes than slots: the ninth attach is refused. */
+	shset *many[9];
+	ck_assert_int_eq(shset_create(&many[0], &o), 0);
+	for (int i = 1; i < 8; i++)
+		ck_assert_int_eq(shset_attach_fd(&many[i], shset_fd(many[0])), 0);
+	ck_assert_int_eq(shset_attach_fd(&many[8], shset_fd(many[0])), -EUSERS);
+	for (int i = 0; i < 8; i++)
+		shset_close(many[i]);
+	ck_assert_int_eq(count_fds(), before);
+}
+END_TEST
+
+START_TEST(growth_seen_by_other_process)
+{
+	struct region *r;
+	struct region_opts o = {.max_size = 256 << 20, .log_bytes = 4096};
+	int go[2], done[2];
+
+	ck_assert_int_eq(region_create(&r, &o), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(done), 0);
+	uint64_t old = r->avail;
+
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct region *c;
+		if (region_attach(&c, r->fd, 0))
+			_exit(1);
+		uint64_t at_start = c->avail;
+		/* Beyond the end: refused without touching it. */
+		if (region_check(c, old, 4096) != -EUCLEAN)
+			_exit(2);
+		write_all(done[1], "r", 1);
+		char b;
+		if (read_all(go[0], &b, 1))
+			_exit(3);
+		/* Now the file is larger: the same check succeeds and the
+		 * bytes the parent wrote are there. */
+		for (uint64_t off = old; off < old + (32 << 20); off += 4096) {
+			if (region_check(c, off, 8))
+				_exit(4);
+			if (*(uint64_t *)region_ptr(c, off) != off)
+				_exit(5);
+		}
+		if (c->avail <= at_start)
+			_exit(6);
+		region_close(c);
+		_exit(0);
+	}
+	char b;
+	ck_assert_int_eq(read_all(done[0], &b, 1), 0);
+	ck_assert_int_eq(shset_lock_acquire(r->lock, r->lease), 0);
+	ck_assert_int_eq(region_grow(r, old + (32 << 20)), 0);
+	for (uint64_t off = old; off < old + (32 << 20); off += 4096)
+		*(uint64_t *)region_ptr(r, off) = off;
+	ck_assert_int_eq(shset_lock_release(r->lock, r->lease), 0);
+	write_all(go[1], "g", 1);
+	ck_assert_int_eq(wait_status(pid), 0);
+
+	/* Past the reservation: ENOSPC, nothing changed. */
+	ck_assert_int_eq(region_grow(r, (256 << 20) + 1), -ENOSPC);
+	ck_assert_int_eq(region_check(r, (256 << 20) - 8, 16), -EUCLEAN);
+	ck_assert_int_eq(region_check(r, UINT64_MAX - 4, 16), -EUCLEAN);
+	region_close(r);
+}
+END_TEST
+
+START_TEST(null_and_bad_arguments)
+{
+	shset *s = NULL;
+	struct shset_opts bad = {.flags = 1};
+	struct shset_opts tiny = {.max_bytes = 4096};
+	struct shset_opts procs = {.max_procs = 5000};
+
+	ck_assert_int_eq(shset_create(NULL, NULL), -EINVAL);
+	ck_assert_int_eq(shset_create(&s, &bad), -EINVAL);
+	ck_assert_int_eq(shset_create(&s, &tiny), -ENOSPC);
+	ck_assert_int_eq(shset_create(&s, &procs), -EINVAL);
+	ck_assert_int_eq(shset_attach_fd(NULL, 0), -EINVAL);
+	ck_assert_int_eq(shset_fd(NULL), -EINVAL);
+	shset_close(NULL);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("region");
+	TCase *tc = tcase_create("region");
+	tcase_set_timeout(tc, 120 * test_scale());
+	tcase_add_test(tc, attach_refuses_bad_fds);
+	tcase_add_test(tc, create_and_attach);
+	tcase_add_test(tc, growth_seen_by_other_process);
+	tcase_add_test(tc, null_and_bad_arguments);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(suite());
+}
