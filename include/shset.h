@@ -74,6 +74,85 @@ int shset_fd(const shset *s);
 /* Detaches.  The set lives on while any process holds its fd. */
 void shset_close(shset *s);
 
+/* The longest key, in bytes.  Longer keys are refused with -EINVAL. */
+#define SHSET_KEY_MAX 65535u
+
+/* 1 added, 0 already present.  -ENOSPC: the set reached max_bytes and is
+ * unchanged. */
+int shset_add(shset *s, const void *key, size_t len);
+/* 1 removed, 0 absent. */
+int shset_remove(shset *s, const void *key, size_t len);
+/* 1 present, 0 absent.  Takes no lock and writes no shared memory unless
+ * writers keep interfering or one died mid-operation. */
+int shset_contains(shset *s, const void *key, size_t len);
+/* The number of keys, or -errno. */
+long long shset_size(shset *s);
+/* Removes every key; the memory is reused by later additions. */
+int shset_clear(shset *s);
+
+/*
+ * An atomic copy into a NEW set in a new memfd (*out, to close with
+ * shset_close).  No process ever sees the copy hold a state the original
+ * never had.  The lock is held only while the used bytes are copied.
+ */
+int shset_copy(shset *s, shset **out);
+
+/*
+ * Calls @fn for every key of one consistent state of the set (taken
+ * atomically; @fn runs without the lock and may use the set).  @fn returns
+ * 0 to go on; any other value stops the walk and is returned.  Returns 0
+ * after a complete walk.  @key is valid only during the call.
+ */
+typedef int (*shset_visit_fn)(const void *key, size_t len, void *arg);
+int shset_foreach(shset *s, shset_visit_fn fn, void *arg);
+
+/*
+ * Batches: applied atomically, so no process sees part of a batch, and a
+ * crash applies all of it or none.  Return how many keys were added or
+ * removed.  A NULL @lens means every key is a NUL-terminated string.
+ */
+long long shset_add_batch(shset *s, const void *const *keys, const size_t *lens, size_t n);
+long long shset_remove_batch(shset *s, const void *const *keys, const size_t *lens, size_t n);
+
+/* Removes an arbitrary key and copies it into @buf (@cap bytes); *@len
+ * gets its length.  1 popped, 0 empty, -ENOBUFS if @cap is too small (the
+ * set is unchanged and *@len says what is needed). */
+int shset_pop(shset *s, void *buf, size_t cap, size_t *len);
+
+/*
+ * Set algebra between two sets (which may be the same set, through one
+ * handle or two).  Both are locked in a global order (by uuid), so
+ * concurrent calls on (a, b) and (b, a) cannot deadlock; each call is one
+ * atomic step on @s.
+ */
+long long shset_update(shset *s, shset *other);			     /* s |= other: added */
+long long shset_intersection_update(shset *s, shset *other);	     /* s &= other: removed */
+long long shset_difference_update(shset *s, shset *other);	     /* s -= other: removed */
+long long shset_symmetric_difference_update(shset *s, shset *other); /* s ^= other: changed */
+int shset_isdisjoint(shset *a, shset *b); /* 1 no common key, 0 otherwise */
+int shset_issubset(shset *a, shset *b);	  /* 1 if every key of a is in b */
+int shset_equal(shset *a, shset *b);	  /* 1 same keys */
+
+/* Checks every invariant of the region and the table: 0 or -EUCLEAN. */
+int shset_verify(shset *s);
+
+struct shset_stats {
+	uint64_t count;		      /* keys */
+	uint64_t capacity;	      /* table slots */
+	uint64_t tombstones;	      /* removed slots awaiting reuse */
+	double load;		      /* (count + tombstones) / capacity */
+	uint64_t key_bytes;	      /* sum of key lengths */
+	uint64_t heap_bytes;	      /* table + arena bytes in use or free-listed */
+	uint64_t file_bytes;	      /* size of the memfd */
+	double bytes_per_key;	      /* file_bytes / count */
+	uint64_t repairs;	      /* transactions of dead processes undone */
+	uint64_t resizes;	      /* table rebuilds */
+	uint64_t txns;		      /* committed mutating operations */
+	uint32_t max_procs, attached; /* process slots, and those held now */
+	struct shset_lock_state lock;
+};
+int shset_stats(shset *s, struct shset_stats *st);
+
 #ifdef __cplusplus
 }
 #endif

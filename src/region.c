@@ -115,7 +115,9 @@ int region_create(struct region **out, const struct region_opts *o)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	h.created_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	err = fill_random(h.uuid, sizeof(h.uuid));
-	if (!err)
+	if (!err && d.seed)
+		memcpy(h.seed, d.seed, sizeof(h.seed));
+	else if (!err)
 		err = fill_random(h.seed, sizeof(h.seed));
 	if (err)
 		return err;

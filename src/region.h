@@ -48,6 +48,7 @@ struct region_opts {
 	uint64_t log_bytes; /* size of the undo log area */
 	uint64_t heap_init; /* initial heap bytes */
 	const char *name;
+	const uint64_t *seed; /* hash key to reuse (copies); NULL: random */
 };
 
 struct region {

@@ -1,43 +1,82 @@
 /* SPDX-License-Identifier: MIT */
-/* set.c - the public set operations, built on region, lock and table. */
+/*
+ * set.c - the public set operations, built on region, lock and table.
+ *
+ * Every mutation is: take the lock (repairing after a dead owner), run one
+ * table transaction, commit or abort, release.  Readers (contains, size)
+ * first try the lock-free path and fall back to the lock.
+ */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 #include "region.h"
 #include "shset.h"
+#include "table.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define DEFAULT_LOG_BYTES (1u << 20)
 
 struct shset {
 	struct region *r;
 };
 
-int shset_create(shset **out, const struct shset_opts *opts)
+/* --- handles -------------------------------------------------------------- */
+
+static int opts_to_region(const struct shset_opts *opts, struct region_opts *ro)
 {
-	struct region_opts ro = {0};
-	struct shset *s;
+	memset(ro, 0, sizeof(*ro));
+	ro->log_bytes = DEFAULT_LOG_BYTES;
+	if (!opts)
+		return 0;
+	if (opts->flags)
+		return -EINVAL;
+	ro->max_size = opts->max_bytes;
+	ro->nslots = opts->max_procs;
+	if (opts->log_bytes)
+		ro->log_bytes = opts->log_bytes < TABLE_MIN_LOG ? TABLE_MIN_LOG : opts->log_bytes;
+	ro->name = opts->name;
+	return 0;
+}
+
+static int create_region(struct shset **out, const struct region_opts *ro, uint64_t capacity)
+{
+	struct shset *s = calloc(1, sizeof(*s));
 	int err;
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (opts) {
-		if (opts->flags)
-			return -EINVAL;
-		ro.max_size = opts->max_bytes;
-		ro.nslots = opts->max_procs;
-		ro.log_bytes = opts->log_bytes;
-		ro.name = opts->name;
-	}
-	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	err = region_create(&s->r, &ro);
+	err = region_create(&s->r, ro);
+	if (!err) {
+		err = table_init(s->r, capacity);
+		if (err)
+			region_close(s->r);
+	}
 	if (err) {
 		free(s);
 		return err;
 	}
 	*out = s;
 	return 0;
+}
+
+int shset_create(shset **out, const struct shset_opts *opts)
+{
+	struct region_opts ro;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	err = opts_to_region(opts, &ro);
+	if (err)
+		return err;
+	return create_region(out, &ro, opts ? opts->capacity : 0);
 }
 
 int shset_attach_fd(shset **out, int fd)
@@ -52,6 +91,10 @@ int shset_attach_fd(shset **out, int fd)
 	if (!s)
 		return -ENOMEM;
 	err = region_attach(&s->r, fd, 0);
+	if (!err && s->r->log_bytes < TABLE_MIN_LOG) {
+		region_close(s->r);
+		err = -EUCLEAN;
+	}
 	if (err) {
 		free(s);
 		return err;
@@ -71,4 +114,543 @@ void shset_close(shset *s)
 		return;
 	region_close(s->r);
 	free(s);
+}
+
+/* --- locking ----------------------------------------------------------------- */
+
+static int set_lock(struct shset *s)
+{
+	struct region *r = s->r;
+	int res = shset_lock_acquire(r->lock, r->lease);
+
+	if (res < 0)
+		return res;
+	if (res == SHSET_LOCK_OWNER_DIED) {
+		/* The dead owner's transaction is undone before anyone looks. */
+		int err = table_repair(r);
+		if (err) {
+			shset_lock_release(r->lock, r->lease);
+			return err;
+		}
+		shset_lock_consistent(r->lock, r->lease);
+	}
+	return 0;
+}
+
+static void set_unlock(struct shset *s)
+{
+	shset_lock_release(s->r->lock, s->r->lease);
+}
+
+static int same_set(const struct shset *a, const struct shset *b)
+{
+	return memcmp(a->r->uuid, b->r->uuid, sizeof(a->r->uuid)) == 0;
+}
+
+/* Both locks in uuid order, so (a, b) and (b, a) never deadlock. */
+static int lock_two(struct shset *a, struct shset *b)
+{
+	struct shset *first = a, *second = b;
+	int err;
+
+	if (same_set(a, b))
+		return set_lock(a);
+	if (memcmp(a->r->uuid, b->r->uuid, sizeof(a->r->uuid)) > 0) {
+		first = b;
+		second = a;
+	}
+	err = set_lock(first);
+	if (err)
+		return err;
+	err = set_lock(second);
+	if (err)
+		set_unlock(first);
+	return err;
+}
+
+static void unlock_two(struct shset *a, struct shset *b)
+{
+	if (!same_set(a, b))
+		set_unlock(b);
+	set_unlock(a);
+}
+
+/*
+ * Runs @fn in one transaction of @s, lock held by the caller.  If the undo
+ * log runs out (-E2BIG), the transaction is undone and run again on a
+ * fresh table, where slot writes need no log.
+ */
+typedef long long (*tx_fn)(struct tx *x, void *arg);
+
+static long long run_tx(struct shset *s, tx_fn fn, void *arg, uint64_t expect_writes)
+{
+	for (int fresh = 0; fresh < 2; fresh++) {
+		int err;
+		struct tx *x = tx_begin(s->r, &err);
+		if (!x)
+			return err;
+		if (fresh || expect_writes * 2 > tx_log_room(x)) {
+			err = tx_fresh(x, expect_writes);
+			if (err) {
+				tx_abort(x);
+				return err;
+			}
+			fresh = 1;
+		}
+		long long res = fn(x, arg);
+		if (res >= 0) {
+			tx_commit(x);
+			return res;
+		}
+		tx_abort(x);
+		if (res != -E2BIG)
+			return res;
+	}
+	return -E2BIG;
+}
+
+static long long locked_tx(struct shset *s, tx_fn fn, void *arg, uint64_t expect_writes)
+{
+	int err = set_lock(s);
+
+	if (err)
+		return err;
+	long long res = run_tx(s, fn, arg, expect_writes);
+	set_unlock(s);
+	return res;
+}
+
+/* --- single keys ------------------------------------------------------------- */
+
+struct key_arg {
+	const void *key;
+	size_t len;
+};
+
+static int key_ok(const struct shset *s, const void *key, size_t len)
+{
+	if (!s || (!key && len) || len > SHSET_KEY_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+static long long do_add(struct tx *x, void *arg)
+{
+	struct key_arg *k = arg;
+	return tx_insert(x, k->key, k->len);
+}
+
+static long long do_remove(struct tx *x, void *arg)
+{
+	struct key_arg *k = arg;
+	return tx_remove(x, k->key, k->len);
+}
+
+int shset_add(shset *s, const void *key, size_t len)
+{
+	struct key_arg k = {key ? key : "", len};
+	int err = key_ok(s, key, len);
+
+	return err ? err : (int)locked_tx(s, do_add, &k, 1);
+}
+
+int shset_remove(shset *s, const void *key, size_t len)
+{
+	struct key_arg k = {key ? key : "", len};
+	int err = key_ok(s, key, len);
+
+	return err ? err : (int)locked_tx(s, do_remove, &k, 1);
+}
+
+int shset_contains(shset *s, const void *key, size_t len)
+{
+	int err = key_ok(s, key, len);
+
+	if (err)
+		return err;
+	if (!key)
+		key = "";
+	int res = table_contains_optimistic(s->r, key, len);
+	if (res != -EAGAIN)
+		return res;
+	/* Writers kept the sequence moving, or one died with it odd: the
+	 * lock waits for them, or takes over and repairs. */
+	err = set_lock(s);
+	if (err)
+		return err;
+	res = table_contains_locked(s->r, key, len);
+	set_unlock(s);
+	return res;
+}
+
+long long shset_size(shset *s)
+{
+	if (!s)
+		return -EINVAL;
+	long long n = table_count_optimistic(s->r);
+	if (n != -EAGAIN)
+		return n;
+	int err = set_lock(s);
+	if (err)
+		return err;
+	n = table_count_optimistic(s->r);
+	set_unlock(s);
+	return n;
+}
+
+/* Returns how many keys it removed. */
+static long long do_clear(struct tx *x, void *arg)
+{
+	(void)arg;
+	long long n = (long long)tx_count(x);
+	int err = tx_clear(x);
+	return err ? err : n;
+}
+
+int shset_clear(shset *s)
+{
+	if (!s)
+		return -EINVAL;
+	long long res = locked_tx(s, do_clear, NULL, 0);
+	return res < 0 ? (int)res : 0;
+}
+
+struct pop_arg {
+	void *buf;
+	size_t cap;
+	size_t *len;
+};
+
+static long long do_pop(struct tx *x, void *arg)
+{
+	struct pop_arg *p = arg;
+	return tx_pop(x, p->buf, p->cap, p->len);
+}
+
+int shset_pop(shset *s, void *buf, size_t cap, size_t *len)
+{
+	size_t dummy;
+	struct pop_arg p = {buf, cap, len ? len : &dummy};
+
+	if (!s || (!buf && cap))
+		return -EINVAL;
+	return (int)locked_tx(s, do_pop, &p, 1);
+}
+
+/* --- batches ------------------------------------------------------------------ */
+
+struct batch_arg {
+	const void *const *keys;
+	const size_t *lens;
+	size_t n;
+	int add;
+};
+
+static size_t batch_len(const struct batch_arg *b, size_t i)
+{
+	return b->lens ? b->lens[i] : strlen(b->keys[i]);
+}
+
+static long long do_batch(struct tx *x, void *arg)
+{
+	struct batch_arg *b = arg;
+	long long done = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const void *k = b->keys[i] ? b->keys[i] : "";
+		int r =
+		    b->add ? tx_insert(x, k, batch_len(b, i)) : tx_remove(x, k, batch_len(b, i));
+		if (r < 0)
+			return r;
+		done += r;
+	}
+	return done;
+}
+
+static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)
+{
+	struct batch_arg b = {keys, lens, n, add};
+
+	if (!s || (!keys && n))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (!keys[i] && (!lens || lens[i]))
+			return -EINVAL;
+		if (keys[i] && batch_len(&b, i) > SHSET_KEY_MAX)
+			return -EINVAL;
+	}
+	return locked_tx(s, do_batch, &b, n);
+}
+
+long long shset_add_batch(shset *s, const void *const *keys, const size_t *lens, size_t n)
+{
+	return batch(s, keys, lens, n, 1);
+}
+
+long long shset_remove_batch(shset *s, const void *const *keys, const size_t *lens, size_t n)
+{
+	return batch(s, keys, lens, n, 0);
+}
+
+/* --- whole-set views --------------------------------------------------------- */
+
+int shset_copy(shset *s, shset **out)
+{
+	struct region_opts ro = {0};
+	struct shset *c;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!s)
+		return -EINVAL;
+	ro.max_size = s->r->map_size;
+	ro.nslots = s->r->nslots;
+	ro.log_bytes = s->r->log_bytes;
+	ro.seed = s->r->seed;
+	err = create_region(&c, &ro, 0);
+	if (err)
+		return err;
+	/* Fault the destination in before taking the lock, so the lock is
+	 * held only for the memcpy itself.  The size is a racy guess; the
+	 * copy grows the file further under the lock if it must. */
+	struct table_stats ts;
+	table_stats(s->r, &ts);
+	uint64_t guess = c->r->heap_off + ts.heap_bytes;
+	if (guess > c->r->heap_off && guess <= c->r->map_size && region_grow(c->r, guess) == 0)
+		madvise(c->r->base + c->r->heap_off, guess - c->r->heap_off, MADV_POPULATE_WRITE);
+	err = set_lock(s);
+	if (!err) {
+		err = table_copy_into(s->r, c->r);
+		set_unlock(s);
+	}
+	if (err) {
+		shset_close(c);
+		return err;
+	}
+	*out = c;
+	return 0;
+}
+
+int shset_foreach(shset *s, shset_visit_fn fn, void *arg)
+{
+	struct table_snap sn;
+	int err;
+
+	if (!s || !fn)
+		return -EINVAL;
+	err = set_lock(s);
+	if (err)
+		return err;
+	err = table_snap_take(s->r, &sn);
+	set_unlock(s);
+	if (err) {
+		table_snap_free(&sn);
+		return err;
+	}
+	uint64_t pos = 0;
+	const uint8_t *k;
+	size_t len;
+	int res;
+	while ((res = table_snap_next(&sn, &pos, &k, &len)) == 1) {
+		res = fn(k, len, arg);
+		if (res)
+			break;
+	}
+	table_snap_free(&sn);
+	return res;
+}
+
+/* --- two sets ------------------------------------------------------------------- */
+
+struct two_arg {
+	struct shset *other;
+	int mode;
+};
+
+enum { ALG_UNION, ALG_INTER, ALG_DIFF, ALG_SYMDIFF };
+
+static int keep_if_in_other(const void *k, size_t len, void *arg)
+{
+	return table_contains_locked(arg, k, len);
+}
+
+static long long do_two(struct tx *x, void *arg)
+{
+	struct two_arg *a = arg;
+	struct region *o = a->other->r;
+	uint64_t pos = 0;
+	const uint8_t *k;
+	size_t len;
+	long long done = 0;
+	int r;
+
+	if (a->mode == ALG_INTER) {
+		r = tx_filter(x, keep_if_in_other, o);
+		return r;
+	}
+	while ((r = table_next(o, &pos, &k, &len)) == 1) {
+		int res;
+		if (a->mode == ALG_UNION) {
+			res = tx_insert(x, k, len);
+		} else if (a->mode == ALG_DIFF) {
+			res = tx_remove(x, k, len);
+		} else {
+			res = tx_remove(x, k, len);
+			if (res == 0)
+				res = tx_insert(x, k, len);
+		}
+		if (res < 0)
+			return res;
+		done += res;
+	}
+	return r < 0 ? r : done;
+}
+
+static long long algebra(shset *s, shset *other, int mode)
+{
+	if (!s || !other)
+		return -EINVAL;
+	if (same_set(s, other)) {
+		/* s | s = s & s = s; s - s = s ^ s = empty. */
+		if (mode == ALG_UNION || mode == ALG_INTER)
+			return 0;
+		return locked_tx(s, do_clear, NULL, 0);
+	}
+	int err = lock_two(s, other);
+	if (err)
+		return err;
+	struct two_arg a = {other, mode};
+	uint64_t writes = (uint64_t)table_count_optimistic(other->r);
+	long long res = run_tx(s, do_two, &a, mode == ALG_INTER ? 0 : writes);
+	unlock_two(s, other);
+	return res;
+}
+
+long long shset_update(shset *s, shset *other)
+{
+	return algebra(s, other, ALG_UNION);
+}
+
+long long shset_intersection_update(shset *s, shset *other)
+{
+	return algebra(s, other, ALG_INTER);
+}
+
+long long shset_difference_update(shset *s, shset *other)
+{
+	return algebra(s, other, ALG_DIFF);
+}
+
+long long shset_symmetric_difference_update(shset *s, shset *other)
+{
+	return algebra(s, other, ALG_SYMDIFF);
+}
+
+enum { CMP_DISJOINT, CMP_SUBSET, CMP_EQUAL };
+
+static int compare(shset *a, shset *b, int mode)
+{
+	if (!a || !b)
+		return -EINVAL;
+	if (same_set(a, b)) {
+		if (mode != CMP_DISJOINT)
+			return 1;
+		long long n = shset_size(a);
+		return n < 0 ? (int)n : n == 0;
+	}
+	int err = lock_two(a, b);
+	if (err)
+		return err;
+	struct table_stats sa, sb;
+	table_stats(a->r, &sa);
+	table_stats(b->r, &sb);
+	int res = 1;
+	struct region *walk = a->r, *probe = b->r;
+	if (mode == CMP_DISJOINT && sb.count < sa.count) {
+		walk = b->r;
+		probe = a->r;
+	}
+	if ((mode == CMP_SUBSET && sa.count > sb.count) ||
+	    (mode == CMP_EQUAL && sa.count != sb.count)) {
+		res = 0;
+	} else {
+		uint64_t pos = 0;
+		const uint8_t *k;
+		size_t len;
+		int r;
+		while ((r = table_next(walk, &pos, &k, &len)) == 1) {
+			int in = table_contains_locked(probe, k, len);
+			if (in < 0) {
+				res = in;
+				break;
+			}
+			if (mode == CMP_DISJOINT ? in : !in) {
+				res = 0;
+				break;
+			}
+		}
+		if (r < 0)
+			res = r;
+	}
+	unlock_two(a, b);
+	return res;
+}
+
+int shset_isdisjoint(shset *a, shset *b)
+{
+	return compare(a, b, CMP_DISJOINT);
+}
+
+int shset_issubset(shset *a, shset *b)
+{
+	return compare(a, b, CMP_SUBSET);
+}
+
+int shset_equal(shset *a, shset *b)
+{
+	return compare(a, b, CMP_EQUAL);
+}
+
+/* --- checks and numbers -------------------------------------------------------- */
+
+int shset_verify(shset *s)
+{
+	if (!s)
+		return -EINVAL;
+	int err = set_lock(s);
+	if (err)
+		return err;
+	err = table_verify(s->r);
+	set_unlock(s);
+	return err;
+}
+
+int shset_stats(shset *s, struct shset_stats *st)
+{
+	struct table_stats ts;
+
+	if (!s || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	table_stats(s->r, &ts);
+	st->count = ts.count;
+	st->capacity = ts.capacity;
+	st->tombstones = ts.tombstones;
+	st->load = ts.capacity ? (double)(ts.count + ts.tombstones) / (double)ts.capacity : 0;
+	st->key_bytes = ts.key_bytes;
+	st->heap_bytes = ts.heap_bytes;
+	st->file_bytes = ts.file_bytes;
+	st->bytes_per_key = ts.count ? (double)ts.file_bytes / (double)ts.count : 0;
+	st->repairs = ts.repairs;
+	st->resizes = ts.resizes;
+	st->txns = ts.txns;
+	st->max_procs = s->r->nslots;
+	struct shset_lease_slot *slots = region_slots(s->r);
+	for (uint32_t i = 0; i < s->r->nslots; i++)
+		if (__atomic_load_n(&slots[i].pid, __ATOMIC_RELAXED) &&
+		    shset_lease_slot_alive(s->r->lease, i) == 1)
+			st->attached++;
+	return shset_lock_state(s->r->lock, &st->lock);
 }

@@ -1,0 +1,1109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * table.c - the set's hash table, key arena and undo log, all inside the
+ * region and all addressed by offsets.
+ *
+ * Table.  Open addressing with linear probing over 32-byte slots, capacity
+ * a power of two, at most 3/4 full counting tombstones:
+ *
+ *   slot: meta u64 | len u32 | 20 bytes: the key inline (len <= 20)
+ *                                       or 4 pad + u64 arena block offset
+ *   meta: 0 EMPTY, 1 TOMBSTONE, else LIVE: the key's hash with low bits 10
+ *
+ * The probe starts at the hash's top bits.  A hit needs the full meta and
+ * length to match before the key bytes are compared, so a probe usually
+ * touches one cache line.  Longer keys live in arena blocks: 2^k bytes, an
+ * 8-byte header (free-list link | stamp) then the key.
+ *
+ * Heap.  [heap_off, brk) holds tables and arena blocks, both power-of-two
+ * sized.  A free block's first word links it into head[class]; popping
+ * leaves the link in place.  clear() empties everything by resetting brk.
+ *
+ * Transactions.  Every mutation runs inside one, lock held:
+ *
+ *   IDLE --first write--> DIRTY (seq odd) --commit--> IDLE (seq even)
+ *                              \--crash/abort: roll back--> IDLE
+ *
+ * Before a word that a committed state depends on is overwritten, its
+ * offset and old value are appended to the undo log and log_n is bumped;
+ * then the word is written.  The state words (tdesc, count, heads, ...) are
+ * kept in the process's struct tx and written, logged, only at commit; the
+ * commit point is the store log_n = 0.  A crash before it leaves log_n > 0,
+ * and the next lock holder (told by SHSET_LOCK_OWNER_DIED) restores the
+ * logged words newest first: the set is exactly as before the dead
+ * transaction, which never returned to its caller.  Readers never see a
+ * half-done transaction: seq is odd from the first write to the commit.
+ *
+ * What needs no logging, and why:
+ *   - the body of an EMPTY or TOMBSTONE slot: meta decides, and meta is
+ *     logged;
+ *   - anything in a table allocated by this transaction (tx->fresh): the
+ *     logged tdesc still points at the old table after a rollback.  Big
+ *     batches therefore start with tx_fresh() and log O(1) words;
+ *   - memory past the committed brk;
+ *   - the header of an arena block freed by this transaction: freed blocks
+ *     go to private pending lists and reach head[] only at commit, so no
+ *     block freed in a transaction is reused by it.  The exception is a
+ *     block popped from a free list in this same transaction (its link is
+ *     still needed by the committed list): popping stamps the header with
+ *     the transaction number, and freeing a block with the current stamp
+ *     logs the header first.  Tables have no header, so their first word is
+ *     always logged when they are freed or popped.
+ *
+ * Every offset and length read from the region goes through view_at(),
+ * which checks it against the bytes known to exist; any failure is
+ * -EUCLEAN.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "table.h"
+
+#define META_EMPTY  0ull
+#define META_TOMB   1ull
+#define SLOT_SIZE   32u
+#define INLINE_MAX  20u
+#define MIN_LOG2    4u
+#define LOG_RESERVE 256u /* entries kept for commit */
+#define READ_TRIES  64
+
+#define BLK_NEXT_MASK ((1ull << 40) - 1)
+#define BLK_STAMP(w)  ((uint32_t)((w) >> 40))
+#define STAMP_MASK    0xffffffu
+
+#if defined(__SANITIZE_THREAD__)
+#define SEQ_FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+#else
+/* Orders the reader's data loads before its second seq load. */
+#define SEQ_FENCE() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#endif
+
+static inline int is_live(uint64_t m)
+{
+	return (m & 3) == 2;
+}
+
+static inline uint64_t meta_of(uint64_t h)
+{
+	return (h & ~3ull) | 2;
+}
+
+static inline uint64_t tdesc_make(uint64_t off, unsigned log2)
+{
+	return off | ((uint64_t)log2 << 56);
+}
+
+static inline uint64_t tdesc_off(uint64_t d)
+{
+	return d & ((1ull << 56) - 1);
+}
+
+static inline unsigned tdesc_log2(uint64_t d)
+{
+	return (unsigned)(d >> 56);
+}
+
+static inline unsigned class_of(uint64_t bytes)
+{
+	unsigned c = 5;
+
+	while ((1ull << c) < bytes)
+		c++;
+	return c;
+}
+
+static inline uint64_t ld64(const uint8_t *p)
+{
+	return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+
+static inline uint32_t ld32(const uint8_t *p)
+{
+	return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
+}
+
+static inline void st64(uint8_t *p, uint64_t v)
+{
+	__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
+
+static inline void st32(uint8_t *p, uint32_t v)
+{
+	__atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED);
+}
+
+static inline struct table_state *state(struct region *r)
+{
+	return r->state;
+}
+
+/* --- views: bounds-checked access to a region or to a private copy ------ */
+
+struct view {
+	struct region *r;   /* a live region, or NULL for a copy */
+	const uint8_t *buf; /* copy: byte at offset o is buf[o - bias] */
+	uint64_t bias, end;
+	uint64_t heap_off, brk; /* tables and blocks must lie in [heap_off, brk) */
+	uint64_t seed[2];
+};
+
+static inline void view_region(struct view *v, struct region *r, uint64_t brk)
+{
+	v->r = r;
+	v->buf = NULL;
+	v->bias = 0;
+	v->end = 0;
+	v->heap_off = r->heap_off;
+	v->brk = brk;
+	v->seed[0] = r->seed[0];
+	v->seed[1] = r->seed[1];
+}
+
+/* The one bounds check: a pointer to [off, off+len) or NULL. */
+static inline uint8_t *view_at(const struct view *v, uint64_t off, uint64_t len)
+{
+	if (off + len < off)
+		return NULL;
+	if (v->r)
+		return region_check(v->r, off, len) ? NULL : v->r->base + off;
+	if (off < v->bias || off + len > v->end)
+		return NULL;
+	return (uint8_t *)v->buf + (off - v->bias);
+}
+
+/* A heap object (table or block) of @len bytes at @off. */
+static inline uint8_t *view_heap(const struct view *v, uint64_t off, uint64_t len)
+{
+	if (off < v->heap_off || off + len > v->brk || off + len < off || (off & 31))
+		return NULL;
+	return view_at(v, off, len);
+}
+
+static uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
+{
+	unsigned l2 = tdesc_log2(tdesc);
+
+	if (l2 < MIN_LOG2 || l2 > 40)
+		return NULL;
+	*cap = 1ull << l2;
+	return view_heap(v, tdesc_off(tdesc), *cap * SLOT_SIZE);
+}
+
+/* The key bytes of a live slot, checked. */
+static const uint8_t *slot_key(const struct view *v, const uint8_t *slot, uint32_t *lenp)
+{
+	uint32_t len = ld32(slot + 8);
+
+	if (len > TABLE_KEY_MAX)
+		return NULL;
+	*lenp = len;
+	if (len <= INLINE_MAX)
+		return slot + 12;
+	uint64_t off = ld64(slot + 16);
+	const uint8_t *b = view_heap(v, off, 8 + (uint64_t)len);
+	return b ? b + 8 : NULL;
+}
+
+/*
+ * Looks @key up in the table @tdesc.  Returns 1 (*pos: its slot), 0 (*ins:
+ * the first reusable slot on its path, or UINT64_MAX), or -EUCLEAN.
+ */
+static int probe(const struct view *v, uint64_t tdesc, uint64_t h, const void *key, size_t len,
+		 uint64_t *pos, uint64_t *ins)
+{
+	uint64_t cap, want = meta_of(h);
+	uint8_t *t;
+
+	*ins = UINT64_MAX;
+	if (!tdesc)
+		return 0;
+	t = view_table(v, tdesc, &cap);
+	if (!t)
+		return -EUCLEAN;
+	uint64_t mask = cap - 1, i = h >> (64 - tdesc_log2(tdesc));
+	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & mask) {
+		const uint8_t *s = t + i * SLOT_SIZE;
+		uint64_t m = ld64(s);
+
+		if (m == META_EMPTY) {
+			if (*ins == UINT64_MAX)
+				*ins = i;
+			return 0;
+		}
+		if (m == META_TOMB) {
+			if (*ins == UINT64_MAX)
+				*ins = i;
+			continue;
+		}
+		if (m != want || ld32(s + 8) != len)
+			continue;
+		uint32_t kl;
+		const uint8_t *k = slot_key(v, s, &kl);
+		if (!k)
+			return -EUCLEAN;
+		if (memcmp(k, key, len) == 0) {
+			*pos = i;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* --- lock-free readers ---------------------------------------------------- */
+
+static inline uint64_t seq_begin(struct table_state *st)
+{
+	return __atomic_load_n(&st->seq, __ATOMIC_ACQUIRE);
+}
+
+static inline int seq_retry(struct table_state *st, uint64_t s)
+{
+	SEQ_FENCE();
+	return __atomic_load_n(&st->seq, __ATOMIC_RELAXED) != s;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+int table_contains_optimistic(struct region *r, const void *key, size_t len)
+{
+	struct table_state *st = state(r);
+	uint64_t h = hash_bytes(r->seed, key, len);
+
+	for (int tries = 0; tries < READ_TRIES; tries++) {
+		uint64_t s = seq_begin(st);
+		if (s & 1) {
+			cpu_relax();
+			continue;
+		}
+		struct view v;
+		uint64_t pos, ins;
+		view_region(&v, r, __atomic_load_n(&st->brk, __ATOMIC_RELAXED));
+		int res = probe(&v, __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED), h, key, len,
+				&pos, &ins);
+		if (!seq_retry(st, s))
+			return res;
+	}
+	return -EAGAIN;
+}
+
+long long table_count_optimistic(struct region *r)
+{
+	struct table_state *st = state(r);
+
+	for (int tries = 0; tries < READ_TRIES; tries++) {
+		uint64_t s = seq_begin(st);
+		if (s & 1) {
+			cpu_relax();
+			continue;
+		}
+		uint64_t c = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
+		if (!seq_retry(st, s))
+			return c > (uint64_t)INT64_MAX ? -EUCLEAN : (long long)c;
+	}
+	return -EAGAIN;
+}
+
+static void view_locked(struct view *v, struct region *r)
+{
+	view_region(v, r, __atomic_load_n(&state(r)->brk, __ATOMIC_RELAXED));
+}
+
+int table_contains_locked(struct region *r, const void *key, size_t len)
+{
+	struct view v;
+	uint64_t pos, ins;
+
+	view_locked(&v, r);
+	return probe(&v, state(r)->tdesc, hash_bytes(r->seed, key, len), key, len, &pos, &ins);
+}
+
+/* --- the undo log --------------------------------------------------------- */
+
+struct log_entry {
+	uint64_t off;
+	uint64_t old;
+};
+
+static inline struct log_entry *log_base(struct region *r)
+{
+	return (struct log_entry *)(r->base + r->log_off);
+}
+
+static inline uint64_t log_cap(struct region *r)
+{
+	return r->log_bytes / sizeof(struct log_entry);
+}
+
+/* A word the log may restore: in the state area past seq, or in the heap. */
+static int log_target_ok(struct region *r, uint64_t off)
+{
+	uint64_t lo = REGION_STATE_OFF + 64, hi = REGION_STATE_OFF + sizeof(struct table_state);
+
+	if (off & 7)
+		return 0;
+	if (off >= lo && off + 8 <= hi)
+		return 1;
+	return off >= r->heap_off && region_check(r, off, 8) == 0;
+}
+
+/* Restores every logged word, newest first, then empties the log. */
+static int log_rollback(struct region *r)
+{
+	struct table_state *st = state(r);
+	struct log_entry *lg = log_base(r);
+	uint64_t n = __atomic_load_n(&st->log_n, __ATOMIC_ACQUIRE);
+
+	if (n > log_cap(r))
+		return -EUCLEAN;
+	/* Check everything before writing anything. */
+	for (uint64_t i = 0; i < n; i++)
+		if (!log_target_ok(r, lg[i].off))
+			return -EUCLEAN;
+	for (uint64_t i = n; i-- > 0;)
+		st64(r->base + lg[i].off, lg[i].old);
+	__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int table_repair(struct region *r)
+{
+	struct table_state *st = state(r);
+	int err = log_rollback(r);
+
+	if (err)
+		return err;
+	uint64_t s = __atomic_load_n(&st->seq, __ATOMIC_RELAXED);
+	if (s & 1)
+		__atomic_store_n(&st->seq, s + 1, __ATOMIC_RELEASE);
+	st->n_repairs++;
+	return 0;
+}
+
+/* --- transactions ----------------------------------------------------------- */
+
+struct tx {
+	struct region *r;
+	struct table_state *st;
+	struct view v;
+	uint64_t tdesc, count, tombs, brk, key_bytes, arena_bytes;
+	uint64_t head[TABLE_CLASSES];
+	uint64_t pend_head[TABLE_CLASSES], pend_tail[TABLE_CLASSES];
+	uint64_t seq0;
+	uint32_t stamp;
+	int dirty;
+	int cleared; /* clear() ran: nothing else may follow in this one */
+	int fresh;   /* the current table was allocated by this transaction */
+	uint64_t fresh_tdesc;
+};
+
+/* Marks the set as being changed: readers retry until commit.  The
+ * exchange (acquire) keeps the writes that follow after it. */
+static void tx_touch(struct tx *x)
+{
+	if (x->dirty)
+		return;
+	uint64_t s = __atomic_load_n(&x->st->seq, __ATOMIC_RELAXED);
+	x->seq0 = s | 1;
+	__atomic_exchange_n(&x->st->seq, x->seq0, __ATOMIC_ACQ_REL);
+	x->dirty = 1;
+}
+
+static int tx_log_limit(struct tx *x, uint64_t off, uint64_t limit)
+{
+	struct table_state *st = x->st;
+	uint64_t n = st->log_n;
+
+	if (n >= limit)
+		return -E2BIG;
+	tx_touch(x);
+	struct log_entry *e = log_base(x->r) + n;
+	e->off = off;
+	e->old = ld64(x->r->base + off);
+	/* The entry is complete before log_n covers it, and log_n covers it
+	 * before the word changes: a crash between any two stores undoes. */
+	__atomic_store_n(&st->log_n, n + 1, __ATOMIC_RELEASE);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static int tx_log(struct tx *x, uint64_t off)
+{
+	return tx_log_limit(x, off, log_cap(x->r) - LOG_RESERVE);
+}
+
+uint64_t tx_log_room(const struct tx *x)
+{
+	uint64_t cap = log_cap(x->r) - LOG_RESERVE, n = x->st->log_n;
+	return n < cap ? cap - n : 0;
+}
+
+struct tx *tx_begin(struct region *r, int *err)
+{
+	struct table_state *st = state(r);
+	struct tx *x;
+
+	*err = 0;
+	if (r->readonly) {
+		*err = -EROFS;
+		return NULL;
+	}
+	/* A log left behind means an owner died without us being told (a
+	 * scribbled lock word): undo it now. */
+	if (__atomic_load_n(&st->log_n, __ATOMIC_ACQUIRE)) {
+		*err = table_repair(r);
+		if (*err)
+			return NULL;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	x->r = r;
+	x->st = st;
+	x->tdesc = st->tdesc;
+	x->count = st->count;
+	x->tombs = st->tombs;
+	x->brk = st->brk;
+	x->key_bytes = st->key_bytes;
+	x->arena_bytes = st->arena_bytes;
+	memcpy(x->head, st->head, sizeof(x->head));
+	if (x->brk < r->heap_off || x->brk > r->map_size) {
+		free(x);
+		*err = -EUCLEAN;
+		return NULL;
+	}
+	view_region(&x->v, r, x->brk);
+	st->txn++;
+	x->stamp = (uint32_t)(st->txn & STAMP_MASK);
+	if (!x->stamp)
+		x->stamp = 1;
+	return x;
+}
+
+uint64_t tx_count(const struct tx *x)
+{
+	return x->count;
+}
+
+/* Allocates a 2^@cls block: from the free list, else from brk. */
+static int tx_alloc(struct tx *x, unsigned cls, int is_table, uint64_t *out)
+{
+	uint64_t size = 1ull << cls, b = x->head[cls];
+
+	if (b) {
+		uint8_t *p = view_heap(&x->v, b, size);
+		if (!p)
+			return -EUCLEAN;
+		uint64_t w = ld64(p);
+		uint64_t next = (w & BLK_NEXT_MASK) << 5;
+		if (next && !view_heap(&x->v, next, size))
+			return -EUCLEAN;
+		if (is_table) {
+			int err = tx_log(x, b);
+			if (err)
+				return err;
+		} else {
+			/* Only the stamp: the committed list still needs the link. */
+			tx_touch(x);
+			st64(p, (w & BLK_NEXT_MASK) | ((uint64_t)x->stamp << 40));
+		}
+		x->head[cls] = next;
+		*out = b;
+		return 0;
+	}
+	uint64_t align = size < 64 ? 32 : 64;
+	b = (x->brk + align - 1) & ~(align - 1);
+	if (b + size < b || b + size > x->r->map_size)
+		return -ENOSPC;
+	int err = region_grow(x->r, b + size);
+	if (err)
+		return err;
+	x->brk = b + size;
+	x->v.brk = x->brk;
+	if (!is_table) {
+		tx_touch(x);
+		st64(x->r->base + b, 0);
+	}
+	*out = b;
+	return 0;
+}
+
+/* Queues a block for the free lists at commit. */
+static int tx_free(struct tx *x, uint64_t b, unsigned cls, int is_table)
+{
+	uint8_t *p = view_heap(&x->v, b, 1ull << cls);
+
+	if (!p)
+		return -EUCLEAN;
+	uint64_t w = ld64(p);
+	if (is_table || BLK_STAMP(w) == x->stamp) {
+		int err = tx_log(x, b);
+		if (err)
+			return err;
+	}
+	tx_touch(x);
+	st64(p, x->pend_head[cls] >> 5);
+	if (!x->pend_head[cls])
+		x->pend_tail[cls] = b;
+	x->pend_head[cls] = b;
+	return 0;
+}
+
+static int slot_write_prepare(struct tx *x, uint64_t slot_off)
+{
+	if (x->fresh && x->tdesc == x->fresh_tdesc)
+		return 0;
+	return tx_log(x, slot_off);
+}
+
+/* Places an already-built slot (32 bytes) into table @t by probing for an
+ * empty slot: used when rebuilding into a fresh table. */
+static void place(uint8_t *t, unsigned l2, const uint8_t *slot)
+{
+	uint64_t mask = (1ull << l2) - 1, m = ld64(slot);
+	uint64_t i = m >> (64 - l2);
+
+	while (ld64(t + i * SLOT_SIZE) != META_EMPTY)
+		i = (i + 1) & mask;
+	memcpy(t + i * SLOT_SIZE + 8, slot + 8, SLOT_SIZE - 8);
+	st64(t + i * SLOT_SIZE, m);
+}
+
+static unsigned log2_for(uint64_t keys)
+{
+	unsigned l2 = MIN_LOG2;
+
+	/* At most half full right after a resize. */
+	while ((1ull << l2) / 2 < keys && l2 < 40)
+		l2++;
+	return l2;
+}
+
+/*
+ * Moves the live keys for which @keep says 1 into a fresh table sized for
+ * max(@keys, kept); frees the blocks of the others and the old table.
+ */
+static int tx_rebuild(struct tx *x, uint64_t keys,
+		      int (*keep)(const void *k, size_t len, void *arg), void *arg)
+{
+	uint64_t cap = 0, off, old = x->tdesc;
+	uint8_t *ot = NULL;
+	int err;
+
+	if (old) {
+		ot = view_table(&x->v, old, &cap);
+		if (!ot)
+			return -EUCLEAN;
+	}
+	if (x->cleared)
+		return -EINVAL;
+	if (keys < x->count)
+		keys = x->count;
+	unsigned l2 = log2_for(keys);
+	err = tx_alloc(x, l2 + 5, 1, &off);
+	if (err)
+		return err;
+	uint8_t *nt = view_heap(&x->v, off, (1ull << l2) * SLOT_SIZE);
+	if (!nt)
+		return -EUCLEAN;
+	tx_touch(x);
+	memset(nt, 0, (1ull << l2) * SLOT_SIZE);
+	uint64_t kept = 0, kbytes = 0, abytes = 0;
+	for (uint64_t i = 0; i < cap; i++) {
+		const uint8_t *s = ot + i * SLOT_SIZE;
+		if (!is_live(ld64(s)))
+			continue;
+		uint32_t len;
+		const uint8_t *k = slot_key(&x->v, s, &len);
+		if (!k || ++kept > (1ull << l2) / 2 + 1)
+			return -EUCLEAN;
+		int yes = keep ? keep(k, len, arg) : 1;
+		if (yes < 0)
+			return yes;
+		if (yes) {
+			place(nt, l2, s);
+			kbytes += len;
+			if (len > INLINE_MAX)
+				abytes += 1ull << class_of(8 + (uint64_t)len);
+		} else {
+			kept--;
+			if (len > INLINE_MAX) {
+				err = tx_free(x, ld64(s + 16), class_of(8 + (uint64_t)len), 0);
+				if (err)
+					return err;
+			}
+		}
+	}
+	if (old) {
+		err = tx_free(x, tdesc_off(old), tdesc_log2(old) + 5, 1);
+		if (err)
+			return err;
+	}
+	x->tdesc = tdesc_make(off, l2);
+	x->fresh = 1;
+	x->fresh_tdesc = x->tdesc;
+	x->count = kept;
+	x->tombs = 0;
+	x->key_bytes = kbytes;
+	x->arena_bytes = abytes;
+	x->st->n_resizes++;
+	return 0;
+}
+
+int tx_fresh(struct tx *x, uint64_t keys)
+{
+	if (x->fresh && x->tdesc == x->fresh_tdesc) {
+		uint64_t cap = 1ull << tdesc_log2(x->tdesc);
+		if ((x->count + keys) * 4 <= cap * 3)
+			return 0;
+	}
+	return tx_rebuild(x, x->count + keys, NULL, NULL);
+}
+
+int tx_contains(struct tx *x, const void *key, size_t len)
+{
+	uint64_t pos, ins;
+
+	return probe(&x->v, x->tdesc, hash_bytes(x->v.seed, key, len), key, len, &pos, &ins);
+}
+
+static int slot_is_tomb(struct tx *x, uint64_t i)
+{
+	uint64_t cap;
+	uint8_t *t = view_table(&x->v, x->tdesc, &cap);
+
+	return t && i < cap && ld64(t + i * SLOT_SIZE) == META_TOMB;
+}
+
+int tx_insert(struct tx *x, const void *key, size_t len)
+{
+	uint64_t h, pos, ins, cap;
+	int err;
+
+	if (len > TABLE_KEY_MAX || x->cleared)
+		return -EINVAL;
+	h = hash_bytes(x->v.seed, key, len);
+	err = probe(&x->v, x->tdesc, h, key, len, &pos, &ins);
+	if (err)
+		return err < 0 ? err : 0;
+	cap = x->tdesc ? 1ull << tdesc_log2(x->tdesc) : 0;
+	/* Reusing a tombstone does not fill the table any further. */
+	uint64_t filled = x->count + x->tombs + (ins != UINT64_MAX && slot_is_tomb(x, ins) ? 0 : 1);
+	if (filled * 4 > cap * 3) {
+		err = tx_rebuild(x, x->count + 1, NULL, NULL);
+		/* Out of room for a bigger table: fill this one up to 7/8
+		 * before refusing. */
+		if (err == -ENOSPC && ins != UINT64_MAX && filled * 8 <= cap * 7)
+			err = 0;
+		else if (err)
+			return err;
+		err = probe(&x->v, x->tdesc, h, key, len, &pos, &ins);
+		if (err)
+			return err < 0 ? err : -EUCLEAN;
+	}
+	if (ins == UINT64_MAX)
+		return -EUCLEAN; /* a 3/4-full table always has room */
+	uint64_t cap2;
+	uint8_t *t = view_table(&x->v, x->tdesc, &cap2);
+	if (!t)
+		return -EUCLEAN;
+	uint8_t *s = t + ins * SLOT_SIZE;
+	uint64_t slot_off = tdesc_off(x->tdesc) + ins * SLOT_SIZE;
+	int was_tomb = ld64(s) == META_TOMB;
+	uint64_t blk = 0;
+	unsigned cls = 0;
+	if (len > INLINE_MAX) {
+		cls = class_of(8 + (uint64_t)len);
+		err = tx_alloc(x, cls, 0, &blk);
+		if (err)
+			return err;
+	}
+	err = slot_write_prepare(x, slot_off);
+	if (err)
+		return err;
+	tx_touch(x);
+	st32(s + 8, (uint32_t)len);
+	if (blk) {
+		memcpy(x->r->base + blk + 8, key, len);
+		st64(s + 16, blk);
+		x->arena_bytes += 1ull << cls;
+	} else {
+		memcpy(s + 12, key, len);
+	}
+	/* Release: a reader that sees the meta sees the key bytes too. */
+	__atomic_store_n((uint64_t *)s, meta_of(h), __ATOMIC_RELEASE);
+	x->count++;
+	x->key_bytes += len;
+	if (was_tomb)
+		x->tombs--;
+	return 1;
+}
+
+/* Turns slot @i of the current table into a tombstone and frees its key. */
+static int remove_at(struct tx *x, uint8_t *t, uint64_t i)
+{
+	uint8_t *s = t + i * SLOT_SIZE;
+	uint32_t len = ld32(s + 8);
+	int err;
+
+	if (len > TABLE_KEY_MAX)
+		return -EUCLEAN;
+	err = slot_write_prepare(x, tdesc_off(x->tdesc) + i * SLOT_SIZE);
+	if (err)
+		return err;
+	if (len > INLINE_MAX) {
+		unsigned cls = class_of(8 + (uint64_t)len);
+		err = tx_free(x, ld64(s + 16), cls, 0);
+		if (err)
+			return err;
+		x->arena_bytes -= 1ull << cls;
+	}
+	tx_touch(x);
+	__atomic_store_n((uint64_t *)s, META_TOMB, __ATOMIC_RELEASE);
+	x->count--;
+	x->tombs++;
+	x->key_bytes -= len;
+	return 1;
+}
+
+int tx_remove(struct tx *x, const void *key, size_t len)
+{
+	uint64_t pos, ins, cap;
+	int res;
+
+	if (len > TABLE_KEY_MAX)
+		return 0;
+	res = probe(&x->v, x->tdesc, hash_bytes(x->v.seed, key, len), key, len, &pos, &ins);
+	if (res <= 0)
+		return res;
+	uint8_t *t = view_table(&x->v, x->tdesc, &cap);
+	if (!t)
+		return -EUCLEAN;
+	return remove_at(x, t, pos);
+}
+
+int tx_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
+{
+	uint64_t cap;
+
+	if (!x->count || !x->tdesc)
+		return 0;
+	uint8_t *t = view_table(&x->v, x->tdesc, &cap);
+	if (!t)
+		return -EUCLEAN;
+	uint64_t start = x->st->pop_hint & (cap - 1);
+	for (uint64_t n = 0; n < cap; n++) {
+		uint64_t i = (start + n) & (cap - 1);
+		const uint8_t *s = t + i * SLOT_SIZE;
+		if (!is_live(ld64(s)))
+			continue;
+		uint32_t len;
+		const uint8_t *k = slot_key(&x->v, s, &len);
+		if (!k)
+			return -EUCLEAN;
+		*lenp = len;
+		if (len > bufcap)
+			return -ENOBUFS;
+		memcpy(buf, k, len);
+		x->st->pop_hint = i + 1;
+		return remove_at(x, t, i);
+	}
+	return -EUCLEAN; /* count said there was one */
+}
+
+int tx_clear(struct tx *x)
+{
+	/* Nothing is overwritten, so the old state stays intact until the
+	 * commit publishes the empty one. */
+	tx_touch(x);
+	x->tdesc = 0;
+	x->count = 0;
+	x->tombs = 0;
+	x->brk = x->r->heap_off;
+	x->v.brk = x->brk;
+	x->key_bytes = 0;
+	x->arena_bytes = 0;
+	memset(x->head, 0, sizeof(x->head));
+	memset(x->pend_head, 0, sizeof(x->pend_head));
+	x->fresh = 0;
+	/* Later allocations would reuse the committed heap that a rollback
+	 * must find intact. */
+	x->cleared = 1;
+	return 0;
+}
+
+int tx_filter(struct tx *x, int (*keep)(const void *k, size_t len, void *arg), void *arg)
+{
+	uint64_t before = x->count;
+	int err = tx_rebuild(x, 0, keep, arg);
+
+	return err ? err : (int)(before - x->count > INT32_MAX ? INT32_MAX : before - x->count);
+}
+
+static void tx_publish(struct tx *x, uint64_t *field, uint64_t val)
+{
+	if (*field == val)
+		return;
+	/* The reserve always has room for the commit's few words. */
+	tx_log_limit(x, (uint64_t)((uint8_t *)field - x->r->base), log_cap(x->r));
+	__atomic_store_n(field, val, __ATOMIC_RELAXED);
+}
+
+int tx_commit(struct tx *x)
+{
+	struct table_state *st = x->st;
+
+	for (unsigned c = 0; c < TABLE_CLASSES; c++) {
+		if (!x->pend_head[c])
+			continue;
+		uint64_t tail = x->pend_tail[c];
+		tx_log_limit(x, tail, log_cap(x->r));
+		st64(x->r->base + tail, x->head[c] >> 5);
+		x->head[c] = x->pend_head[c];
+	}
+	tx_publish(x, &st->brk, x->brk);
+	tx_publish(x, &st->tdesc, x->tdesc);
+	tx_publish(x, &st->count, x->count);
+	tx_publish(x, &st->tombs, x->tombs);
+	tx_publish(x, &st->key_bytes, x->key_bytes);
+	tx_publish(x, &st->arena_bytes, x->arena_bytes);
+	for (unsigned c = 0; c < TABLE_CLASSES; c++)
+		tx_publish(x, &st->head[c], x->head[c]);
+	if (x->dirty) {
+		/* The commit point.  Then readers may trust the table again. */
+		__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
+		st->n_txns++;
+	}
+	free(x);
+	return 0;
+}
+
+void tx_abort(struct tx *x)
+{
+	struct table_state *st = x->st;
+
+	if (x->dirty) {
+		/* Our own log: its targets were all checked when written. */
+		log_rollback(x->r);
+		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
+		st->n_aborts++;
+	}
+	free(x);
+}
+
+/* --- creation, iteration, copies ------------------------------------------ */
+
+int table_init(struct region *r, uint64_t capacity)
+{
+	struct table_state *st = state(r);
+	int err = 0;
+
+	st->brk = r->heap_off;
+	if (!capacity)
+		return 0;
+	if (capacity > (1ull << 38))
+		return -ENOSPC;
+	struct tx *x = tx_begin(r, &err);
+	if (!x)
+		return err;
+	err = tx_rebuild(x, capacity * 4 / 3 / 2 + 1, NULL, NULL);
+	if (err) {
+		tx_abort(x);
+		return err;
+	}
+	return tx_commit(x);
+}
+
+static int next_in(const struct view *v, uint64_t tdesc, uint64_t *pos, const uint8_t **key,
+		   size_t *len)
+{
+	uint64_t cap;
+
+	if (!tdesc)
+		return 0;
+	uint8_t *t = view_table(v, tdesc, &cap);
+	if (!t)
+		return -EUCLEAN;
+	for (uint64_t i = *pos; i < cap; i++) {
+		const uint8_t *s = t + i * SLOT_SIZE;
+		if (!is_live(ld64(s)))
+			continue;
+		uint32_t kl;
+		const uint8_t *k = slot_key(v, s, &kl);
+		if (!k)
+			return -EUCLEAN;
+		*key = k;
+		*len = kl;
+		*pos = i + 1;
+		return 1;
+	}
+	*pos = cap;
+	return 0;
+}
+
+int table_next(struct region *r, uint64_t *pos, const uint8_t **key, size_t *len)
+{
+	struct view v;
+
+	view_locked(&v, r);
+	return next_in(&v, state(r)->tdesc, pos, key, len);
+}
+
+int table_snap_take(struct region *r, struct table_snap *sn)
+{
+	struct table_state *st = state(r);
+
+	memset(sn, 0, sizeof(*sn));
+	sn->heap_off = r->heap_off;
+	sn->brk = st->brk;
+	sn->tdesc = st->tdesc;
+	sn->count = st->count;
+	sn->seed[0] = r->seed[0];
+	sn->seed[1] = r->seed[1];
+	if (sn->brk < sn->heap_off || region_check(r, sn->heap_off, sn->brk - sn->heap_off))
+		return -EUCLEAN;
+	sn->buf = malloc(sn->brk - sn->heap_off + 1);
+	if (!sn->buf)
+		return -ENOMEM;
+	memcpy(sn->buf, r->base + sn->heap_off, sn->brk - sn->heap_off);
+	return 0;
+}
+
+void table_snap_free(struct table_snap *sn)
+{
+	free(sn->buf);
+	sn->buf = NULL;
+}
+
+int table_snap_next(const struct table_snap *sn, uint64_t *pos, const uint8_t **key, size_t *len)
+{
+	struct view v = {.r = NULL,
+			 .buf = sn->buf,
+			 .bias = sn->heap_off,
+			 .end = sn->brk,
+			 .heap_off = sn->heap_off,
+			 .brk = sn->brk};
+
+	return next_in(&v, sn->tdesc, pos, key, len);
+}
+
+int table_copy_into(struct region *src, struct region *dst)
+{
+	struct table_state *s = state(src), *d = state(dst);
+	uint64_t brk = s->brk;
+	int err;
+
+	if (__atomic_load_n(&s->log_n, __ATOMIC_ACQUIRE))
+		return -EUCLEAN;
+	if (brk < src->heap_off || region_check(src, src->heap_off, brk - src->heap_off))
+		return -EUCLEAN;
+	if (dst->heap_off != src->heap_off || brk > dst->map_size)
+		return -EINVAL;
+	err = region_grow(dst, brk);
+	if (err)
+		return err;
+	memcpy(dst->base + dst->heap_off, src->base + src->heap_off, brk - src->heap_off);
+	d->brk = brk;
+	d->tdesc = s->tdesc;
+	d->count = s->count;
+	d->tombs = s->tombs;
+	d->key_bytes = s->key_bytes;
+	d->arena_bytes = s->arena_bytes;
+	memcpy(d->head, s->head, sizeof(d->head));
+	return 0;
+}
+
+/* --- verification and statistics ------------------------------------------- */
+
+int table_verify(struct region *r)
+{
+	struct table_state *st = state(r);
+	struct view v;
+	uint64_t cap = 0, live = 0, tombs = 0, kbytes = 0, abytes = 0;
+
+	if (st->log_n || (st->seq & 1))
+		return -EUCLEAN;
+	if (st->brk < r->heap_off || st->brk > r->map_size || region_check(r, 0, st->brk))
+		return -EUCLEAN;
+	view_locked(&v, r);
+	if (st->tdesc) {
+		uint8_t *t = view_table(&v, st->tdesc, &cap);
+		if (!t)
+			return -EUCLEAN;
+		for (uint64_t i = 0; i < cap; i++) {
+			const uint8_t *s = t + i * SLOT_SIZE;
+			uint64_t m = ld64(s), pos, ins;
+			if (m == META_TOMB) {
+				tombs++;
+				continue;
+			}
+			if (m == META_EMPTY)
+				continue;
+			if (!is_live(m))
+				return -EUCLEAN;
+			uint32_t len;
+			const uint8_t *k = slot_key(&v, s, &len);
+			if (!k)
+				return -EUCLEAN;
+			uint64_t h = hash_bytes(r->seed, k, len);
+			if (meta_of(h) != m)
+				return -EUCLEAN;
+			/* Reachable from its probe start, and the first copy. */
+			if (probe(&v, st->tdesc, h, k, len, &pos, &ins) != 1 || pos != i)
+				return -EUCLEAN;
+			live++;
+			kbytes += len;
+			if (len > INLINE_MAX)
+				abytes += 1ull << class_of(8 + (uint64_t)len);
+		}
+	}
+	if (live != st->count || tombs != st->tombs || kbytes != st->key_bytes ||
+	    abytes != st->arena_bytes)
+		return -EUCLEAN;
+	if (cap && (live + tombs) * 8 > cap * 7)
+		return -EUCLEAN;
+	/* Free lists: in the heap, aligned, and no cycles. */
+	for (unsigned c = 0; c < TABLE_CLASSES; c++) {
+		uint64_t b = st->head[c], steps = 0, size = 1ull << c;
+		uint64_t limit = (st->brk - r->heap_off) / (size ? size : 1) + 1;
+		while (b) {
+			const uint8_t *p = view_heap(&v, b, size);
+			if (!p || c < 5 || ++steps > limit)
+				return -EUCLEAN;
+			b = (ld64(p) & BLK_NEXT_MASK) << 5;
+		}
+	}
+	return 0;
+}
+
+int table_stats(struct region *r, struct table_stats *o)
+{
+	struct table_state *st = state(r);
+
+	memset(o, 0, sizeof(*o));
+	o->count = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
+	uint64_t d = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
+	o->capacity = d ? 1ull << (tdesc_log2(d) & 63) : 0;
+	o->tombstones = __atomic_load_n(&st->tombs, __ATOMIC_RELAXED);
+	o->key_bytes = __atomic_load_n(&st->key_bytes, __ATOMIC_RELAXED);
+	o->arena_bytes = __atomic_load_n(&st->arena_bytes, __ATOMIC_RELAXED);
+	uint64_t brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
+	o->heap_bytes = brk > r->heap_off ? brk - r->heap_off : 0;
+	o->file_bytes = __atomic_load_n(&r->hdr->size, __ATOMIC_RELAXED);
+	o->repairs = __atomic_load_n(&st->n_repairs, __ATOMIC_RELAXED);
+	o->resizes = __atomic_load_n(&st->n_resizes, __ATOMIC_RELAXED);
+	o->aborts = __atomic_load_n(&st->n_aborts, __ATOMIC_RELAXED);
+	o->txns = __atomic_load_n(&st->n_txns, __ATOMIC_RELAXED);
+	o->log_capacity = log_cap(r);
+	return 0;
+}

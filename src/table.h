@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/* table.h - hash table, key arena and undo log inside the region (private). */
+#ifndef SHSET_TABLE_H
+#define SHSET_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "region.h"
+
+#define TABLE_KEY_MAX 65535u
+#define TABLE_CLASSES 45u /* block sizes 2^0 .. 2^44; used from 2^5 */
+#define TABLE_MIN_LOG (64u * 1024)
+
+/*
+ * The set's shared state, in the region's state area.  `seq` is the
+ * seqcount readers check; every other field is written only under the lock,
+ * inside a transaction (logged), except the counters at the end.
+ */
+struct table_state {
+	uint64_t seq; /* odd while a writer mutates */
+	uint64_t pad0[7];
+	uint64_t tdesc;		      /* table: offset | log2(capacity) << 56; 0: none */
+	uint64_t count;		      /* live keys */
+	uint64_t tombs;		      /* tombstones in the table */
+	uint64_t brk;		      /* heap bump pointer (absolute offset) */
+	uint64_t key_bytes;	      /* sum of live key lengths */
+	uint64_t arena_bytes;	      /* bytes of live arena blocks */
+	uint64_t head[TABLE_CLASSES]; /* free block lists by size class */
+	uint64_t log_n;		      /* undo log entries; 0: nothing in flight */
+	uint64_t txn;		      /* transaction counter (block stamps) */
+	uint64_t pop_hint;	      /* where pop starts looking (a hint) */
+	/* Statistics: under the lock, not logged (a crash may lose one). */
+	uint64_t n_repairs, n_resizes, n_aborts, n_txns;
+};
+
+_Static_assert(sizeof(struct table_state) <= REGION_STATE_BYTES, "state too large");
+
+/* Creator only, before the fd is shared. */
+int table_init(struct region *r, uint64_t capacity);
+
+/* Lock-free lookup under the seqcount: 1 present, 0 absent, -EAGAIN when
+ * a writer kept interfering (take the lock and use table_contains_locked),
+ * -EUCLEAN when the table is inconsistent. */
+int table_contains_optimistic(struct region *r, const void *key, size_t len);
+long long table_count_optimistic(struct region *r);
+
+/* With the lock held. */
+int table_contains_locked(struct region *r, const void *key, size_t len);
+/* After taking over a dead owner's lock: undo its transaction. */
+int table_repair(struct region *r);
+/* Every invariant; 0 or -EUCLEAN. */
+int table_verify(struct region *r);
+
+/* A transaction: a group of mutations that becomes visible at once and
+ * that a crash undoes entirely.  Lock held throughout. */
+struct tx;
+struct tx *tx_begin(struct region *r, int *err);
+/* Moves the table to fresh memory sized for @keys, after which slot
+ * writes need no logging: big batches call it first. */
+int tx_fresh(struct tx *x, uint64_t keys);
+/* Undo log entries a transaction may still write without tx_fresh. */
+uint64_t tx_log_room(const struct tx *x);
+int tx_insert(struct tx *x, const void *key, size_t len);   /* 1 added, 0 present */
+int tx_remove(struct tx *x, const void *key, size_t len);   /* 1 removed, 0 absent */
+int tx_contains(struct tx *x, const void *key, size_t len); /* 1 / 0 */
+int tx_clear(struct tx *x);
+/* Removes one key, copying it to @buf (@cap bytes); *@len gets its length.
+ * 1 popped, 0 empty, -ENOBUFS if @cap is too small (nothing removed). */
+int tx_pop(struct tx *x, void *buf, size_t cap, size_t *len);
+/* Keeps only the keys for which @keep returns 1 (<0 aborts with it). */
+int tx_filter(struct tx *x, int (*keep)(const void *k, size_t len, void *arg), void *arg);
+uint64_t tx_count(const struct tx *x);
+/* Publishes the transaction; it cannot fail once called with no error
+ * pending.  Frees @x. */
+int tx_commit(struct tx *x);
+/* Undoes everything the transaction wrote.  Frees @x. */
+void tx_abort(struct tx *x);
+
+/* Iteration over the live keys of a region, lock held: *@pos starts at 0.
+ * 1 with *@key and *@len set, 0 at the end, -EUCLEAN. */
+int table_next(struct region *r, uint64_t *pos, const uint8_t **key, size_t *len);
+
+/* A private copy of a set's heap, walked without the lock (foreach). */
+struct table_snap {
+	uint8_t *buf;
+	uint64_t heap_off, brk, tdesc, count;
+	uint64_t seed[2];
+};
+/* Lock held: copies the used heap into @sn (malloc). */
+int table_snap_take(struct region *r, struct table_snap *sn);
+void table_snap_free(struct table_snap *sn);
+int table_snap_next(const struct table_snap *sn, uint64_t *pos, const uint8_t **key, size_t *len);
+
+/* Lock held on @src: copies the used heap and the table state into @dst,
+ * a fresh region with the same layout and seed. */
+int table_copy_into(struct region *src, struct region *dst);
+
+struct table_stats {
+	uint64_t count, capacity, tombstones, key_bytes, arena_bytes, heap_bytes, file_bytes;
+	uint64_t repairs, resizes, aborts, txns, log_capacity;
+};
+int table_stats(struct region *r, struct table_stats *st);
+
+#endif
