@@ -88,7 +88,7 @@ static inline int region_check(struct region *r, uint64_t off, uint64_t len)
 {
 	uint64_t end = off + len;
 
-	if (__builtin_expect(end >= off && end <= r->avail, 1))
+	if (__builtin_expect(end >= off && end <= __atomic_load_n(&r->avail, __ATOMIC_RELAXED), 1))
 		return 0;
 	if (end < off)
 		return -EUCLEAN;

@@ -418,6 +418,8 @@ int shset_copy(shset *s, shset **out)
 	struct table_stats ts;
 	table_stats(s->r, &ts);
 	uint64_t guess = c->r->heap_off + ts.heap_bytes;
+	if (guess > s->r->avail) /* a scribbled brk must not make us fault in GiBs */
+		guess = s->r->avail;
 	if (guess > c->r->heap_off && guess <= c->r->map_size && region_grow(c->r, guess) == 0)
 		madvise(c->r->base + c->r->heap_off, guess - c->r->heap_off, MADV_POPULATE_WRITE);
 	err = set_lock(s);

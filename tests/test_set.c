@@ -9,47 +9,7 @@
 
 #include "shset.h"
 
-/* --- a deterministic key universe -------------------------------------------- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-	/* splitmix64 */
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* Key number @i: its length varies from 0 to 299 bytes, binary content,
- * and no two numbers give the same key. */
-static size_t key_of(uint32_t i, uint8_t *buf)
-{
-	uint64_t s = i * 7919ull + 13;
-	size_t len = i == 0 ? 0 : 4 + rng_next(&s) % 296;
-	if (i % 5 == 1)
-		len = 4 + i % 17; /* plenty of short, inline keys */
-	if (len == 0)
-		return 0;
-	memcpy(buf, &i, 4);
-	for (size_t j = 4; j < len; j++)
-		buf[j] = (uint8_t)rng_next(&s);
-	return len;
-}
-
-static int key_index(const void *k, size_t len)
-{
-	uint32_t i;
-	uint8_t buf[300];
-
-	if (len == 0)
-		return 0;
-	if (len < 4)
-		return -1;
-	memcpy(&i, k, 4);
-	if (key_of(i, buf) != len || memcmp(buf, k, len))
-		return -1;
-	return (int)i;
-}
+#include "keys.h"
 
 /* --- basics ------------------------------------------------------------------- */
 
