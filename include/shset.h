@@ -144,7 +144,8 @@ struct shset_stats {
 	uint64_t key_bytes;	      /* sum of key lengths */
 	uint64_t heap_bytes;	      /* table + arena bytes in use or free-listed */
 	uint64_t file_bytes;	      /* size of the memfd */
-	double bytes_per_key;	      /* file_bytes / count */
+	uint64_t mem_bytes;	      /* memory its pages take (freed tables give theirs back) */
+	double bytes_per_key;	      /* mem_bytes / count */
 	uint64_t repairs;	      /* transactions of dead processes undone */
 	uint64_t resizes;	      /* table rebuilds */
 	uint64_t txns;		      /* committed mutating operations */

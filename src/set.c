@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "region.h"
 #include "shset.h"
@@ -24,7 +25,14 @@
 
 struct shset {
 	struct region *r;
+	void *txmem; /* transaction storage, used under the set's lock */
 };
+
+static int handle_init(struct shset *s)
+{
+	s->txmem = malloc(tx_size());
+	return s->txmem ? 0 : -ENOMEM;
+}
 
 /* --- handles -------------------------------------------------------------- */
 
@@ -51,13 +59,16 @@ static int create_region(struct shset **out, const struct region_opts *ro, uint6
 
 	if (!s)
 		return -ENOMEM;
-	err = region_create(&s->r, ro);
+	err = handle_init(s);
+	if (!err)
+		err = region_create(&s->r, ro);
 	if (!err) {
 		err = table_init(s->r, capacity);
 		if (err)
 			region_close(s->r);
 	}
 	if (err) {
+		free(s->txmem);
 		free(s);
 		return err;
 	}
@@ -90,12 +101,15 @@ int shset_attach_fd(shset **out, int fd)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	err = region_attach(&s->r, fd, 0);
+	err = handle_init(s);
+	if (!err)
+		err = region_attach(&s->r, fd, 0);
 	if (!err && s->r->log_bytes < TABLE_MIN_LOG) {
 		region_close(s->r);
 		err = -EUCLEAN;
 	}
 	if (err) {
+		free(s->txmem);
 		free(s);
 		return err;
 	}
@@ -113,6 +127,7 @@ void shset_close(shset *s)
 	if (!s)
 		return;
 	region_close(s->r);
+	free(s->txmem);
 	free(s);
 }
 
@@ -186,7 +201,7 @@ static long long run_tx(struct shset *s, tx_fn fn, void *arg, uint64_t expect_wr
 {
 	for (int fresh = 0; fresh < 2; fresh++) {
 		int err;
-		struct tx *x = tx_begin(s->r, &err);
+		struct tx *x = tx_begin(s->r, s->txmem, &err);
 		if (!x)
 			return err;
 		if (fresh || expect_writes * 2 > tx_log_room(x)) {
@@ -644,7 +659,10 @@ int shset_stats(shset *s, struct shset_stats *st)
 	st->key_bytes = ts.key_bytes;
 	st->heap_bytes = ts.heap_bytes;
 	st->file_bytes = ts.file_bytes;
-	st->bytes_per_key = ts.count ? (double)ts.file_bytes / (double)ts.count : 0;
+	struct stat fs;
+	if (fstat(s->r->fd, &fs) == 0)
+		st->mem_bytes = (uint64_t)fs.st_blocks * 512;
+	st->bytes_per_key = ts.count ? (double)st->mem_bytes / (double)ts.count : 0;
 	st->repairs = ts.repairs;
 	st->resizes = ts.resizes;
 	st->txns = ts.txns;

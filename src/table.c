@@ -56,19 +56,22 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hash.h"
 #include "table.h"
 
-#define META_EMPTY  0ull
-#define META_TOMB   1ull
-#define SLOT_SIZE   32u
-#define INLINE_MAX  20u
-#define MIN_LOG2    4u
-#define LOG_RESERVE 256u /* entries kept for commit */
-#define READ_TRIES  64
+#define META_EMPTY	 0ull
+#define META_TOMB	 1ull
+#define SLOT_SIZE	 32u
+#define INLINE_MAX	 20u
+#define MIN_LOG2	 4u
+#define LOG_RESERVE	 256u /* entries kept for commit */
+#define READ_TRIES	 64
+#define PUNCH_MIN	 4096u /* freed tables this big or bigger give pages back */
+#define MAX_FREED_TABLES 8
 
 #define BLK_NEXT_MASK ((1ull << 40) - 1)
 #define BLK_STAMP(w)  ((uint32_t)((w) >> 40))
@@ -394,6 +397,9 @@ struct tx {
 	struct table_state *st;
 	struct view v;
 	uint64_t tdesc, count, tombs, brk, key_bytes, arena_bytes;
+	/* Free-list heads this transaction has read (head_mask) and blocks it
+	 * freed (pend_mask), by class: only those are touched at commit. */
+	uint64_t head_mask, pend_mask;
 	uint64_t head[TABLE_CLASSES];
 	uint64_t pend_head[TABLE_CLASSES], pend_tail[TABLE_CLASSES];
 	uint64_t seq0;
@@ -402,6 +408,10 @@ struct tx {
 	int cleared; /* clear() ran: nothing else may follow in this one */
 	int fresh;   /* the current table was allocated by this transaction */
 	uint64_t fresh_tdesc;
+	int nfreed_tables;
+	struct freed {
+		uint64_t off, size;
+	} freed_tables[MAX_FREED_TABLES];
 };
 
 /* Marks the set as being changed: readers retry until commit.  The
@@ -445,10 +455,15 @@ uint64_t tx_log_room(const struct tx *x)
 	return n < cap ? cap - n : 0;
 }
 
-struct tx *tx_begin(struct region *r, int *err)
+size_t tx_size(void)
+{
+	return sizeof(struct tx);
+}
+
+struct tx *tx_begin(struct region *r, void *mem, int *err)
 {
 	struct table_state *st = state(r);
-	struct tx *x;
+	struct tx *x = mem;
 
 	*err = 0;
 	if (r->readonly) {
@@ -462,11 +477,6 @@ struct tx *tx_begin(struct region *r, int *err)
 		if (*err)
 			return NULL;
 	}
-	x = calloc(1, sizeof(*x));
-	if (!x) {
-		*err = -ENOMEM;
-		return NULL;
-	}
 	x->r = r;
 	x->st = st;
 	x->tdesc = st->tdesc;
@@ -475,9 +485,14 @@ struct tx *tx_begin(struct region *r, int *err)
 	x->brk = st->brk;
 	x->key_bytes = st->key_bytes;
 	x->arena_bytes = st->arena_bytes;
-	memcpy(x->head, st->head, sizeof(x->head));
+	x->head_mask = 0;
+	x->pend_mask = 0;
+	x->dirty = 0;
+	x->cleared = 0;
+	x->fresh = 0;
+	x->fresh_tdesc = 0;
+	x->nfreed_tables = 0;
 	if (x->brk < r->heap_off || x->brk > r->map_size) {
-		free(x);
 		*err = -EUCLEAN;
 		return NULL;
 	}
@@ -489,6 +504,16 @@ struct tx *tx_begin(struct region *r, int *err)
 	return x;
 }
 
+/* The transaction's view of free list @c, read from the region once. */
+static inline uint64_t *tx_head(struct tx *x, unsigned c)
+{
+	if (!(x->head_mask & (1ull << c))) {
+		x->head[c] = x->st->head[c];
+		x->head_mask |= 1ull << c;
+	}
+	return &x->head[c];
+}
+
 uint64_t tx_count(const struct tx *x)
 {
 	return x->count;
@@ -497,7 +522,7 @@ uint64_t tx_count(const struct tx *x)
 /* Allocates a 2^@cls block: from the free list, else from brk. */
 static int tx_alloc(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 {
-	uint64_t size = 1ull << cls, b = x->head[cls];
+	uint64_t size = 1ull << cls, b = *tx_head(x, cls);
 
 	if (b) {
 		uint8_t *p = view_heap(&x->v, b, size);
@@ -516,7 +541,7 @@ static int tx_alloc(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 			tx_touch(x);
 			st64(p, (w & BLK_NEXT_MASK) | ((uint64_t)x->stamp << 40));
 		}
-		x->head[cls] = next;
+		*tx_head(x, cls) = next;
 		*out = b;
 		return 0;
 	}
@@ -551,10 +576,15 @@ static int tx_free(struct tx *x, uint64_t b, unsigned cls, int is_table)
 			return err;
 	}
 	tx_touch(x);
-	st64(p, x->pend_head[cls] >> 5);
-	if (!x->pend_head[cls])
+	if (!(x->pend_mask & (1ull << cls))) {
+		x->pend_mask |= 1ull << cls;
+		x->pend_head[cls] = 0;
 		x->pend_tail[cls] = b;
+	}
+	st64(p, x->pend_head[cls] >> 5);
 	x->pend_head[cls] = b;
+	if (is_table && (1ull << cls) >= 2 * PUNCH_MIN && x->nfreed_tables < MAX_FREED_TABLES)
+		x->freed_tables[x->nfreed_tables++] = (struct freed){b, 1ull << cls};
 	return 0;
 }
 
@@ -833,7 +863,9 @@ int tx_clear(struct tx *x)
 	x->key_bytes = 0;
 	x->arena_bytes = 0;
 	memset(x->head, 0, sizeof(x->head));
-	memset(x->pend_head, 0, sizeof(x->pend_head));
+	x->head_mask = (1ull << TABLE_CLASSES) - 1;
+	x->pend_mask = 0;
+	x->nfreed_tables = 0;
 	x->fresh = 0;
 	/* Later allocations would reuse the committed heap that a rollback
 	 * must find intact. */
@@ -858,16 +890,27 @@ static void tx_publish(struct tx *x, uint64_t *field, uint64_t val)
 	__atomic_store_n(field, val, __ATOMIC_RELAXED);
 }
 
+/* Gives the pages of big freed tables back to the kernel (keeping the
+ * first page: it holds the free-list link).  Only after the commit: until
+ * then a rollback may need the old table. */
+static void punch_freed(struct tx *x)
+{
+	for (int i = 0; i < x->nfreed_tables; i++) {
+		struct freed *f = &x->freed_tables[i];
+		fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(f->off + PUNCH_MIN), (off_t)(f->size - PUNCH_MIN));
+	}
+}
+
 int tx_commit(struct tx *x)
 {
 	struct table_state *st = x->st;
 
-	for (unsigned c = 0; c < TABLE_CLASSES; c++) {
-		if (!x->pend_head[c])
-			continue;
+	for (uint64_t m = x->pend_mask; m; m &= m - 1) {
+		unsigned c = (unsigned)__builtin_ctzll(m);
 		uint64_t tail = x->pend_tail[c];
 		tx_log_limit(x, tail, log_cap(x->r));
-		st64(x->r->base + tail, x->head[c] >> 5);
+		st64(x->r->base + tail, *tx_head(x, c) >> 5);
 		x->head[c] = x->pend_head[c];
 	}
 	tx_publish(x, &st->brk, x->brk);
@@ -876,15 +919,17 @@ int tx_commit(struct tx *x)
 	tx_publish(x, &st->tombs, x->tombs);
 	tx_publish(x, &st->key_bytes, x->key_bytes);
 	tx_publish(x, &st->arena_bytes, x->arena_bytes);
-	for (unsigned c = 0; c < TABLE_CLASSES; c++)
+	for (uint64_t m = x->head_mask; m; m &= m - 1) {
+		unsigned c = (unsigned)__builtin_ctzll(m);
 		tx_publish(x, &st->head[c], x->head[c]);
+	}
 	if (x->dirty) {
 		/* The commit point.  Then readers may trust the table again. */
 		__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
 		st->n_txns++;
+		punch_freed(x);
 	}
-	free(x);
 	return 0;
 }
 
@@ -898,7 +943,6 @@ void tx_abort(struct tx *x)
 		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
 		st->n_aborts++;
 	}
-	free(x);
 }
 
 /* --- creation, iteration, copies ------------------------------------------ */
@@ -913,10 +957,12 @@ int table_init(struct region *r, uint64_t capacity)
 		return 0;
 	if (capacity > (1ull << 38))
 		return -ENOSPC;
-	struct tx *x = tx_begin(r, &err);
+	struct tx tx;
+	struct tx *x = tx_begin(r, &tx, &err);
 	if (!x)
 		return err;
-	err = tx_rebuild(x, capacity * 4 / 3 / 2 + 1, NULL, NULL);
+	/* Sized so that @capacity keys fit below the 3/4 load limit. */
+	err = tx_rebuild(x, (capacity * 2 + 2) / 3, NULL, NULL);
 	if (err) {
 		tx_abort(x);
 		return err;

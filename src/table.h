@@ -55,7 +55,10 @@ int table_verify(struct region *r);
 /* A transaction: a group of mutations that becomes visible at once and
  * that a crash undoes entirely.  Lock held throughout. */
 struct tx;
-struct tx *tx_begin(struct region *r, int *err);
+/* Bytes of storage a transaction needs (the caller keeps it, one per
+ * handle: the lock serialises its use). */
+size_t tx_size(void);
+struct tx *tx_begin(struct region *r, void *mem, int *err);
 /* Moves the table to fresh memory sized for @keys, after which slot
  * writes need no logging: big batches call it first. */
 int tx_fresh(struct tx *x, uint64_t keys);
@@ -72,9 +75,9 @@ int tx_pop(struct tx *x, void *buf, size_t cap, size_t *len);
 int tx_filter(struct tx *x, int (*keep)(const void *k, size_t len, void *arg), void *arg);
 uint64_t tx_count(const struct tx *x);
 /* Publishes the transaction; it cannot fail once called with no error
- * pending.  Frees @x. */
+ * pending. */
 int tx_commit(struct tx *x);
-/* Undoes everything the transaction wrote.  Frees @x. */
+/* Undoes everything the transaction wrote. */
 void tx_abort(struct tx *x);
 
 /* Iteration over the live keys of a region, lock held: *@pos starts at 0.

@@ -305,7 +305,7 @@ END_TEST
 
 START_TEST(fork_child_identity)
 {
-	int p2c[2], c2p[2];
+	int p2c[2], c2p[2]; /* grandchild's results, child's pid */
 	ck_assert_int_eq(pipe(p2c), 0);
 	ck_assert_int_eq(pipe(c2p), 0);
 
@@ -324,7 +324,7 @@ START_TEST(fork_child_identity)
 			res[1] = my;
 			res[2] = shset_lock_release(&A->lock, l);
 			res[3] = shset_lock_tryacquire(&A->lock, l);
-			write_all(c2p[1], res, sizeof(res));
+			write_all(p2c[1], res, sizeof(res));
 			for (;;)
 				pause(); /* stays alive holding inherited fds */
 		}
@@ -335,7 +335,7 @@ START_TEST(fork_child_identity)
 	pid_t c;
 	int res[4];
 	ck_assert_int_eq(read_all(c2p[0], &c, sizeof(c)), 0);
-	ck_assert_int_eq(read_all(c2p[0], res, sizeof(res)), 0);
+	ck_assert_int_eq(read_all(p2c[0], res, sizeof(res)), 0);
 	ck_assert_int_ge(res[0], 0);
 	ck_assert_int_ne(res[0], res[1]); /* the child has a slot of its own */
 	ck_assert_int_eq(res[2], -EPERM);

@@ -222,8 +222,11 @@ START_TEST(growth_to_a_million)
 	ck_assert_int_eq(shset_stats(s, &st), 0);
 	ck_assert_uint_eq(st.count, n);
 	ck_assert(st.load <= 0.75);
-	printf("growth: %u 16-byte keys, capacity %llu, %.1f file bytes per key\n", n,
-	       (unsigned long long)st.capacity, st.bytes_per_key);
+	printf("growth: %u 16-byte keys, capacity %llu, %.1f bytes per key in memory "
+	       "(file %.1f MiB, pages %.1f MiB)\n",
+	       n, (unsigned long long)st.capacity, st.bytes_per_key, st.file_bytes / 1048576.0,
+	       st.mem_bytes / 1048576.0);
+	ck_assert_uint_le(st.mem_bytes, st.file_bytes);
 	/* Removing everything leaves an empty, valid set. */
 	for (uint32_t i = 0; i < n; i++) {
 		memcpy(k, &i, 4);
