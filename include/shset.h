@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "shset/lock.h"
 
@@ -150,9 +151,58 @@ struct shset_stats {
 	uint64_t resizes;	      /* table rebuilds */
 	uint64_t txns;		      /* committed mutating operations */
 	uint32_t max_procs, attached; /* process slots, and those held now */
+	uint64_t saves_io_uring;      /* snapshots this process wrote via io_uring */
+	uint64_t saves_fallback;      /* ... and with plain writes */
 	struct shset_lock_state lock;
 };
 int shset_stats(shset *s, struct shset_stats *st);
+
+/*
+ * Snapshots.  shset_save writes one point-in-time state of the set to
+ * @path, crash-safely: a temporary file in the same directory, io_uring
+ * writes linked to an fsync, rename, directory fsync.  After a crash @path
+ * holds the old snapshot or the new one, never a mix.  The set's lock is
+ * held only while its used bytes are copied.  Without io_uring (or with
+ * SHSET_SAVE_NO_URING, or SHSET_NO_IO_URING=1 in the environment) it
+ * writes with pwrite and fsync; shset_stats counts which path ran.
+ * The format is documented at the top of src/snapshot.c.
+ */
+#define SHSET_SAVE_SORTED   1u /* keys in order, for diffable files */
+#define SHSET_SAVE_NO_URING 2u /* plain writes */
+int shset_save(shset *s, const char *path);
+int shset_save_ex(shset *s, const char *path, unsigned flags);
+
+/*
+ * Creates a new set from a snapshot.  Everything is checked before the set
+ * is returned; on any defect nothing is created and the result is
+ * -EBADMSG (corrupt: checksums, lengths, duplicate keys), -EPROTONOSUPPORT
+ * (a newer format version), or the error of open/read.
+ */
+int shset_load(shset **out, const char *path, const struct shset_opts *opts);
+
+/*
+ * Sharing over a Unix socket (stream or seqpacket).  shset_send sends the
+ * set's memfd with a protocol tag; shset_recv takes one message, closes
+ * every fd it carried unless it attaches, and returns:
+ *   -ECONNRESET       the peer closed without sending
+ *   -EBADMSG          not a shset message
+ *   -EPROTONOSUPPORT  a protocol or format version this library lacks
+ *   -ENOMSG           no fd came with it
+ *   -ETOOMANYREFS     more than one fd came with it
+ *   -EMSGSIZE         ancillary data was truncated (MSG_CTRUNC)
+ *   or any error of shset_attach_fd for the fd it carried.
+ */
+int shset_send(int sock, const shset *s);
+int shset_recv(int sock, shset **out);
+
+/* Who is on the other end of a connected Unix socket (SO_PEERCRED), so a
+ * server can refuse other users. */
+struct shset_peer {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+};
+int shset_peer_cred(int sock, struct shset_peer *peer);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,7 @@
 
 #include "region.h"
 #include "shset.h"
+#include "snapshot.h"
 #include "table.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -666,6 +667,7 @@ int shset_stats(shset *s, struct shset_stats *st)
 	st->repairs = ts.repairs;
 	st->resizes = ts.resizes;
 	st->txns = ts.txns;
+	snapshot_counters(&st->saves_io_uring, &st->saves_fallback);
 	st->max_procs = s->r->nslots;
 	struct shset_lease_slot *slots = region_slots(s->r);
 	for (uint32_t i = 0; i < s->r->nslots; i++)

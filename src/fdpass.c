@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fdpass.c - hand a set's memfd to another process over a Unix socket.
+ *
+ * One message: 8 data bytes ("SHSETF", protocol version, region format
+ * version) carrying exactly one fd in SCM_RIGHTS.  The receiver takes every
+ * fd the kernel delivered (MSG_CMSG_CLOEXEC, so none leaks into an exec),
+ * refuses anything but one, and validates the memfd before attaching; on
+ * any refusal it closes every fd it got.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "region.h"
+#include "shset.h"
+
+#define FDPASS_PROTO   1
+#define FDPASS_MAX_FDS 8 /* room to notice and close extras */
+static const char fdpass_magic[6] = {'S', 'H', 'S', 'E', 'T', 'F'};
+
+int shset_send(int sock, const shset *s)
+{
+	char data[8];
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf)};
+	int fd = shset_fd(s);
+
+	if (sock < 0 || fd < 0)
+		return -EINVAL;
+	memcpy(data, fdpass_magic, 6);
+	data[6] = FDPASS_PROTO;
+	data[7] = REGION_VERSION;
+	memset(u.buf, 0, sizeof(u.buf));
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	for (;;) {
+		ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+		if (n == (ssize_t)sizeof(data))
+			return 0;
+		if (n >= 0)
+			return -EIO;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+int shset_recv(int sock, shset **out)
+{
+	char data[8];
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * FDPASS_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf)};
+	int fds[FDPASS_MAX_FDS], nfds = 0, err = 0;
+	ssize_t n;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (sock < 0)
+		return -EINVAL;
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	/* Collect every fd first: whatever happens next, all get closed. */
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k && nfds < FDPASS_MAX_FDS; i++)
+			memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+	}
+	if (n == 0 && nfds == 0)
+		err = -ECONNRESET;
+	else if (msg.msg_flags & MSG_CTRUNC)
+		err = -EMSGSIZE;
+	else if (n != (ssize_t)sizeof(data) || memcmp(data, fdpass_magic, 6) != 0)
+		err = -EBADMSG;
+	else if (data[6] != FDPASS_PROTO || data[7] != REGION_VERSION)
+		err = -EPROTONOSUPPORT;
+	else if (nfds == 0)
+		err = -ENOMSG;
+	else if (nfds > 1)
+		err = -ETOOMANYREFS;
+	else
+		err = shset_attach_fd(out, fds[0]); /* validates; dup's on success */
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	return err;
+}
+
+int shset_peer_cred(int sock, struct shset_peer *peer)
+{
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+
+	if (sock < 0 || !peer)
+		return -EINVAL;
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+		return -errno;
+	peer->pid = uc.pid;
+	peer->uid = uc.uid;
+	peer->gid = uc.gid;
+	return 0;
+}

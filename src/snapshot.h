@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/* snapshot.h - the snapshot file format (private; tools use it too). */
+#ifndef SHSET_SNAPSHOT_H
+#define SHSET_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SNAP_MAGIC	 "SHSETSNP"
+#define SNAP_VERSION	 1u
+#define SNAP_HDR_SIZE	 64u
+#define SNAP_FLAG_SORTED 1u
+#define SNAP_FLAGS_KNOWN SNAP_FLAG_SORTED
+
+/* On disk, little-endian, 64 bytes. */
+struct snap_hdr {
+	char magic[8];	     /* "SHSETSNP" */
+	uint32_t version;    /* SNAP_VERSION */
+	uint32_t flags;	     /* SNAP_FLAG_* */
+	uint64_t count;	     /* keys in the body */
+	uint64_t body_len;   /* bytes after the header */
+	uint64_t created_ns; /* CLOCK_REALTIME at save */
+	uint64_t key_bytes;  /* sum of key lengths */
+	uint32_t body_crc;   /* CRC32C of the body */
+	uint32_t reserved;   /* 0 */
+	uint32_t pad;	     /* 0 */
+	uint32_t hdr_crc;    /* CRC32C of the 60 bytes before it */
+};
+_Static_assert(sizeof(struct snap_hdr) == SNAP_HDR_SIZE, "snapshot header size");
+
+uint32_t snap_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* What a check of a snapshot image found; codes in order of checking. */
+enum snap_defect {
+	SNAP_OK = 0,
+	SNAP_SHORT, /* shorter than a header */
+	SNAP_BAD_MAGIC,
+	SNAP_BAD_VERSION, /* newer (or unknown) format version */
+	SNAP_BAD_HDR_CRC,
+	SNAP_BAD_FLAGS,
+	SNAP_BAD_LENGTH, /* body_len disagrees with the file size */
+	SNAP_BAD_BODY_CRC,
+	SNAP_BAD_KEY,	/* a key length runs past the body or the limit */
+	SNAP_BAD_COUNT, /* count or key_bytes disagree with the body */
+};
+const char *snap_defect_str(enum snap_defect d);
+/* The -errno a defect maps to: -EPROTONOSUPPORT for a version, else
+ * -EBADMSG. */
+int snap_defect_errno(enum snap_defect d);
+
+/* Checks an image in memory: header, checksums, every key length. */
+enum snap_defect snap_check(const uint8_t *img, size_t len, struct snap_hdr *hdr);
+
+/* Walks the keys of a checked image: *@pos starts at SNAP_HDR_SIZE. */
+int snap_next(const uint8_t *img, size_t len, size_t *pos, const uint8_t **key, size_t *klen);
+
+/* Reads a whole file; io_uring unless @no_uring or unavailable.
+ * *@used_uring tells which path ran. */
+int snap_read_file(const char *path, uint8_t **img, size_t *len, int no_uring, int *used_uring);
+
+/* Saves by this process through io_uring and through the fallback. */
+void snapshot_counters(uint64_t *uring, uint64_t *fallback);
+
+#endif
