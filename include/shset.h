@@ -72,6 +72,10 @@ int shset_attach_fd(shset **out, int fd);
 /* The set's memfd, to send or inspect; owned by the handle. */
 int shset_fd(const shset *s);
 
+/* The process slot this handle holds in the set (as shset-inspect and
+ * shset_stats' lock owner show it), or -errno. */
+int shset_slot(shset *s);
+
 /* Detaches.  The set lives on while any process holds its fd. */
 void shset_close(shset *s);
 

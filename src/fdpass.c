@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "region.h"
 #include "shset.h"
 
@@ -57,7 +58,7 @@ int shset_send(int sock, const shset *s)
 	}
 }
 
-int shset_recv(int sock, shset **out)
+int fdpass_recv_fd(int sock, int *fdp)
 {
 	char data[8];
 	union {
@@ -72,9 +73,7 @@ int shset_recv(int sock, shset **out)
 	int fds[FDPASS_MAX_FDS], nfds = 0, err = 0;
 	ssize_t n;
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
+	*fdp = -1;
 	if (sock < 0)
 		return -EINVAL;
 	do
@@ -102,10 +101,27 @@ int shset_recv(int sock, shset **out)
 		err = -ENOMSG;
 	else if (nfds > 1)
 		err = -ETOOMANYREFS;
-	else
-		err = shset_attach_fd(out, fds[0]); /* validates; dup's on success */
+	if (!err) {
+		*fdp = fds[0];
+		return 0;
+	}
 	for (int i = 0; i < nfds; i++)
 		close(fds[i]);
+	return err;
+}
+
+int shset_recv(int sock, shset **out)
+{
+	int fd, err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	err = fdpass_recv_fd(sock, &fd);
+	if (err)
+		return err;
+	err = shset_attach_fd(out, fd); /* validates first; dup's on success */
+	close(fd);
 	return err;
 }
 

@@ -123,6 +123,11 @@ int shset_fd(const shset *s)
 	return s ? s->r->fd : -EINVAL;
 }
 
+int shset_slot(shset *s)
+{
+	return s ? shset_lease_slot(s->r->lease) : -EINVAL;
+}
+
 void shset_close(shset *s)
 {
 	if (!s)

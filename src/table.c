@@ -59,6 +59,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hash.h"
 #include "table.h"
@@ -1005,24 +1006,68 @@ int table_next(struct region *r, uint64_t *pos, const uint8_t **key, size_t *len
 	return next_in(&v, state(r)->tdesc, pos, key, len);
 }
 
-int table_snap_take(struct region *r, struct table_snap *sn)
+static void view_snap(struct view *v, const struct table_snap *sn)
+{
+	*v = (struct view){.r = NULL,
+			   .buf = sn->buf,
+			   .bias = sn->heap_off,
+			   .end = sn->st.brk,
+			   .heap_off = sn->heap_off,
+			   .brk = sn->st.brk,
+			   .seed = {sn->seed[0], sn->seed[1]}};
+}
+
+/* Copies the state and the used heap; the caller makes it consistent. */
+static int snap_copy(struct region *r, struct table_snap *sn)
 {
 	struct table_state *st = state(r);
 
-	memset(sn, 0, sizeof(*sn));
+	memcpy(&sn->st, st, sizeof(sn->st));
 	sn->heap_off = r->heap_off;
-	sn->brk = st->brk;
-	sn->tdesc = st->tdesc;
-	sn->count = st->count;
 	sn->seed[0] = r->seed[0];
 	sn->seed[1] = r->seed[1];
-	if (sn->brk < sn->heap_off || region_check(r, sn->heap_off, sn->brk - sn->heap_off))
+	uint64_t brk = sn->st.brk;
+	if (brk < sn->heap_off || region_check(r, sn->heap_off, brk - sn->heap_off))
 		return -EUCLEAN;
-	sn->buf = malloc(sn->brk - sn->heap_off + 1);
-	if (!sn->buf)
-		return -ENOMEM;
-	memcpy(sn->buf, r->base + sn->heap_off, sn->brk - sn->heap_off);
+	if (!sn->buf || sn->cap < brk - sn->heap_off) {
+		free(sn->buf);
+		sn->cap = brk - sn->heap_off;
+		sn->buf = malloc(sn->cap + 1);
+		if (!sn->buf)
+			return -ENOMEM;
+	}
+	memcpy(sn->buf, r->base + sn->heap_off, brk - sn->heap_off);
 	return 0;
+}
+
+int table_snap_take(struct region *r, struct table_snap *sn)
+{
+	memset(sn, 0, sizeof(*sn));
+	return snap_copy(r, sn);
+}
+
+int table_snap_optimistic(struct region *r, struct table_snap *sn, uint64_t timeout_ns)
+{
+	struct table_state *st = state(r);
+	struct timespec ts;
+	uint64_t start, now;
+
+	memset(sn, 0, sizeof(*sn));
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	start = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	for (;;) {
+		uint64_t s = seq_begin(st);
+		if (!(s & 1)) {
+			int err = snap_copy(r, sn);
+			if (!seq_retry(st, s))
+				return err;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		if (now - start > timeout_ns)
+			return -EAGAIN;
+		cpu_relax();
+	}
 }
 
 void table_snap_free(struct table_snap *sn)
@@ -1033,14 +1078,10 @@ void table_snap_free(struct table_snap *sn)
 
 int table_snap_next(const struct table_snap *sn, uint64_t *pos, const uint8_t **key, size_t *len)
 {
-	struct view v = {.r = NULL,
-			 .buf = sn->buf,
-			 .bias = sn->heap_off,
-			 .end = sn->brk,
-			 .heap_off = sn->heap_off,
-			 .brk = sn->brk};
+	struct view v;
 
-	return next_in(&v, sn->tdesc, pos, key, len);
+	view_snap(&v, sn);
+	return next_in(&v, sn->st.tdesc, pos, key, len);
 }
 
 int table_copy_into(struct region *src, struct region *dst)
@@ -1071,19 +1112,17 @@ int table_copy_into(struct region *src, struct region *dst)
 
 /* --- verification and statistics ------------------------------------------- */
 
-int table_verify(struct region *r)
+/* Every invariant of the table described by @st, read through @v. */
+static int verify_view(const struct view *v, const struct table_state *st)
 {
-	struct table_state *st = state(r);
-	struct view v;
 	uint64_t cap = 0, live = 0, tombs = 0, kbytes = 0, abytes = 0;
 
 	if (st->log_n || (st->seq & 1))
 		return -EUCLEAN;
-	if (st->brk < r->heap_off || st->brk > r->map_size || region_check(r, 0, st->brk))
+	if (st->brk < v->heap_off || st->brk != v->brk)
 		return -EUCLEAN;
-	view_locked(&v, r);
 	if (st->tdesc) {
-		uint8_t *t = view_table(&v, st->tdesc, &cap);
+		uint8_t *t = view_table(v, st->tdesc, &cap);
 		if (!t)
 			return -EUCLEAN;
 		for (uint64_t i = 0; i < cap; i++) {
@@ -1098,14 +1137,14 @@ int table_verify(struct region *r)
 			if (!is_live(m))
 				return -EUCLEAN;
 			uint32_t len;
-			const uint8_t *k = slot_key(&v, s, &len);
+			const uint8_t *k = slot_key(v, s, &len);
 			if (!k)
 				return -EUCLEAN;
-			uint64_t h = hash_bytes(r->seed, k, len);
+			uint64_t h = hash_bytes(v->seed, k, len);
 			if (meta_of(h) != m)
 				return -EUCLEAN;
 			/* Reachable from its probe start, and the first copy. */
-			if (probe(&v, st->tdesc, h, k, len, &pos, &ins) != 1 || pos != i)
+			if (probe(v, st->tdesc, h, k, len, &pos, &ins) != 1 || pos != i)
 				return -EUCLEAN;
 			live++;
 			kbytes += len;
@@ -1121,15 +1160,34 @@ int table_verify(struct region *r)
 	/* Free lists: in the heap, aligned, and no cycles. */
 	for (unsigned c = 0; c < TABLE_CLASSES; c++) {
 		uint64_t b = st->head[c], steps = 0, size = 1ull << c;
-		uint64_t limit = (st->brk - r->heap_off) / (size ? size : 1) + 1;
+		uint64_t limit = (st->brk - v->heap_off) / size + 1;
 		while (b) {
-			const uint8_t *p = view_heap(&v, b, size);
+			const uint8_t *p = view_heap(v, b, size);
 			if (!p || c < 5 || ++steps > limit)
 				return -EUCLEAN;
 			b = (ld64(p) & BLK_NEXT_MASK) << 5;
 		}
 	}
 	return 0;
+}
+
+int table_verify(struct region *r)
+{
+	struct table_state *st = state(r);
+	struct view v;
+
+	if (st->brk < r->heap_off || st->brk > r->map_size || region_check(r, 0, st->brk))
+		return -EUCLEAN;
+	view_locked(&v, r);
+	return verify_view(&v, st);
+}
+
+int table_snap_verify(const struct table_snap *sn)
+{
+	struct view v;
+
+	view_snap(&v, sn);
+	return verify_view(&v, &sn->st);
 }
 
 int table_stats(struct region *r, struct table_stats *o)

@@ -84,16 +84,24 @@ void tx_abort(struct tx *x);
  * 1 with *@key and *@len set, 0 at the end, -EUCLEAN. */
 int table_next(struct region *r, uint64_t *pos, const uint8_t **key, size_t *len);
 
-/* A private copy of a set's heap, walked without the lock (foreach). */
+/* A private copy of a set's state and heap, walked without the lock. */
 struct table_snap {
 	uint8_t *buf;
-	uint64_t heap_off, brk, tdesc, count;
+	uint64_t cap;
+	uint64_t heap_off;
 	uint64_t seed[2];
+	struct table_state st;
 };
 /* Lock held: copies the used heap into @sn (malloc). */
 int table_snap_take(struct region *r, struct table_snap *sn);
+/* Without the lock and without writing to the region (inspection): copies
+ * until a copy lands between two equal even seqcounts; -EAGAIN if writers
+ * left no such window for @timeout_ns. */
+int table_snap_optimistic(struct region *r, struct table_snap *sn, uint64_t timeout_ns);
 void table_snap_free(struct table_snap *sn);
 int table_snap_next(const struct table_snap *sn, uint64_t *pos, const uint8_t **key, size_t *len);
+/* Every invariant of the copy: 0 or -EUCLEAN. */
+int table_snap_verify(const struct table_snap *sn);
 
 /* Lock held on @src: copies the used heap and the table state into @dst,
  * a fresh region with the same layout and seed. */

@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: MIT */
+/* test_cli.c - the shset and shset-inspect programs, end to end. */
+#include "helpers.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "json.h"
+#include "shset.h"
+
+#if !defined(SHSET_TOOL) || !defined(INSPECT_TOOL)
+#error "SHSET_TOOL and INSPECT_TOOL must name the programs"
+#endif
+
+static char dir[64], sock[96], snap[96];
+static char out[1 << 20];
+
+/* Runs argv with @in on stdin (may be NULL) as user @uid (-1: ours);
+ * stdout goes to `out`.  Returns the exit status. */
+static int run_as(int uid, const char *in, size_t inlen, const char *const *argv)
+{
+	int ip[2], op[2];
+	ck_assert_int_eq(pipe(ip), 0);
+	ck_assert_int_eq(pipe(op), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(ip[0], 0);
+		dup2(op[1], 1);
+		close(ip[1]);
+		close(op[0]);
+		if (uid >= 0 && setuid((uid_t)uid) < 0)
+			_exit(126);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(ip[0]);
+	close(op[1]);
+	if (in)
+		write_all(ip[1], in, inlen);
+	close(ip[1]);
+	size_t n = 0;
+	ssize_t r;
+	while ((r = read(op[0], out + n, sizeof(out) - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = 0;
+	close(op[0]);
+	return wait_status(pid);
+}
+
+static size_t slen(const char *s)
+{
+	return s ? strlen(s) : 0;
+}
+
+#define RUN(in, ...) run_as(-1, in, slen(in), (const char *const[]){__VA_ARGS__, NULL})
+#define SH(...)	     RUN(NULL, SHSET_TOOL, __VA_ARGS__)
+
+static pid_t server;
+
+static void start_server(const char *socket_path, const char *extra1, const char *extra2)
+{
+	server = fork();
+	if (server == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		execl(SHSET_TOOL, SHSET_TOOL, "serve", "--socket", socket_path, extra1, extra2,
+		      (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) {
+		if (SH("size", "--socket", socket_path) == 0)
+			return;
+		usleep(10000);
+	}
+	ck_abort_msg("server did not come up");
+}
+
+static int stop_server(void)
+{
+	kill(server, SIGTERM);
+	return wait_status(server);
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/shset-cli-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/sock", dir);
+	snprintf(snap, sizeof(snap), "%s/snap.shs", dir);
+}
+
+static void teardown(void)
+{
+	char p[160];
+	const char *names[] = {"sock", "snap.shs", "copy.shs", "bad.shs"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
+START_TEST(round_trip)
+{
+	start_server(sock, "--save", snap);
+	ck_assert_int_eq(SH("add", "--socket", sock, "apple", "pear", "fig"), 0);
+	ck_assert_str_eq(out, "added 3 of 3\n");
+	ck_assert_int_eq(SH("add", "--socket", sock, "apple"), 0);
+	ck_assert_str_eq(out, "added 0 of 1\n");
+	ck_assert_int_eq(RUN("kiwi\nplum\n", SHSET_TOOL, "add", "--socket", sock), 0);
+	ck_assert_str_eq(out, "added 2 of 2\n");
+	ck_assert_int_eq(
+	    run_as(-1, "a\nb\0line\nbreak\0", 15,
+		   (const char *const[]){SHSET_TOOL, "add", "--socket", sock, "-0", NULL}),
+	    0);
+	ck_assert_str_eq(out, "added 2 of 2\n");
+	ck_assert_int_eq(SH("add", "--socket", sock, "--hex", "00ff10"), 0);
+	ck_assert_int_eq(SH("contains", "--socket", sock, "--hex", "00ff10"), 0);
+	ck_assert_int_eq(SH("contains", "--socket", sock, "apple", "fig"), 0);
+	ck_assert_int_eq(SH("contains", "--socket", sock, "apple", "durian"), 1);
+	ck_assert_int_eq(SH("contains", "--socket", sock, "--json", "apple", "durian"), 1);
+	ck_assert(json_valid(out));
+	ck_assert_ptr_nonnull(strstr(out, "\"present\": false"));
+	ck_assert_int_eq(SH("remove", "--socket", sock, "pear", "durian"), 0);
+	ck_assert_str_eq(out, "removed 1 of 2\n");
+	ck_assert_int_eq(SH("size", "--socket", sock), 0);
+	ck_assert_str_eq(out, "7\n");
+	ck_assert_int_eq(SH("size", "--socket", sock, "--json"), 0);
+	ck_assert(json_valid(out));
+	ck_assert_str_eq(out, "{\"size\": 7}\n");
+	ck_assert_int_eq(SH("list", "--socket", sock), 0);
+	ck_assert_ptr_nonnull(strstr(out, "line\\nbreak\n"));
+	ck_assert_ptr_nonnull(strstr(out, "\\x00\\xff\\x10\n"));
+	ck_assert_ptr_nonnull(strstr(out, "kiwi\n"));
+	ck_assert_int_eq(SH("list", "--socket", sock, "--json"), 0);
+	ck_assert(json_valid(out));
+	ck_assert_ptr_nonnull(strstr(out, "\"\\u0000\\u00ff\\u0010\""));
+	ck_assert_int_eq(SH("list", "--socket", sock, "--hex"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "6b697769\n"));
+	ck_assert_int_eq(SH("stats", "--socket", sock, "--json"), 0);
+	ck_assert(json_valid(out));
+	ck_assert_ptr_nonnull(strstr(out, "\"count\": 7"));
+	ck_assert_int_eq(SH("stats", "--socket", sock), 0);
+	ck_assert_ptr_nonnull(strstr(out, "keys 7\n"));
+
+	/* The server saves on a clean stop and removes its socket. */
+	ck_assert_int_eq(stop_server(), 0);
+	ck_assert_int_ne(access(sock, F_OK), 0);
+	shset *l;
+	ck_assert_int_eq(shset_load(&l, snap, NULL), 0);
+	ck_assert_int_eq(shset_size(l), 7);
+	ck_assert_int_eq(shset_contains(l, "line\nbreak", 10), 1);
+	shset_close(l);
+
+	/* ... and loads it again. */
+	start_server(sock, "--load", snap);
+	ck_assert_int_eq(SH("contains", "--socket", sock, "kiwi"), 0);
+	ck_assert_int_eq(SH("clear", "--socket", sock), 0);
+	ck_assert_int_eq(SH("size", "--socket", sock), 0);
+	ck_assert_str_eq(out, "0\n");
+	ck_assert_int_eq(stop_server(), 0);
+}
+END_TEST
+
+START_TEST(errors_and_usage)
+{
+	ck_assert_int_eq(SH("--help"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "usage:"));
+	const char *sub[] = {"serve", "add",   "remove", "contains", "size",
+			     "list",  "clear", "save",	 "stats",    "demo"};
+	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+		ck_assert_int_eq(SH(sub[i], "--help"), 0);
+		ck_assert_ptr_nonnull(strstr(out, sub[i]));
+	}
+	ck_assert_int_eq(SH("frobnicate"), 2);
+	ck_assert_int_eq(SH("add", "--bogus"), 2);
+	ck_assert_int_eq(SH("add", "x"), 2);				 /* no --socket */
+	ck_assert_int_eq(SH("add", "--socket", sock, "--hex", "zz"), 2); /* not hex */
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--every", "5"), 2);
+	/* Nobody serves that socket. */
+	ck_assert_int_eq(SH("size", "--socket", sock), 3);
+	ck_assert_int_eq(SH("size", "--socket", "@shset-test-nobody"), 3);
+	/* A snapshot that does not load. */
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--load", "/nonexistent"), 5);
+
+	/* Abstract sockets work, and leave no file. */
+	char abs_name[64];
+	snprintf(abs_name, sizeof(abs_name), "@shset-test-%d", getpid());
+	start_server(abs_name, NULL, NULL);
+	ck_assert_int_eq(SH("add", "--socket", abs_name, "k"), 0);
+	ck_assert_int_eq(SH("contains", "--socket", abs_name, "k"), 0);
+	/* A second server on the same name is refused. */
+	ck_assert_int_eq(SH("serve", "--socket", abs_name), 5);
+	/* Another user is refused by the server (testable when we are root). */
+	if (getuid() == 0) {
+		ck_assert_int_eq(
+		    run_as(65534, NULL, 0,
+			   (const char *const[]){SHSET_TOOL, "size", "--socket", abs_name, NULL}),
+		    3);
+	}
+	ck_assert_int_eq(stop_server(), 0);
+}
+END_TEST
+
+START_TEST(inspect_files_and_live_sets)
+{
+	start_server(sock, NULL, NULL);
+	ck_assert_int_eq(SH("add", "--socket", sock, "one", "two", "three"), 0);
+	ck_assert_int_eq(SH("save", "--socket", sock, "--sorted", snap), 0);
+
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, snap), 0);
+	ck_assert_ptr_nonnull(strstr(out, "Keys: 3"));
+	ck_assert_ptr_nonnull(strstr(out, "Status: sound"));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--keys", snap), 0);
+	ck_assert_ptr_nonnull(strstr(out, "one\ntwo\nthree\n")); /* sorted: length, bytes */
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--json", "--keys", snap), 0);
+	ck_assert(json_valid(out));
+	ck_assert_ptr_nonnull(strstr(out, "\"count\": 3"));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--verify", "-q", snap), 0);
+	ck_assert_str_eq(out, "");
+
+	/* A corrupted copy. */
+	char bad[160];
+	snprintf(bad, sizeof(bad), "%s/bad.shs", dir);
+	int in = open(snap, O_RDONLY), o2 = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	char buf[4096];
+	ssize_t n = read(in, buf, sizeof(buf));
+	buf[n - 1] ^= 0x40;
+	ck_assert_int_eq(write(o2, buf, (size_t)n), n);
+	close(in);
+	close(o2);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--verify", bad), 1);
+	ck_assert_ptr_nonnull(strstr(out, "body checksum mismatch"));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--json", bad), 4);
+	ck_assert(json_valid(out));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL), 2);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--bogus", snap), 2);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "/nonexistent"), 5);
+
+	/* Live, through the server's socket. */
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--socket", sock, "--keys"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "Keys: 3"));
+	ck_assert_ptr_nonnull(strstr(out, "Lock: free"));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--socket", sock, "--json"), 0);
+	ck_assert(json_valid(out));
+	ck_assert_int_eq(stop_server(), 0);
+
+	/* Live, through /proc/PID/fd/N, while other processes write. */
+	shset *s;
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	pid_t w[2];
+	for (int i = 0; i < 2; i++) {
+		w[i] = fork();
+		if (w[i] == 0) {
+			shset *c;
+			char k[32];
+			if (shset_attach_fd(&c, shset_fd(s)))
+				_exit(1);
+			for (int j = 0;; j++) {
+				int len = snprintf(k, sizeof(k), "w%d-%d", i, j % 50000);
+				if (j % 3 == 2)
+					shset_remove(c, k, (size_t)len);
+				else
+					shset_add(c, k, (size_t)len);
+				if (j % 1000 == 999)
+					usleep(200); /* writers with a life besides the set */
+			}
+		}
+	}
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", getpid(), shset_fd(s));
+	usleep(50000);
+	for (int i = 0; i < 5; i++) {
+		int code = RUN(NULL, INSPECT_TOOL, "--json", "--verify", proc);
+		ck_assert_int_eq(code, 0);
+		ck_assert(json_valid(out));
+		ck_assert_ptr_nonnull(strstr(out, "\"kind\": \"live\""));
+		ck_assert_ptr_nonnull(strstr(out, "\"alive\": true"));
+	}
+	for (int i = 0; i < 2; i++) {
+		kill(w[i], SIGKILL);
+		wait_status(w[i]);
+	}
+	/* Inspection takes no slot and no lock: the counters show only the
+	 * writers' acquisitions. */
+	ck_assert_int_eq(shset_verify(s), 0);
+	struct shset_stats a, b;
+	shset_stats(s, &a);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--keys", "--verify", proc), 0);
+	ck_assert_ptr_nonnull(strstr(out, "gone"));
+	shset_stats(s, &b);
+	ck_assert_uint_eq(a.lock.acquisitions, b.lock.acquisitions);
+	ck_assert_uint_eq(a.attached, b.attached);
+	ck_assert_uint_eq(a.txns, b.txns);
+	shset_close(s);
+}
+END_TEST
+
+START_TEST(demo_runs)
+{
+	ck_assert_int_eq(SH("demo", "--workers", "3", "--keys", "20000"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "demo OK"));
+	ck_assert_ptr_nonnull(strstr(out, "lock taken over from the dead: 1"));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("cli");
+	TCase *tc = tcase_create("cli");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120 * test_scale());
+	tcase_add_test(tc, round_trip);
+	tcase_add_test(tc, errors_and_usage);
+	tcase_add_test(tc, inspect_files_and_live_sets);
+	tcase_add_test(tc, demo_runs);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(suite());
+}
