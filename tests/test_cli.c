@@ -259,13 +259,13 @@ START_TEST(inspect_files_and_live_sets)
 			if (shset_attach_fd(&c, shset_fd(s)))
 				_exit(1);
 			for (int j = 0;; j++) {
-				int len = snprintf(k, sizeof(k), "w%d-%d", i, j % 50000);
+				int len = snprintf(k, sizeof(k), "w%d-%d", i, j % 5000);
 				if (j % 3 == 2)
 					shset_remove(c, k, (size_t)len);
 				else
 					shset_add(c, k, (size_t)len);
-				if (j % 1000 == 999)
-					usleep(200); /* writers with a life besides the set */
+				if (j % 500 == 499)
+					usleep(1000); /* writers with a life besides the set */
 			}
 		}
 	}

@@ -765,8 +765,10 @@ int main(int argc, char **argv)
 	if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help"))
 		return usage(stdout, 0);
 	int code = parse(name, argc - 2, argv + 2, &o);
-	if (code >= 0)
+	if (code >= 0) {
+		free(o.args);
 		return code;
+	}
 	if (!strcmp(name, "serve"))
 		code = serve(&o, 0);
 	else if (!strcmp(name, "add"))
