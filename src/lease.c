@@ -32,7 +32,7 @@ unsigned lease_forkgen;
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct shset_lease *registry;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static __thread uint32_t t_tid;
+__thread uint32_t lease_tid_cache __attribute__((tls_model("initial-exec")));
 
 static void fork_prepare(void)
 {
@@ -52,7 +52,7 @@ static void fork_child(void)
 		l->ofd = -1;
 	}
 	__atomic_add_fetch(&lease_forkgen, 1, __ATOMIC_RELAXED);
-	t_tid = 0;
+	lease_tid_cache = 0;
 	pthread_mutex_unlock(&registry_mu);
 }
 
@@ -61,11 +61,10 @@ static void install_atfork(void)
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-uint32_t lease_tid(void)
+uint32_t lease_tid_slow(void)
 {
-	if (__builtin_expect(t_tid == 0, 0))
-		t_tid = (uint32_t)gettid();
-	return t_tid;
+	lease_tid_cache = (uint32_t)gettid();
+	return lease_tid_cache;
 }
 
 static int ofd_probe(int fd, uint32_t slot)

@@ -49,7 +49,15 @@ static inline uint64_t lease_check_ns(const struct shset_lease *l)
 	return l->check_ns;
 }
 
-/* This thread's id, cached (reset in a forked child). */
-uint32_t lease_tid(void);
+/* This thread's id, cached (reset in a forked child).  initial-exec: the
+ * lock's fast path must not call __tls_get_addr. */
+extern __thread uint32_t lease_tid_cache __attribute__((tls_model("initial-exec")));
+uint32_t lease_tid_slow(void);
+
+static inline uint32_t lease_tid(void)
+{
+	uint32_t t = lease_tid_cache;
+	return __builtin_expect(t != 0, 1) ? t : lease_tid_slow();
+}
 
 #endif

@@ -34,7 +34,8 @@
 
 #define LOCK_INCONSISTENT 0x40000000u
 #define LOCK_WAITERS	  0x80000000u
-#define SPIN_MAX	  200u
+#define SPIN_NS_MIN	  1000u	 /* the least a contended acquire spins, ns */
+#define SPIN_NS_MAX	  20000u /* about a futex sleep and wake on a VM */
 
 #if defined(__SANITIZE_THREAD__)
 #define SHSET_TSAN 1
@@ -61,7 +62,7 @@
 #define TSAN_TRY_FAILED	     0
 #endif
 
-#ifdef SHSET_HAVE_HELGRIND
+#ifdef SHSET_HELGRIND
 #include <valgrind/helgrind.h>
 #define hg_pre_lock(m, t) VALGRIND_HG_MUTEX_LOCK_PRE(m, t)
 #define hg_post_lock(m)	  VALGRIND_HG_MUTEX_LOCK_POST(m)
@@ -99,6 +100,12 @@ static int futex_wait_abs(uint32_t *word, uint32_t val, const struct timespec *a
 	return r < 0 ? -errno : 0;
 }
 
+static int futex_wait_rel(uint32_t *word, uint32_t val, const struct timespec *rel)
+{
+	long r = syscall(SYS_futex, word, FUTEX_WAIT, val, rel, NULL, 0);
+	return r < 0 ? -errno : 0;
+}
+
 static void futex_wake_one(uint32_t *word)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
@@ -133,28 +140,36 @@ static inline int acquired(shset_lock *lk, uint32_t word_after)
  */
 static int lock_slow(shset_lock *lk, struct shset_lease *l, uint32_t me, uint64_t deadline_ns)
 {
-	uint32_t v, spins = __atomic_load_n(&lk->spin, __ATOMIC_RELAXED);
-	uint32_t limit = spins * 2 + 16;
+	uint32_t v, est = __atomic_load_n(&lk->spin, __ATOMIC_RELAXED);
+	uint64_t budget = (uint64_t)est * 2 + SPIN_NS_MIN, t0 = mono_ns();
 
-	if (limit > SPIN_MAX)
-		limit = SPIN_MAX;
-	/* Phase 1: spin while the owner is likely running its short section. */
-	for (uint32_t i = 0; i < limit; i++) {
+	if (budget > SPIN_NS_MAX)
+		budget = SPIN_NS_MAX;
+	/* Phase 1: spin while the owner is likely running its short section.
+	 * The budget is time, not iterations (a pause costs 5 to 150 cycles
+	 * depending on the CPU), and adapts to how long spinning took when it
+	 * worked; a failed spin moves it towards the maximum, since the sleep
+	 * that follows costs more than the spin did. */
+	for (uint32_t i = 1;; i++) {
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
 		if (!(v & LEASE_OWNER_MASK)) {
 			uint32_t nv = me | (v & (LOCK_WAITERS | LOCK_INCONSISTENT));
 
 			if (__atomic_compare_exchange_n(&lk->word, &v, nv, 0, __ATOMIC_ACQUIRE,
 							__ATOMIC_RELAXED)) {
-				/* Adapt the spin budget towards what it took. */
-				__atomic_store_n(&lk->spin, spins + ((int32_t)(i - spins) / 8),
-						 __ATOMIC_RELAXED);
+				int64_t took = (int64_t)(mono_ns() - t0);
+				__atomic_store_n(
+				    &lk->spin, (uint32_t)((int64_t)est + (took - (int64_t)est) / 8),
+				    __ATOMIC_RELAXED);
 				bump(&lk->contended);
 				return acquired(lk, nv);
 			}
 		}
 		cpu_relax();
+		if (!(i & 31) && mono_ns() - t0 > budget)
+			break;
 	}
+	__atomic_store_n(&lk->spin, est + (SPIN_NS_MAX - est) / 8, __ATOMIC_RELAXED);
 
 	/* Phase 2: sleep, waking at least every check interval to see whether
 	 * the owner still lives. */
@@ -177,18 +192,22 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, uint32_t me, uint64_
 				continue;
 			v |= LOCK_WAITERS;
 		}
-		uint64_t now = mono_ns();
-		if (deadline_ns && now >= deadline_ns)
-			return -ETIMEDOUT;
-		uint64_t until = now + check;
-		if (deadline_ns && deadline_ns < until)
-			until = deadline_ns;
-		struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
-				      .tv_nsec = (long)(until % 1000000000u)};
-		__atomic_store_n(&lk->futex_waits,
-				 __atomic_load_n(&lk->futex_waits, __ATOMIC_RELAXED) + 1,
-				 __ATOMIC_RELAXED);
-		int r = futex_wait_abs(&lk->word, v, &ts);
+		int r;
+		bump(&lk->futex_waits);
+		if (deadline_ns) {
+			uint64_t now = mono_ns();
+			if (now >= deadline_ns)
+				return -ETIMEDOUT;
+			uint64_t until = now + check < deadline_ns ? now + check : deadline_ns;
+			struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+					      .tv_nsec = (long)(until % 1000000000u)};
+			r = futex_wait_abs(&lk->word, v, &ts);
+		} else {
+			/* No clock read on the common path: a relative wait. */
+			struct timespec ts = {.tv_sec = (time_t)(check / 1000000000u),
+					      .tv_nsec = (long)(check % 1000000000u)};
+			r = futex_wait_rel(&lk->word, v, &ts);
+		}
 		if (r != -ETIMEDOUT)
 			continue;
 		/* Nobody released it for a whole interval: is the owner alive? */
@@ -292,8 +311,12 @@ int shset_lock_release(shset_lock *lk, shset_lease *l)
 	tsan_pre_unlock(lk);
 	hg_pre_unlock(lk);
 	__atomic_store_n(&lk->owner_tid, 0, __ATOMIC_RELAXED);
-	/* Release pairs with the acquiring CAS of the next owner. */
-	uint32_t old = __atomic_fetch_and(&lk->word, LOCK_INCONSISTENT, __ATOMIC_RELEASE);
+	/* Release pairs with the acquiring CAS of the next owner.  Common
+	 * case: nobody waits and nothing is flagged, one CAS and done. */
+	/* Only the owner changes INCONSISTENT, so one exchange keeps it and
+	 * clears the rest; waiters may have set WAITERS meanwhile, which the
+	 * old value reports. */
+	uint32_t old = __atomic_exchange_n(&lk->word, v & LOCK_INCONSISTENT, __ATOMIC_RELEASE);
 	if (old & LOCK_WAITERS)
 		futex_wake_one(&lk->word);
 	tsan_post_unlock(lk);

@@ -29,6 +29,9 @@
 
 #include "region.h"
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels ignore it (EINVAL) */
+#endif
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL 0x0008U
 #endif
@@ -247,6 +250,7 @@ int region_attach(struct region **out, int fd, int readonly)
 		err = shset_lease_open(&r->lease, r->fd, region_slots(r), r->nslots);
 		if (err)
 			goto fail_unmap;
+		region_populate(r);
 	}
 	*out = r;
 	return 0;
@@ -257,6 +261,23 @@ fail_close:
 fail_free:
 	free(r);
 	return err;
+}
+
+void region_populate(struct region *r)
+{
+	/* Map the pages that hold data now, in one call per extent, instead of
+	 * one fault per page later (costly under virtualisation).  Holes are
+	 * skipped: populating them would allocate memory. */
+	uint64_t size = __atomic_load_n(&r->avail, __ATOMIC_RELAXED);
+	for (uint64_t off = 0; off < size;) {
+		off_t data = lseek(r->fd, (off_t)off, SEEK_DATA);
+		if (data < 0 || (uint64_t)data >= size)
+			break;
+		off_t hole = lseek(r->fd, data, SEEK_HOLE);
+		uint64_t end = hole < 0 || (uint64_t)hole > size ? size : (uint64_t)hole;
+		madvise(r->base + data, end - (uint64_t)data, MADV_POPULATE_WRITE);
+		off = end;
+	}
 }
 
 void region_close(struct region *r)

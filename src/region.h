@@ -75,6 +75,8 @@ int region_create(struct region **out, const struct region_opts *o);
  * without a lease, for inspection. */
 int region_attach(struct region **out, int fd, int readonly);
 void region_close(struct region *r);
+/* Maps in the pages that hold data (attach does it). */
+void region_populate(struct region *r);
 
 /* Reads the header of @fd without mapping it; same errors as attach. */
 int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size);

@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "set.h"
 #include "shset.h"
 #include "snapshot.h"
 
@@ -430,31 +431,9 @@ out:
 
 struct ser {
 	uint8_t *buf;
-	size_t len, cap;
+	size_t len;
 	uint64_t count, key_bytes;
-	int err;
 };
-
-static int ser_key(const void *key, size_t len, void *arg)
-{
-	struct ser *s = arg;
-
-	if (s->cap - s->len < 4 + len) {
-		size_t cap = s->cap * 2 + 4 + len;
-		uint8_t *b = realloc(s->buf, cap);
-		if (!b)
-			return -ENOMEM;
-		s->buf = b;
-		s->cap = cap;
-	}
-	uint32_t l = (uint32_t)len;
-	memcpy(s->buf + s->len, &l, 4);
-	memcpy(s->buf + s->len + 4, key, len);
-	s->len += 4 + len;
-	s->count++;
-	s->key_bytes += len;
-	return 0;
-}
 
 static int cmp_rec(const void *a, const void *b, void *img)
 {
@@ -498,26 +477,23 @@ static int sort_body(struct ser *s)
 
 int shset_save_ex(shset *set, const char *path, unsigned flags)
 {
-	struct shset_stats st;
 	struct ser s = {0};
 	int err, used;
 
 	if (!set || !path || !*path || (flags & ~(SHSET_SAVE_SORTED | SHSET_SAVE_NO_URING)))
 		return -EINVAL;
-	err = shset_stats(set, &st);
+	/* The records come out in the body format already, after room for
+	 * the header. */
+	err = set_collect(set, SNAP_HDR_SIZE, &s.buf, &s.len, &s.count, &s.key_bytes);
 	if (err)
 		return err;
-	s.cap = SNAP_HDR_SIZE + st.count * 4 + st.key_bytes + 4096;
-	s.buf = malloc(s.cap);
-	if (!s.buf)
-		return -ENOMEM;
-	s.len = SNAP_HDR_SIZE;
-	err = shset_foreach(set, ser_key, &s);
-	if (!err && (flags & SHSET_SAVE_SORTED))
+	s.len += SNAP_HDR_SIZE;
+	if (flags & SHSET_SAVE_SORTED) {
 		err = sort_body(&s);
-	if (err) {
-		free(s.buf);
-		return err;
+		if (err) {
+			free(s.buf);
+			return err;
+		}
 	}
 	struct snap_hdr h = {0};
 	struct timespec ts;

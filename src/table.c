@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hash.h"
 #include "table.h"
@@ -1099,7 +1100,17 @@ int table_copy_into(struct region *src, struct region *dst)
 	err = region_grow(dst, brk);
 	if (err)
 		return err;
-	memcpy(dst->base + dst->heap_off, src->base + src->heap_off, brk - src->heap_off);
+	/* Only the data: holes (tables given back after a resize) stay
+	 * holes, and reading them would allocate pages in the source. */
+	for (uint64_t off = src->heap_off; off < brk;) {
+		off_t data = lseek(src->fd, (off_t)off, SEEK_DATA);
+		if (data < 0 || (uint64_t)data >= brk)
+			break;
+		off_t hole = lseek(src->fd, data, SEEK_HOLE);
+		uint64_t end = hole < 0 || (uint64_t)hole > brk ? brk : (uint64_t)hole;
+		memcpy(dst->base + data, src->base + data, end - (uint64_t)data);
+		off = end;
+	}
 	d->brk = brk;
 	d->tdesc = s->tdesc;
 	d->count = s->count;
@@ -1107,6 +1118,41 @@ int table_copy_into(struct region *src, struct region *dst)
 	d->key_bytes = s->key_bytes;
 	d->arena_bytes = s->arena_bytes;
 	memcpy(d->head, s->head, sizeof(d->head));
+	return 0;
+}
+
+int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint64_t *count,
+		  uint64_t *key_bytes)
+{
+	struct table_state *st = state(r);
+	struct view v;
+	uint64_t pos = 0, n = 0, kb = 0;
+	size_t at = 0;
+	const uint8_t *k;
+	size_t kl;
+	int res;
+
+	*len = (size_t)(st->count * 4 + st->key_bytes);
+	if (cap < *len)
+		return -ENOBUFS;
+	view_locked(&v, r);
+	while ((res = next_in(&v, st->tdesc, &pos, &k, &kl)) == 1) {
+		if (cap - at < 4 + kl)
+			return -EUCLEAN; /* more keys than count and key_bytes say */
+		uint32_t l = (uint32_t)kl;
+		memcpy(buf + at, &l, 4);
+		memcpy(buf + at + 4, k, kl);
+		at += 4 + kl;
+		n++;
+		kb += kl;
+	}
+	if (res < 0)
+		return res;
+	if (n != st->count || kb != st->key_bytes)
+		return -EUCLEAN;
+	*len = at;
+	*count = n;
+	*key_bytes = kb;
 	return 0;
 }
 

@@ -103,6 +103,11 @@ int table_snap_next(const struct table_snap *sn, uint64_t *pos, const uint8_t **
 /* Every invariant of the copy: 0 or -EUCLEAN. */
 int table_snap_verify(const struct table_snap *sn);
 
+/* Lock held: the live keys as records { u32 len; bytes } (the snapshot
+ * body format) into @buf.  -ENOBUFS with *@len = the size needed. */
+int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint64_t *count,
+		  uint64_t *key_bytes);
+
 /* Lock held on @src: copies the used heap and the table state into @dst,
  * a fresh region with the same layout and seed. */
 int table_copy_into(struct region *src, struct region *dst);

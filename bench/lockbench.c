@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lockbench - the shset futex lock against the locks a C programmer would
+ * otherwise put in shared memory, measured side by side in one run.
+ *
+ * Every figure is also given as a ratio to the process-shared, non-robust
+ * pthread mutex of the same run.  Processes are forked; the locks live in
+ * one MAP_SHARED memfd.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shset/lock.h"
+
+enum { L_SHSET, L_PTHREAD, L_ROBUST, L_SPIN, L_SEM, L_OFD, NLOCKS };
+static const char *lock_name[NLOCKS] = {"shset futex",	    "pthread mutex",   "pthread robust",
+					"pthread spinlock", "posix semaphore", "ofd fcntl lock"};
+
+#define MAX_PROCS 8
+#define HIST_NS	  (1 << 20) /* latency histogram: 1 ns buckets up to ~1 ms */
+
+struct shared {
+	struct shset_lease_slot slots[64];
+	shset_lock slock;
+	pthread_mutex_t mutex, robust;
+	pthread_spinlock_t spin;
+	sem_t sem;
+	volatile uint64_t counter;
+	volatile int go, stop;
+	volatile int turn, waiting;
+	volatile uint64_t t_release;
+	uint64_t ops[MAX_PROCS];
+};
+
+static struct shared *S;
+static int area_fd, ofd_file;
+static shset_lease *lease;
+static double duration = 1.0;
+static uint64_t uncontended_iters = 5000000;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void ofd_lock(int fd, short type)
+{
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+	while (fcntl(fd, F_OFD_SETLKW, &fl) < 0 && errno == EINTR)
+		;
+}
+
+/* The per-process OFD descriptor: the lock is per open file description. */
+static int my_ofd = -1;
+
+static inline void lock(int which)
+{
+	switch (which) {
+	case L_SHSET:
+		if (shset_lock_acquire(&S->slock, lease) == SHSET_LOCK_OWNER_DIED)
+			shset_lock_consistent(&S->slock, lease);
+		break;
+	case L_PTHREAD:
+		pthread_mutex_lock(&S->mutex);
+		break;
+	case L_ROBUST:
+		if (pthread_mutex_lock(&S->robust) == EOWNERDEAD)
+			pthread_mutex_consistent(&S->robust);
+		break;
+	case L_SPIN:
+		pthread_spin_lock(&S->spin);
+		break;
+	case L_SEM:
+		while (sem_wait(&S->sem) < 0 && errno == EINTR)
+			;
+		break;
+	case L_OFD:
+		ofd_lock(my_ofd, F_WRLCK);
+		break;
+	}
+}
+
+static inline void unlock(int which)
+{
+	switch (which) {
+	case L_SHSET:
+		shset_lock_release(&S->slock, lease);
+		break;
+	case L_PTHREAD:
+		pthread_mutex_unlock(&S->mutex);
+		break;
+	case L_ROBUST:
+		pthread_mutex_unlock(&S->robust);
+		break;
+	case L_SPIN:
+		pthread_spin_unlock(&S->spin);
+		break;
+	case L_SEM:
+		sem_post(&S->sem);
+		break;
+	case L_OFD:
+		ofd_lock(my_ofd, F_UNLCK);
+		break;
+	}
+}
+
+static void init_locks(void)
+{
+	pthread_mutexattr_t a;
+
+	memset(S, 0, sizeof(*S));
+	shset_lock_init(&S->slock);
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutex_init(&S->mutex, &a);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&S->robust, &a);
+	pthread_mutexattr_destroy(&a);
+	pthread_spin_init(&S->spin, PTHREAD_PROCESS_SHARED);
+	sem_init(&S->sem, 1, 1);
+}
+
+/* Per-process setup after fork: a lease and an OFD description of its own. */
+static void attach_process(void)
+{
+	char path[64];
+	if (lease)
+		shset_lease_close(lease);
+	if (shset_lease_open(&lease, area_fd, S->slots, 64))
+		_exit(90);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", ofd_file);
+	if (my_ofd >= 0)
+		close(my_ofd);
+	my_ofd = open(path, O_RDWR | O_CLOEXEC);
+}
+
+/* --- uncontended ------------------------------------------------------------------ */
+
+static double bench_uncontended(int which)
+{
+	double best = 1e9;
+	for (int rep = 0; rep < 3; rep++) {
+		uint64_t n = which == L_OFD ? uncontended_iters / 20 : uncontended_iters;
+		uint64_t t0 = now_ns();
+		for (uint64_t i = 0; i < n; i++) {
+			lock(which);
+			S->counter++;
+			unlock(which);
+		}
+		double ns = (double)(now_ns() - t0) / (double)n;
+		if (ns < best)
+			best = ns;
+	}
+	return best;
+}
+
+/* --- contended ------------------------------------------------------------------- */
+
+struct lat {
+	uint64_t n, hist[64]; /* log2 buckets of 1/4 octave */
+};
+
+static int lat_bucket(uint64_t ns)
+{
+	int b = 0;
+	while (b < 63 && ns >= (1ull << (b / 4)) + ((1ull << (b / 4)) * (uint64_t)(b % 4)) / 4)
+		b++;
+	return b;
+}
+
+static uint64_t bucket_ns(int b)
+{
+	return (1ull << (b / 4)) + ((1ull << (b / 4)) * (uint64_t)(b % 4)) / 4;
+}
+
+static uint64_t lat_pct(const uint64_t *h, uint64_t n, double p)
+{
+	uint64_t want = (uint64_t)(p * (double)n), acc = 0;
+	for (int b = 0; b < 64; b++) {
+		acc += h[b];
+		if (acc > want)
+			return bucket_ns(b);
+	}
+	return bucket_ns(63);
+}
+
+struct contended {
+	double mops;		 /* million acquisitions per second, all processes */
+	uint64_t p50, p99, p999; /* acquisition latency, ns */
+};
+
+static struct contended bench_contended(int which, int procs)
+{
+	int pp[2];
+	pid_t pid[MAX_PROCS];
+	struct contended r = {0};
+	uint64_t hist[64] = {0}, n = 0;
+
+	if (pipe(pp))
+		exit(1);
+	S->go = 0;
+	S->stop = 0;
+	S->counter = 0;
+	for (int p = 0; p < procs; p++) {
+		pid[p] = fork();
+		if (pid[p] == 0) {
+			struct lat L = {0};
+			uint64_t ops = 0;
+			attach_process();
+			while (!S->go)
+				;
+			while (!S->stop) {
+				int sample = (ops & 15) == 0;
+				uint64_t t0 = sample ? now_ns() : 0;
+				lock(which);
+				if (sample) {
+					L.hist[lat_bucket(now_ns() - t0)]++;
+					L.n++;
+				}
+				/* A short critical section. */
+				S->counter++;
+				S->counter++;
+				unlock(which);
+				ops++;
+			}
+			S->ops[p] = ops;
+			if (write(pp[1], &L, sizeof(L)) != sizeof(L))
+				_exit(1);
+			_exit(0);
+		}
+	}
+	usleep(20000);
+	uint64_t t0 = now_ns();
+	S->go = 1;
+	usleep((useconds_t)(duration * 1e6));
+	S->stop = 1;
+	uint64_t total = 0;
+	for (int p = 0; p < procs; p++) {
+		struct lat L;
+		if (read(pp[0], &L, sizeof(L)) != sizeof(L))
+			exit(1);
+		for (int b = 0; b < 64; b++)
+			hist[b] += L.hist[b];
+		n += L.n;
+	}
+	uint64_t t1 = now_ns();
+	for (int p = 0; p < procs; p++) {
+		waitpid(pid[p], NULL, 0);
+		total += S->ops[p];
+	}
+	close(pp[0]);
+	close(pp[1]);
+	r.mops = (double)total / ((double)(t1 - t0) / 1e9) / 1e6;
+	r.p50 = lat_pct(hist, n, 0.50);
+	r.p99 = lat_pct(hist, n, 0.99);
+	r.p999 = lat_pct(hist, n, 0.999);
+	return r;
+}
+
+/* --- handoff ------------------------------------------------------------------------ */
+
+/* Two processes take turns: the holder waits until the other is inside
+ * lock(), stamps the time and releases; the other stamps on acquiring.
+ * The difference is the handoff latency. */
+static struct contended bench_handoff(int which, int rounds)
+{
+	pid_t pid[2];
+	int pp[2];
+	uint64_t hist[64] = {0}, n = 0;
+
+	if (pipe(pp))
+		exit(1);
+	S->turn = 0;
+	S->waiting = 0;
+	S->go = 0;
+	for (int me = 0; me < 2; me++) {
+		pid[me] = fork();
+		if (pid[me] == 0) {
+			struct lat L = {0};
+			attach_process();
+			while (!S->go)
+				;
+			for (int r = 0; r < rounds; r++) {
+				if (S->turn == me) {
+					lock(which);
+					/* Let the other enter lock() and start waiting. */
+					while (S->waiting != r + 1)
+						;
+					uint64_t t = now_ns() + 2000;
+					while (now_ns() < t)
+						;
+					S->turn = !me;
+					S->t_release = now_ns();
+					unlock(which);
+				} else {
+					while (S->turn == me)
+						;
+					/* The other holds it now (or is about to). */
+					S->waiting = r + 1;
+					lock(which);
+					uint64_t d = now_ns() - S->t_release;
+					L.hist[lat_bucket(d)]++;
+					L.n++;
+					unlock(which);
+					while (S->turn != me)
+						;
+				}
+			}
+			if (write(pp[1], &L, sizeof(L)) != sizeof(L))
+				_exit(1);
+			_exit(0);
+		}
+	}
+	S->go = 1;
+	for (int me = 0; me < 2; me++) {
+		struct lat L;
+		if (read(pp[0], &L, sizeof(L)) != sizeof(L))
+			exit(1);
+		for (int b = 0; b < 64; b++)
+			hist[b] += L.hist[b];
+		n += L.n;
+	}
+	waitpid(pid[0], NULL, 0);
+	waitpid(pid[1], NULL, 0);
+	close(pp[0]);
+	close(pp[1]);
+	struct contended r = {0};
+	r.p50 = lat_pct(hist, n, 0.50);
+	r.p99 = lat_pct(hist, n, 0.99);
+	r.p999 = lat_pct(hist, n, 0.999);
+	return r;
+}
+
+/* --- output -------------------------------------------------------------------------- */
+
+static FILE *csv;
+
+static void row(const char *test, int which, const char *metric, double v, double base,
+		int lower_better)
+{
+	double ratio = base > 0 ? v / base : 0;
+	printf("  %-22s %-17s %-12s %12.1f %8.2fx%s\n", test, lock_name[which], metric, v, ratio,
+	       lower_better ? "" : " ");
+	if (csv)
+		fprintf(csv, "%s,%s,%s,%.3f,%.4f\n", test, lock_name[which], metric, v, ratio);
+}
+
+int main(int argc, char **argv)
+{
+	int quick = 0;
+	const char *csv_path = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			quick = 1;
+		else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
+			csv_path = argv[++i];
+		else {
+			fprintf(stderr, "usage: lockbench [--quick] [--csv FILE]\n");
+			return 2;
+		}
+	}
+	if (quick) {
+		duration = 0.3;
+		uncontended_iters = 2000000;
+	}
+	if (csv_path) {
+		csv = fopen(csv_path, "w");
+		if (!csv) {
+			perror(csv_path);
+			return 1;
+		}
+		fprintf(csv, "test,lock,metric,value,ratio_to_pthread\n");
+	}
+	area_fd = memfd_create("lockbench", MFD_CLOEXEC);
+	ofd_file = memfd_create("lockbench-ofd", MFD_CLOEXEC);
+	if (area_fd < 0 || ftruncate(area_fd, sizeof(struct shared)) < 0 ||
+	    ftruncate(ofd_file, 4096) < 0)
+		return 1;
+	S = mmap(NULL, sizeof(*S), PROT_READ | PROT_WRITE, MAP_SHARED, area_fd, 0);
+	if (S == MAP_FAILED)
+		return 1;
+	init_locks();
+	attach_process();
+
+	printf("lockbench (%s): %ld cpus; ratio = value / pthread mutex (process-shared, "
+	       "non-robust) of this run\n\n",
+	       quick ? "quick" : "full", sysconf(_SC_NPROCESSORS_ONLN));
+	printf("  %-22s %-17s %-12s %12s %9s\n", "test", "lock", "metric", "value", "ratio");
+
+	double base = bench_uncontended(L_PTHREAD);
+	for (int l = 0; l < NLOCKS; l++)
+		row("uncontended", l, "ns/op", l == L_PTHREAD ? base : bench_uncontended(l), base,
+		    1);
+	puts("");
+	int procs[] = {2, 4, 8};
+	for (int pi = 0; pi < 3; pi++) {
+		char test[32];
+		snprintf(test, sizeof(test), "contended %d procs", procs[pi]);
+		struct contended b = bench_contended(L_PTHREAD, procs[pi]);
+		for (int l = 0; l < NLOCKS; l++) {
+			if (l == L_OFD && procs[pi] > 2 && quick)
+				continue;
+			struct contended c = l == L_PTHREAD ? b : bench_contended(l, procs[pi]);
+			row(test, l, "Mops/s", c.mops, b.mops, 0);
+			row(test, l, "p50 ns", (double)c.p50, (double)b.p50, 1);
+			row(test, l, "p99 ns", (double)c.p99, (double)b.p99, 1);
+			row(test, l, "p99.9 ns", (double)c.p999, (double)b.p999, 1);
+		}
+		puts("");
+	}
+	int rounds = quick ? 2000 : 10000;
+	struct contended hb = bench_handoff(L_PTHREAD, rounds);
+	for (int l = 0; l < NLOCKS; l++) {
+		struct contended h = l == L_PTHREAD ? hb : bench_handoff(l, rounds);
+		row("handoff 2 procs", l, "p50 ns", (double)h.p50, (double)hb.p50, 1);
+		row("handoff 2 procs", l, "p99 ns", (double)h.p99, (double)hb.p99, 1);
+	}
+	if (csv)
+		fclose(csv);
+	return 0;
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/* set.h - internals of set.c that the benchmarks read (private). */
+#ifndef SHSET_SET_H
+#define SHSET_SET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Nanoseconds the last shset_copy or shset_foreach (and so shset_save) of
+ * this process held the set's lock. */
+uint64_t set_last_hold_ns(void);
+
+/* One consistent state's keys as records { u32 len; bytes } in a new
+ * buffer (*@bufp, free() it) that starts with @headroom spare bytes; the
+ * lock is held only while the records are written. */
+struct shset;
+int set_collect(struct shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_t *count,
+		uint64_t *key_bytes);
+
+#endif
