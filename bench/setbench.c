@@ -426,9 +426,15 @@ struct shm {
 };
 static struct shm *SH;
 
+/* The next @n operations of process @p.  Writes add fresh keys and, except
+ * in add-only, remove the oldest key this process added: the set keeps its
+ * size, so a run measures operations and not table growth. */
 static void gen_ops(int work, int p, uint64_t *rng, uint64_t *fresh, size_t klen, struct op *ops,
 		    int n)
 {
+	static uint64_t oldest; /* per process: each worker is a fork */
+	uint64_t base = SH->fresh_base + (uint64_t)(p + 1) * 1000000000ull;
+
 	for (int i = 0; i < n; i++) {
 		uint64_t x = *rng;
 		x ^= x << 13;
@@ -436,20 +442,20 @@ static void gen_ops(int work, int p, uint64_t *rng, uint64_t *fresh, size_t klen
 		x ^= x << 17;
 		*rng = x;
 		int pct = (int)(x % 100);
-		uint64_t fresh_key = SH->fresh_base + (uint64_t)(p + 1) * 1000000000ull + *fresh;
 		struct op *o = &ops[i];
+		int write = work == W_ADD || (work == W_READ && pct >= 95) ||
+			    (work == W_MIXED && pct >= 50);
+		int add = work == W_ADD || (work == W_READ && oldest == *fresh) ||
+			  (work == W_MIXED && pct < 75);
 		o->len = klen;
-		if (work == W_ADD || (work == W_READ && pct >= 95 && !(*fresh & 1)) ||
-		    (work == W_MIXED && pct >= 50 && pct < 75)) {
+		if (write && add) {
 			o->type = OP_ADD;
-			make_key(fresh_key, klen, o->key);
-			(*fresh)++;
-		} else if ((work == W_READ && pct >= 95) || (work == W_MIXED && pct >= 75)) {
-			/* Remove the key added last: the size stays put. */
+			make_key(base + (*fresh)++, klen, o->key);
+		} else if (write) {
 			o->type = OP_REMOVE;
-			make_key(fresh_key - (*fresh ? 1 : 0), klen, o->key);
-			if (work == W_READ)
-				(*fresh)++;
+			make_key(base + oldest, klen, o->key);
+			if (oldest < *fresh)
+				oldest++;
 		} else {
 			o->type = OP_CONTAINS;
 			make_key((x >> 20) % PRELOAD, klen, o->key);

@@ -24,6 +24,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -165,9 +166,19 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, uint32_t me, uint64_
 				return acquired(lk, nv);
 			}
 		}
+		if (!(i & 31)) {
+			uint64_t spent = mono_ns() - t0;
+			if (spent > budget)
+				break;
+			/* Past a short spin the owner may be preempted (more
+			 * processes than CPUs): give it the CPU rather than burn
+			 * the time it needs. */
+			if (spent > SPIN_NS_MIN) {
+				sched_yield();
+				continue;
+			}
+		}
 		cpu_relax();
-		if (!(i & 31) && mono_ns() - t0 > budget)
-			break;
 	}
 	__atomic_store_n(&lk->spin, est + (SPIN_NS_MAX - est) / 8, __ATOMIC_RELAXED);
 

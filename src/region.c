@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "region.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -263,21 +264,48 @@ fail_free:
 	return err;
 }
 
+/* Calls @fn on each extent of [from, to) that holds data (holes skipped:
+ * touching them would allocate memory). */
+static void for_each_extent(struct region *r, uint64_t from, uint64_t to,
+			    void (*fn)(uint8_t *p, uint64_t len))
+{
+	for (uint64_t off = from; off < to;) {
+		off_t data = lseek(r->fd, (off_t)off, SEEK_DATA);
+		if (data < 0 || (uint64_t)data >= to)
+			break;
+		off_t hole = lseek(r->fd, data, SEEK_HOLE);
+		uint64_t end = hole < 0 || (uint64_t)hole > to ? to : (uint64_t)hole;
+		fn(r->base + data, end - (uint64_t)data);
+		off = end;
+	}
+}
+
+static void populate_extent(uint8_t *p, uint64_t len)
+{
+	madvise(p, len, MADV_POPULATE_WRITE);
+}
+
+static void read_extent(uint8_t *p, uint64_t len)
+{
+	for (uint64_t i = 0; i < len; i += REGION_PAGE)
+		(void)__atomic_load_n(p + i, __ATOMIC_RELAXED);
+}
+
 void region_populate(struct region *r)
 {
 	/* Map the pages that hold data now, in one call per extent, instead of
-	 * one fault per page later (costly under virtualisation).  Holes are
-	 * skipped: populating them would allocate memory. */
-	uint64_t size = __atomic_load_n(&r->avail, __ATOMIC_RELAXED);
-	for (uint64_t off = 0; off < size;) {
-		off_t data = lseek(r->fd, (off_t)off, SEEK_DATA);
-		if (data < 0 || (uint64_t)data >= size)
-			break;
-		off_t hole = lseek(r->fd, data, SEEK_HOLE);
-		uint64_t end = hole < 0 || (uint64_t)hole > size ? size : (uint64_t)hole;
-		madvise(r->base + data, end - (uint64_t)data, MADV_POPULATE_WRITE);
-		off = end;
-	}
+	 * one fault per page later. */
+	for_each_extent(r, 0, __atomic_load_n(&r->avail, __ATOMIC_RELAXED), populate_extent);
+}
+
+void region_prefetch(struct region *r, uint64_t from, uint64_t to)
+{
+	uint64_t avail = __atomic_load_n(&r->avail, __ATOMIC_RELAXED);
+
+	/* Some virtual machines charge microseconds for a process's first
+	 * touch of each page even when it is mapped; a reader of the whole
+	 * heap pays that before it takes the lock. */
+	for_each_extent(r, from, to < avail ? to : avail, read_extent);
 }
 
 void region_close(struct region *r)
@@ -326,8 +354,10 @@ int region_grow(struct region *r, uint64_t end)
 		want = r->map_size;
 	if (ftruncate(r->fd, (off_t)want) < 0)
 		return errno == EFBIG || errno == EPERM ? -ENOSPC : -errno;
+	CRASH_POINT("grow: file extended");
 	__atomic_store_n(&r->avail, want, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->hdr->size, want, __ATOMIC_RELEASE);
+	CRASH_POINT("grow: size published");
 	__atomic_store_n(&r->hdr->grows, __atomic_load_n(&r->hdr->grows, __ATOMIC_RELAXED) + 1,
 			 __ATOMIC_RELAXED);
 	return 0;

@@ -77,6 +77,8 @@ int region_attach(struct region **out, int fd, int readonly);
 void region_close(struct region *r);
 /* Maps in the pages that hold data (attach does it). */
 void region_populate(struct region *r);
+/* Reads one byte of every data page in [from, to): faults them in. */
+void region_prefetch(struct region *r, uint64_t from, uint64_t to);
 
 /* Reads the header of @fd without mapping it; same errors as attach. */
 int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size);

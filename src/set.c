@@ -465,7 +465,8 @@ int shset_copy(shset *s, shset **out)
 	struct table_stats ts;
 	table_stats(s->r, &ts);
 	uint64_t guess = c->r->heap_off + ts.heap_bytes;
-	if (guess > s->r->avail) /* a scribbled brk must not make us fault in GiBs */
+	region_check(s->r, 0, guess); /* learns of growth by other processes */
+	if (guess > s->r->avail)      /* a scribbled brk must not make us fault in GiBs */
 		guess = s->r->avail;
 	if (guess > c->r->heap_off && guess <= c->r->map_size && region_grow(c->r, guess) == 0) {
 		/* Only where the source has data: its holes stay holes. */
@@ -478,6 +479,7 @@ int shset_copy(shset *s, shset **out)
 			prefault(c->r->base + data, end - (uint64_t)data);
 			off = end;
 		}
+		region_prefetch(s->r, s->r->heap_off, guess);
 	}
 	err = set_lock(s);
 	if (!err) {
@@ -515,6 +517,8 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 		}
 		buf = nb;
 		prefault(buf, headroom + cap);
+		region_check(s->r, 0, s->r->heap_off + ts.heap_bytes);
+		region_prefetch(s->r, s->r->heap_off, s->r->heap_off + ts.heap_bytes);
 		err = set_lock(s);
 		if (err)
 			break;
@@ -616,7 +620,11 @@ static long long algebra(shset *s, shset *other, int mode)
 	if (err)
 		return err;
 	struct two_arg a = {other, mode};
-	uint64_t writes = (uint64_t)table_count_optimistic(other->r);
+	/* How many keys may change: the other's count, trusted no further
+	 * than its table's capacity. */
+	struct table_stats os;
+	table_stats(other->r, &os);
+	uint64_t writes = os.count < os.capacity ? os.count : os.capacity;
 	long long res = run_tx(s, do_two, &a, mode == ALG_INTER ? 0 : writes);
 	unlock_two(s, other);
 	return res;

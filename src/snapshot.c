@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "set.h"
 #include "shset.h"
 #include "snapshot.h"
@@ -324,14 +325,17 @@ static int save_image(const char *path, const uint8_t *img, size_t len, int no_u
 		err = -errno;
 		goto out;
 	}
+	CRASH_POINT("save: temporary file created");
 	err = ring_ok ? write_uring(&ring, fd, img, len) : write_plain(fd, img, len);
 	if (!err && close(fd) < 0)
 		err = -errno;
 	else if (err)
 		close(fd);
 	fd = -1;
+	CRASH_POINT("save: written and synced");
 	if (!err && rename(tmp, path) < 0)
 		err = -errno;
+	CRASH_POINT("save: renamed");
 	if (err) {
 		unlink(tmp);
 		goto out;

@@ -62,6 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "hash.h"
 #include "table.h"
 
@@ -372,9 +373,12 @@ static int log_rollback(struct region *r)
 	for (uint64_t i = 0; i < n; i++)
 		if (!log_target_ok(r, lg[i].off))
 			return -EUCLEAN;
-	for (uint64_t i = n; i-- > 0;)
+	for (uint64_t i = n; i-- > 0;) {
 		st64(r->base + lg[i].off, lg[i].old);
+		CRASH_POINT("rollback: word restored");
+	}
 	__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
+	CRASH_POINT("rollback: log emptied");
 	return 0;
 }
 
@@ -426,6 +430,7 @@ static void tx_touch(struct tx *x)
 	x->seq0 = s | 1;
 	__atomic_exchange_n(&x->st->seq, x->seq0, __ATOMIC_ACQ_REL);
 	x->dirty = 1;
+	CRASH_POINT("tx: seq odd");
 }
 
 static int tx_log_limit(struct tx *x, uint64_t off, uint64_t limit)
@@ -439,10 +444,12 @@ static int tx_log_limit(struct tx *x, uint64_t off, uint64_t limit)
 	struct log_entry *e = log_base(x->r) + n;
 	e->off = off;
 	e->old = ld64(x->r->base + off);
+	CRASH_POINT("log: entry written");
 	/* The entry is complete before log_n covers it, and log_n covers it
 	 * before the word changes: a crash between any two stores undoes. */
 	__atomic_store_n(&st->log_n, n + 1, __ATOMIC_RELEASE);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	CRASH_POINT("log: entry counted");
 	return 0;
 }
 
@@ -494,7 +501,11 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	x->fresh = 0;
 	x->fresh_tdesc = 0;
 	x->nfreed_tables = 0;
-	if (x->brk < r->heap_off || x->brk > r->map_size) {
+	/* Cheap sanity before anything is sized from these numbers: a
+	 * scribbled count must not make a resize allocate gigabytes. */
+	uint64_t cap = x->tdesc ? 1ull << (tdesc_log2(x->tdesc) & 63) : 0;
+	if (x->brk < r->heap_off || x->brk > r->map_size || x->count + x->tombs > cap ||
+	    x->count + x->tombs < x->count) {
 		*err = -EUCLEAN;
 		return NULL;
 	}
@@ -542,6 +553,7 @@ static int tx_alloc(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 			/* Only the stamp: the committed list still needs the link. */
 			tx_touch(x);
 			st64(p, (w & BLK_NEXT_MASK) | ((uint64_t)x->stamp << 40));
+			CRASH_POINT("alloc: free block stamped");
 		}
 		*tx_head(x, cls) = next;
 		*out = b;
@@ -559,6 +571,7 @@ static int tx_alloc(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 	if (!is_table) {
 		tx_touch(x);
 		st64(x->r->base + b, 0);
+		CRASH_POINT("alloc: fresh block header");
 	}
 	*out = b;
 	return 0;
@@ -584,6 +597,7 @@ static int tx_free(struct tx *x, uint64_t b, unsigned cls, int is_table)
 		x->pend_tail[cls] = b;
 	}
 	st64(p, x->pend_head[cls] >> 5);
+	CRASH_POINT("free: block queued");
 	x->pend_head[cls] = b;
 	if (is_table && (1ull << cls) >= 2 * PUNCH_MIN && x->nfreed_tables < MAX_FREED_TABLES)
 		x->freed_tables[x->nfreed_tables++] = (struct freed){b, 1ull << cls};
@@ -649,6 +663,7 @@ static int tx_rebuild(struct tx *x, uint64_t keys,
 		return -EUCLEAN;
 	tx_touch(x);
 	memset(nt, 0, (1ull << l2) * SLOT_SIZE);
+	CRASH_POINT("resize: new table cleared");
 	uint64_t kept = 0, kbytes = 0, abytes = 0;
 	for (uint64_t i = 0; i < cap; i++) {
 		const uint8_t *s = ot + i * SLOT_SIZE;
@@ -663,6 +678,7 @@ static int tx_rebuild(struct tx *x, uint64_t keys,
 			return yes;
 		if (yes) {
 			place(nt, l2, s);
+			CRASH_POINT("resize: slot moved");
 			kbytes += len;
 			if (len > INLINE_MAX)
 				abytes += 1ull << class_of(8 + (uint64_t)len);
@@ -764,15 +780,19 @@ int tx_insert(struct tx *x, const void *key, size_t len)
 		return err;
 	tx_touch(x);
 	st32(s + 8, (uint32_t)len);
+	CRASH_POINT("insert: length written");
 	if (blk) {
 		memcpy(x->r->base + blk + 8, key, len);
+		CRASH_POINT("insert: key in arena");
 		st64(s + 16, blk);
+		CRASH_POINT("insert: block linked");
 		x->arena_bytes += 1ull << cls;
 	} else {
 		memcpy(s + 12, key, len);
 	}
 	/* Release: a reader that sees the meta sees the key bytes too. */
 	__atomic_store_n((uint64_t *)s, meta_of(h), __ATOMIC_RELEASE);
+	CRASH_POINT("insert: slot published");
 	x->count++;
 	x->key_bytes += len;
 	if (was_tomb)
@@ -801,6 +821,7 @@ static int remove_at(struct tx *x, uint8_t *t, uint64_t i)
 	}
 	tx_touch(x);
 	__atomic_store_n((uint64_t *)s, META_TOMB, __ATOMIC_RELEASE);
+	CRASH_POINT("remove: tombstone");
 	x->count--;
 	x->tombs++;
 	x->key_bytes -= len;
@@ -847,6 +868,7 @@ int tx_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 			return -ENOBUFS;
 		memcpy(buf, k, len);
 		x->st->pop_hint = i + 1;
+		CRASH_POINT("pop: hint moved");
 		return remove_at(x, t, i);
 	}
 	return -EUCLEAN; /* count said there was one */
@@ -890,6 +912,7 @@ static void tx_publish(struct tx *x, uint64_t *field, uint64_t val)
 	/* The reserve always has room for the commit's few words. */
 	tx_log_limit(x, (uint64_t)((uint8_t *)field - x->r->base), log_cap(x->r));
 	__atomic_store_n(field, val, __ATOMIC_RELAXED);
+	CRASH_POINT("commit: state word published");
 }
 
 /* Gives the pages of big freed tables back to the kernel (keeping the
@@ -913,6 +936,7 @@ int tx_commit(struct tx *x)
 		uint64_t tail = x->pend_tail[c];
 		tx_log_limit(x, tail, log_cap(x->r));
 		st64(x->r->base + tail, *tx_head(x, c) >> 5);
+		CRASH_POINT("commit: free list spliced");
 		x->head[c] = x->pend_head[c];
 	}
 	tx_publish(x, &st->brk, x->brk);
@@ -927,8 +951,11 @@ int tx_commit(struct tx *x)
 	}
 	if (x->dirty) {
 		/* The commit point.  Then readers may trust the table again. */
+		CRASH_POINT("commit: before the commit point");
 		__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
+		CRASH_POINT("commit: committed");
 		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
+		CRASH_POINT("commit: seq even");
 		st->n_txns++;
 		punch_freed(x);
 	}
@@ -1109,6 +1136,7 @@ int table_copy_into(struct region *src, struct region *dst)
 		off_t hole = lseek(src->fd, data, SEEK_HOLE);
 		uint64_t end = hole < 0 || (uint64_t)hole > brk ? brk : (uint64_t)hole;
 		memcpy(dst->base + data, src->base + data, end - (uint64_t)data);
+		CRASH_POINT("copy: extent copied");
 		off = end;
 	}
 	d->brk = brk;
@@ -1142,6 +1170,7 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
 		uint32_t l = (uint32_t)kl;
 		memcpy(buf + at, &l, 4);
 		memcpy(buf + at + 4, k, kl);
+		CRASH_POINT("collect: key copied");
 		at += 4 + kl;
 		n++;
 		kb += kl;

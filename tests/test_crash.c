@@ -283,6 +283,38 @@ static int visit_any(const void *k, size_t len, void *arg)
 	return 0;
 }
 
+/* One random operation on a possibly hostile set: any result but a crash. */
+static void exercise_one(shset *c, uint64_t *rng)
+{
+	uint8_t key[300], out[300];
+	size_t len = key_of((uint32_t)(rng_next(rng) % 4000), key), ol;
+	long visits = 0;
+	switch (rng_next(rng) % 8) {
+	case 0:
+	case 1:
+		shset_contains(c, key, len);
+		break;
+	case 2:
+		shset_add(c, key, len);
+		break;
+	case 3:
+		shset_remove(c, key, len);
+		break;
+	case 4:
+		shset_pop(c, out, sizeof(out), &ol);
+		break;
+	case 5:
+		shset_size(c);
+		break;
+	case 6:
+		shset_foreach(c, visit_any, &visits);
+		break;
+	case 7:
+		shset_verify(c);
+		break;
+	}
+}
+
 /* Runs every operation; each must return a value or an error, never crash. */
 static void exercise(shset *c, shset *good)
 {
@@ -377,6 +409,64 @@ START_TEST(scribbled_regions)
 }
 END_TEST
 
+/* A peer that keeps the fd and scribbles on the live region while others
+ * work: they get values or errors, never a crash. */
+START_TEST(hostile_peer_scribbles_live)
+{
+	shset *s;
+	uint8_t key[300];
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	for (uint32_t i = 0; i < 3000; i++) {
+		size_t len = key_of(i, key);
+		shset_add(s, key, len);
+	}
+	volatile int *stop =
+	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t w[3];
+	for (int i = 0; i < 3; i++) {
+		w[i] = fork();
+		if (w[i] == 0) {
+			shset *c;
+			uint64_t rng = (uint64_t)i + 1;
+			if (shset_attach_fd(&c, shset_fd(s)))
+				_exit(1);
+			if (i == 2) {
+				/* The hostile one: random words into the table state,
+				 * the undo log and the heap (not the lock word or the
+				 * process slots, which would only make others wait). */
+				struct stat stt;
+				fstat(shset_fd(c), &stt);
+				uint8_t *m = mmap(NULL, (size_t)stt.st_size, PROT_READ | PROT_WRITE,
+						  MAP_SHARED, shset_fd(c), 0);
+				while (!*stop) {
+					uint64_t off =
+					    576 + rng_next(&rng) % ((uint64_t)stt.st_size - 584);
+					if (off >= 4096 && off < 8192)
+						continue;
+					uint64_t v = rng_next(&rng);
+					if (v & 1)
+						v = (v >> 1) % (uint64_t)stt.st_size & ~31ull;
+					__atomic_store_n((uint64_t *)(m + (off & ~7ull)), v,
+							 __ATOMIC_RELAXED);
+					usleep(50);
+				}
+				_exit(0);
+			}
+			while (!*stop)
+				exercise_one(c, &rng);
+			_exit(0);
+		}
+	}
+	usleep(1500000);
+	*stop = 1;
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(wait_status(w[i]), 0); /* no signal: no crash */
+	int v = shset_verify(s);
+	ck_assert(v == 0 || v == -EUCLEAN);
+	shset_close(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("crash");
@@ -384,6 +474,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 600 * test_scale());
 	tcase_add_test(tc, random_kills);
 	tcase_add_test(tc, scribbled_regions);
+	tcase_add_test(tc, hostile_peer_scribbles_live);
 	suite_add_tcase(s, tc);
 	return s;
 }

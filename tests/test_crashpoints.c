@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_crashpoints.c - every mutation killed at every one of its steps.
+ *
+ * Built only with -DSHSET_CRASHPOINTS=ON.  For each operation a child first
+ * runs it counting its crash points (N), then for k = 1..N a fresh child
+ * runs it armed to SIGKILL itself at point k.  After each kill the parent
+ * takes the lock over (repairing), checks shset_verify, that the content is
+ * exactly the state before or after the operation (never in between), and
+ * that the next operation works.  Operations with more than
+ * SHSET_CRASHPOINTS_MAX steps (default 1500) are sampled evenly plus their
+ * first and last 200 steps; SHSET_CRASHPOINTS_MAX=0 means every step.
+ */
+#include "helpers.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "crashpoint.h"
+#include "keys.h"
+#include "shset.h"
+
+/* An order-independent digest of a set's content. */
+struct digest {
+	uint64_t n, sum, x;
+};
+
+static int dig(const void *k, size_t len, void *arg)
+{
+	struct digest *d = arg;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ ((const uint8_t *)k)[i]) * 1099511628211ull;
+	h ^= len * 0x9e3779b97f4a7c15ull;
+	d->n++;
+	d->sum += h;
+	d->x ^= h * 0xbf58476d1ce4e5b9ull;
+	return 0;
+}
+
+static struct digest digest_of(shset *s)
+{
+	struct digest d = {0};
+	ck_assert_int_eq(shset_foreach(s, dig, &d), 0);
+	return d;
+}
+
+static int same(struct digest a, struct digest b)
+{
+	return a.n == b.n && a.sum == b.sum && a.x == b.x;
+}
+
+/* The starting state: short and long keys, removals (tombstones, free
+ * blocks), so every path of the allocator is in play. */
+static shset *build(uint32_t from, uint32_t n)
+{
+	shset *s;
+	struct shset_opts o = {.log_bytes = 64 * 1024, .max_procs = 16};
+	uint8_t key[300];
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	for (uint32_t i = from; i < from + n; i++) {
+		size_t len = key_of(i, key);
+		shset_add(s, key, len);
+	}
+	for (uint32_t i = from; i < from + n; i += 3) {
+		size_t len = key_of(i, key);
+		shset_remove(s, key, len);
+	}
+	return s;
+}
+
+enum {
+	OP_ADD_SHORT,
+	OP_ADD_LONG,
+	OP_REMOVE,
+	OP_BATCH,
+	OP_BATCH_RESIZE,
+	OP_BATCH_FRESH,
+	OP_BATCH_REMOVE,
+	OP_POP,
+	OP_CLEAR,
+	OP_UNION,
+	OP_INTER,
+	OP_DIFF,
+	OP_SYMDIFF,
+	OP_COPY,
+	OP_SAVE,
+	NOPS
+};
+static const char *op_name[NOPS] = {"add (inline key)",
+				    "add (arena key)",
+				    "remove",
+				    "batch add 10",
+				    "batch add 600 (resize)",
+				    "batch add 2500 (fresh table)",
+				    "batch remove 10",
+				    "pop",
+				    "clear",
+				    "update (union)",
+				    "intersection_update",
+				    "difference_update",
+				    "symmetric_difference_update",
+				    "copy",
+				    "save"};
+
+static char snap_path[64];
+
+static int run_op(shset *s, shset *other, int op)
+{
+	static uint8_t bk[2500][300];
+	static const void *kp[2500];
+	static size_t kl[2500];
+	uint8_t key[300];
+	size_t len;
+	int n = op == OP_BATCH_RESIZE ? 600 : op == OP_BATCH_FRESH ? 2500 : 10;
+
+	switch (op) {
+	case OP_ADD_SHORT:
+		return shset_add(s, "brand-new", 9);
+	case OP_ADD_LONG:
+		len = key_of(100001, key);
+		memset(key + 4, 'L', 200);
+		return shset_add(s, key, 204);
+	case OP_REMOVE:
+		for (uint32_t i = 2;; i++) {
+			len = key_of(i, key);
+			if (len > 20 && i % 3)
+				return shset_remove(s, key, len);
+		}
+	case OP_BATCH:
+	case OP_BATCH_RESIZE:
+	case OP_BATCH_FRESH:
+	case OP_BATCH_REMOVE:
+		for (int i = 0; i < n; i++) {
+			uint32_t k =
+			    op == OP_BATCH_REMOVE ? (uint32_t)i * 3 + 1 : 50000 + (uint32_t)i;
+			kl[i] = key_of(k, bk[i]);
+			kp[i] = bk[i];
+		}
+		return (int)(op == OP_BATCH_REMOVE ? shset_remove_batch(s, kp, kl, (size_t)n)
+						   : shset_add_batch(s, kp, kl, (size_t)n));
+	case OP_POP:
+		return shset_pop(s, key, sizeof(key), &len);
+	case OP_CLEAR:
+		return shset_clear(s);
+	case OP_UNION:
+		return (int)shset_update(s, other);
+	case OP_INTER:
+		return (int)shset_intersection_update(s, other);
+	case OP_DIFF:
+		return (int)shset_difference_update(s, other);
+	case OP_SYMDIFF:
+		return (int)shset_symmetric_difference_update(s, other);
+	case OP_COPY: {
+		shset *c;
+		int r = shset_copy(s, &c);
+		if (!r)
+			shset_close(c);
+		return r;
+	}
+	case OP_SAVE:
+		return shset_save(s, snap_path);
+	}
+	return -EINVAL;
+}
+
+/* Runs @op in a child armed at @k (0: count).  Returns the child's count
+ * (k == 0) or 0, and whether it was killed. */
+static unsigned long child_run(shset *s, shset *o, int op, unsigned long k, int *killed, int p[2])
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		shset *c, *oc;
+		if (shset_attach_fd(&c, shset_fd(s)) || shset_attach_fd(&oc, shset_fd(o)))
+			_exit(1);
+		crashpoint_arm(k);
+		int r = run_op(c, oc, op);
+		unsigned long n = crashpoint_count();
+		write_all(p[1], &n, sizeof(n));
+		/* Sites for the coverage table. */
+		const char *names[64];
+		unsigned long hits[64];
+		int ns = crashpoint_sites(names, hits, 64);
+		write_all(p[1], &ns, sizeof(ns));
+		for (int i = 0; i < ns; i++) {
+			char nm[48] = {0};
+			strncpy(nm, names[i], sizeof(nm) - 1);
+			write_all(p[1], nm, sizeof(nm));
+			write_all(p[1], &hits[i], sizeof(hits[i]));
+		}
+		_exit(r < 0 ? 2 : 0);
+	}
+	int st = wait_status(pid);
+	*killed = st == 128 + SIGKILL;
+	ck_assert_msg(*killed || st == 0, "op %s k=%lu exited %d", op_name[op], k, st);
+	return 0;
+}
+
+struct site {
+	char name[48];
+	unsigned long hits;
+	unsigned long kills;
+};
+static struct site sites[128];
+static int nsites;
+
+static void read_sites(int fd, int count_run, unsigned long *n)
+{
+	int ns;
+	ck_assert_int_eq(read_all(fd, n, sizeof(*n)), 0);
+	ck_assert_int_eq(read_all(fd, &ns, sizeof(ns)), 0);
+	for (int i = 0; i < ns; i++) {
+		char nm[48];
+		unsigned long h;
+		ck_assert_int_eq(read_all(fd, nm, sizeof(nm)), 0);
+		ck_assert_int_eq(read_all(fd, &h, sizeof(h)), 0);
+		if (!count_run)
+			continue;
+		int j;
+		for (j = 0; j < nsites && strcmp(sites[j].name, nm); j++)
+			;
+		if (j == nsites && nsites < 128)
+			memcpy(sites[nsites++].name, nm, sizeof(nm));
+		sites[j].hits += h;
+	}
+}
+
+START_TEST(every_step_of_every_mutation)
+{
+	const char *e = getenv("SHSET_CRASHPOINTS_MAX");
+	unsigned long cap = e ? strtoul(e, NULL, 10) : 1500, total_kills = 0;
+	snprintf(snap_path, sizeof(snap_path), "/tmp/shset-cp-%d.shs", getpid());
+	printf("\n  %-30s %8s %8s %s\n", "operation", "steps", "killed", "result");
+	for (int op = 0; op < NOPS; op++) {
+		int p[2], killed;
+		unsigned long n;
+		ck_assert_int_eq(pipe(p), 0);
+		shset *s = build(0, 400), *o = build(200, 400);
+		if (op == OP_SAVE)
+			ck_assert_int_eq(shset_save(s, snap_path), 0);
+		struct digest before = digest_of(s);
+		child_run(s, o, op, 0, &killed, p);
+		read_sites(p[0], 1, &n);
+		ck_assert(!killed);
+		struct digest after = digest_of(s);
+		shset_close(s);
+		shset_close(o);
+		ck_assert_uint_gt(n, 0);
+		unsigned long done = 0;
+		for (unsigned long k = 1; k <= n; k++) {
+			if (cap && n > cap && k > 200 && k + 200 <= n && k % (n / cap + 1))
+				continue;
+			s = build(0, 400);
+			o = build(200, 400);
+			if (op == OP_SAVE)
+				ck_assert_int_eq(shset_save(s, snap_path), 0);
+			child_run(s, o, op, k, &killed, p);
+			ck_assert_msg(killed, "%s: step %lu of %lu not reached", op_name[op], k, n);
+			/* Take over, repair, check. */
+			ck_assert_int_eq(shset_verify(s), 0);
+			struct digest d = digest_of(s);
+			ck_assert_msg(same(d, before) || same(d, after),
+				      "%s killed at step %lu/%lu: neither before nor after",
+				      op_name[op], k, n);
+			if (op == OP_COPY || op == OP_SAVE)
+				ck_assert(same(d, before));
+			if (op == OP_SAVE) {
+				shset *l;
+				ck_assert_int_eq(shset_load(&l, snap_path, NULL), 0);
+				ck_assert(same(digest_of(l), before));
+				shset_close(l);
+			}
+			/* The next operation goes through. */
+			ck_assert_int_eq(shset_add(s, "next", 4), 1);
+			ck_assert_int_eq(shset_remove(s, "next", 4), 1);
+			ck_assert_int_eq(shset_verify(s), 0);
+			shset_close(s);
+			shset_close(o);
+			done++;
+		}
+		total_kills += done;
+		printf("  %-30s %8lu %8lu %s\n", op_name[op], n, done,
+		       "verify clean; before or after, never between");
+		close(p[0]);
+		close(p[1]);
+	}
+
+	/* The repairer killed too: a batch interrupted halfway, then the
+	 * process that repairs it killed at each step of the rollback. */
+	{
+		int p[2], killed;
+		unsigned long n, rn;
+		ck_assert_int_eq(pipe(p), 0);
+		shset *s = build(0, 400), *o = build(200, 400);
+		struct digest before = digest_of(s);
+		child_run(s, o, OP_BATCH, 0, &killed, p);
+		read_sites(p[0], 0, &n);
+		shset_close(s);
+		shset_close(o);
+		for (unsigned long j = 1;; j++) {
+			s = build(0, 400);
+			o = build(200, 400);
+			child_run(s, o, OP_BATCH, n / 2, &killed, p);
+			ck_assert(killed);
+			pid_t pid = fork();
+			if (pid == 0) {
+				shset *c;
+				if (shset_attach_fd(&c, shset_fd(s)))
+					_exit(1);
+				crashpoint_arm(j);
+				shset_verify(c); /* takes over and rolls back */
+				_exit(0);
+			}
+			int st = wait_status(pid);
+			rn = j;
+			ck_assert_int_eq(shset_verify(s), 0);
+			ck_assert(same(digest_of(s), before));
+			shset_close(s);
+			shset_close(o);
+			if (st != 128 + SIGKILL)
+				break;
+			total_kills++;
+		}
+		printf("  %-30s %8lu %8lu %s\n", "repair (rollback) itself", rn - 1, rn - 1,
+		       "the next owner repairs again");
+		close(p[0]);
+		close(p[1]);
+	}
+	unlink(snap_path);
+	printf("\n  crash-point sites (%d) and how often each is passed:\n", nsites);
+	for (int i = 0; i < nsites; i++)
+		printf("    %-34s %8lu\n", sites[i].name, sites[i].hits);
+	printf("  %lu kills, 0 lost, 0 corrupt\n", total_kills);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("crashpoints");
+	TCase *tc = tcase_create("crashpoints");
+	tcase_set_timeout(tc, 3000 * test_scale());
+	tcase_add_test(tc, every_step_of_every_mutation);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(suite());
+}
