@@ -18,6 +18,7 @@ void crashpoint_arm(unsigned long k)
 {
 	armed = k;
 	count = 0;
+	memset(site_hits, 0, sizeof(site_hits));
 }
 
 unsigned long crashpoint_count(void)

@@ -103,7 +103,7 @@ static int create_region(struct shset **out, const struct region_opts *ro, uint6
 	return 0;
 }
 
-int shset_create(shset **out, const struct shset_opts *opts)
+int set_create_seeded(shset **out, const struct shset_opts *opts, const uint64_t *seed)
 {
 	struct region_opts ro;
 	int err;
@@ -114,7 +114,13 @@ int shset_create(shset **out, const struct shset_opts *opts)
 	err = opts_to_region(opts, &ro);
 	if (err)
 		return err;
+	ro.seed = seed;
 	return create_region(out, &ro, opts ? opts->capacity : 0);
+}
+
+int shset_create(shset **out, const struct shset_opts *opts)
+{
+	return set_create_seeded(out, opts, NULL);
 }
 
 int shset_attach_fd(shset **out, int fd)

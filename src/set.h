@@ -17,4 +17,9 @@ struct shset;
 int set_collect(struct shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_t *count,
 		uint64_t *key_bytes);
 
+/* shset_create with a given hash key instead of a random one, so that a
+ * test sees the same table layout every time. */
+struct shset_opts;
+int set_create_seeded(struct shset **out, const struct shset_opts *opts, const uint64_t *seed);
+
 #endif

@@ -35,8 +35,9 @@
  * half-done transaction: seq is odd from the first write to the commit.
  *
  * What needs no logging, and why:
- *   - the body of an EMPTY or TOMBSTONE slot: meta decides, and meta is
- *     logged;
+ *   - the body of an EMPTY slot: meta decides, and meta is logged (a
+ *     TOMBSTONE's body is logged: this transaction may have made it, and
+ *     a rollback then needs the key it held);
  *   - anything in a table allocated by this transaction (tx->fresh): the
  *     logged tdesc still points at the old table after a rollback.  Big
  *     batches therefore start with tx_fresh() and log O(1) words;
@@ -776,6 +777,11 @@ int tx_insert(struct tx *x, const void *key, size_t len)
 			return err;
 	}
 	err = slot_write_prepare(x, slot_off);
+	/* A tombstone may have been made by this very transaction: its body
+	 * then still belongs to a key the committed state holds, and must
+	 * come back with its meta on a rollback. */
+	for (unsigned w = 1; !err && was_tomb && w < SLOT_SIZE / 8; w++)
+		err = slot_write_prepare(x, slot_off + w * 8);
 	if (err)
 		return err;
 	tx_touch(x);
