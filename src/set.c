@@ -513,6 +513,10 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 	*bufp = NULL;
 	table_stats(s->r, &ts);
 	need = (size_t)(ts.count * 4 + ts.key_bytes);
+	if (need > 2 * ts.heap_bytes + 4096) /* racy or scribbled: the lock decides */
+		need = 2 * ts.heap_bytes + 4096;
+	if (need > 2 * s->r->avail)
+		need = 2 * s->r->avail;
 	for (int tries = 0; tries < 8; tries++) {
 		/* Racy estimate plus slack; allocated and faulted in unlocked. */
 		cap = need + need / 16 + 4096;

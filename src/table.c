@@ -505,7 +505,7 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	/* Cheap sanity before anything is sized from these numbers: a
 	 * scribbled count must not make a resize allocate gigabytes. */
 	uint64_t cap = x->tdesc ? 1ull << (tdesc_log2(x->tdesc) & 63) : 0;
-	if (x->brk < r->heap_off || x->brk > r->map_size || x->count + x->tombs > cap ||
+	if (x->brk < r->heap_off || region_check(r, 0, x->brk) || x->count + x->tombs > cap ||
 	    x->count + x->tombs < x->count) {
 		*err = -EUCLEAN;
 		return NULL;
@@ -1166,7 +1166,16 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
 	size_t kl;
 	int res;
 
-	*len = (size_t)(st->count * 4 + st->key_bytes);
+	/* Records are never larger than twice the heap (a slot or a block
+	 * holds each key); beyond that the numbers are scribbled. */
+	uint64_t heap = st->brk - r->heap_off;
+	if (st->brk < r->heap_off || region_check(r, 0, st->brk) || st->count > heap ||
+	    st->key_bytes > heap)
+		return -EUCLEAN;
+	uint64_t need = st->count * 4 + st->key_bytes;
+	if (need > 2 * heap + 4096)
+		return -EUCLEAN;
+	*len = (size_t)need;
 	if (cap < *len)
 		return -ENOBUFS;
 	view_locked(&v, r);

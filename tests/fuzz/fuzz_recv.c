@@ -39,7 +39,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size--;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		abort();
-	int before = count_fds();
 	switch (kind) {
 	case 1:
 		if (pipe2(p, O_CLOEXEC))
@@ -88,6 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (sendmsg(sv[0], &msg, 0) < 0)
 		abort();
+	int before = count_fds(); /* ours, after making what we send */
 	shset *s;
 	if (shset_recv(sv[1], &s) == 0)
 		shset_close(s);

@@ -2,6 +2,7 @@
 /* fuzz_snapshot - libFuzzer: snapshot files of any content.  Loading must
  * return a set or an error, never crash, leak or create a set it refused. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
