@@ -38,6 +38,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#ifdef SHSET_HAVE_MEMCHECK
+#include <valgrind/memcheck.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,6 +424,11 @@ int snap_read_file(const char *path, uint8_t **img, size_t *len, int no_uring, i
 	err = ring_ok ? read_uring(&ring, fd, *img, *len) : read_plain(fd, *img, *len);
 	if (ring_ok)
 		io_uring_queue_exit(&ring);
+#ifdef SHSET_HAVE_MEMCHECK
+	/* Memcheck cannot see the kernel fill the buffer through io_uring. */
+	if (!err && ring_ok)
+		VALGRIND_MAKE_MEM_DEFINED(*img, *len);
+#endif
 out:
 	close(fd);
 	if (err) {
