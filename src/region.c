@@ -264,10 +264,7 @@ fail_free:
 	return err;
 }
 
-/* Calls @fn on each extent of [from, to) that holds data (holes skipped:
- * touching them would allocate memory). */
-static void for_each_extent(struct region *r, uint64_t from, uint64_t to,
-			    void (*fn)(uint8_t *p, uint64_t len))
+void region_extents(struct region *r, uint64_t from, uint64_t to, region_extent_fn fn, void *arg)
 {
 	for (uint64_t off = from; off < to;) {
 		off_t data = lseek(r->fd, (off_t)off, SEEK_DATA);
@@ -275,27 +272,29 @@ static void for_each_extent(struct region *r, uint64_t from, uint64_t to,
 			break;
 		off_t hole = lseek(r->fd, data, SEEK_HOLE);
 		uint64_t end = hole < 0 || (uint64_t)hole > to ? to : (uint64_t)hole;
-		fn(r->base + data, end - (uint64_t)data);
+		fn(r, (uint64_t)data, end - (uint64_t)data, arg);
 		off = end;
 	}
 }
 
-static void populate_extent(uint8_t *p, uint64_t len)
+static void populate_extent(struct region *r, uint64_t off, uint64_t len, void *arg)
 {
-	madvise(p, len, MADV_POPULATE_WRITE);
+	(void)arg;
+	madvise(r->base + off, len, MADV_POPULATE_WRITE);
 }
 
-static void read_extent(uint8_t *p, uint64_t len)
+static void read_extent(struct region *r, uint64_t off, uint64_t len, void *arg)
 {
+	(void)arg;
 	for (uint64_t i = 0; i < len; i += REGION_PAGE)
-		(void)__atomic_load_n(p + i, __ATOMIC_RELAXED);
+		(void)__atomic_load_n(r->base + off + i, __ATOMIC_RELAXED);
 }
 
 void region_populate(struct region *r)
 {
 	/* Map the pages that hold data now, in one call per extent, instead of
 	 * one fault per page later. */
-	for_each_extent(r, 0, __atomic_load_n(&r->avail, __ATOMIC_RELAXED), populate_extent);
+	region_extents(r, 0, __atomic_load_n(&r->avail, __ATOMIC_RELAXED), populate_extent, NULL);
 }
 
 void region_prefetch(struct region *r, uint64_t from, uint64_t to)
@@ -305,7 +304,7 @@ void region_prefetch(struct region *r, uint64_t from, uint64_t to)
 	/* Some virtual machines charge microseconds for a process's first
 	 * touch of each page even when it is mapped; a reader of the whole
 	 * heap pays that before it takes the lock. */
-	for_each_extent(r, from, to < avail ? to : avail, read_extent);
+	region_extents(r, from, to < avail ? to : avail, read_extent, NULL);
 }
 
 void region_close(struct region *r)

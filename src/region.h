@@ -75,6 +75,11 @@ int region_create(struct region **out, const struct region_opts *o);
  * without a lease, for inspection. */
 int region_attach(struct region **out, int fd, int readonly);
 void region_close(struct region *r);
+/* Calls @fn on each extent of [from, to) that holds data, skipping holes
+ * (tables given back after a resize): touching a hole allocates memory. */
+typedef void (*region_extent_fn)(struct region *r, uint64_t off, uint64_t len, void *arg);
+void region_extents(struct region *r, uint64_t from, uint64_t to, region_extent_fn fn, void *arg);
+
 /* Maps in the pages that hold data (attach does it). */
 void region_populate(struct region *r);
 /* Reads one byte of every data page in [from, to): faults them in. */

@@ -45,6 +45,13 @@ static void prefault(uint8_t *p, size_t len)
 		__atomic_store_n(p + len - 1, 0, __ATOMIC_RELAXED);
 }
 
+/* Faults in, in region @dst, the extent that holds data in the source. */
+static void prefault_extent(struct region *src, uint64_t off, uint64_t len, void *dst)
+{
+	(void)src;
+	prefault(((struct region *)dst)->base + off, len);
+}
+
 uint64_t set_last_hold_ns(void)
 {
 	return __atomic_load_n(&last_hold_ns, __ATOMIC_RELAXED);
@@ -476,15 +483,7 @@ int shset_copy(shset *s, shset **out)
 		guess = s->r->avail;
 	if (guess > c->r->heap_off && guess <= c->r->map_size && region_grow(c->r, guess) == 0) {
 		/* Only where the source has data: its holes stay holes. */
-		for (uint64_t off = c->r->heap_off; off < guess;) {
-			off_t data = lseek(s->r->fd, (off_t)off, SEEK_DATA);
-			if (data < 0 || (uint64_t)data >= guess)
-				break;
-			off_t hole = lseek(s->r->fd, data, SEEK_HOLE);
-			uint64_t end = hole < 0 || (uint64_t)hole > guess ? guess : (uint64_t)hole;
-			prefault(c->r->base + data, end - (uint64_t)data);
-			off = end;
-		}
+		region_extents(s->r, c->r->heap_off, guess, prefault_extent, c->r);
 		region_prefetch(s->r, s->r->heap_off, guess);
 	}
 	err = set_lock(s);

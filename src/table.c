@@ -1118,6 +1118,12 @@ int table_snap_next(const struct table_snap *sn, uint64_t *pos, const uint8_t **
 	return next_in(&v, sn->st.tdesc, pos, key, len);
 }
 
+static void copy_extent(struct region *src, uint64_t off, uint64_t len, void *dst)
+{
+	memcpy(((struct region *)dst)->base + off, src->base + off, len);
+	CRASH_POINT("copy: extent copied");
+}
+
 int table_copy_into(struct region *src, struct region *dst)
 {
 	struct table_state *s = state(src), *d = state(dst);
@@ -1135,16 +1141,7 @@ int table_copy_into(struct region *src, struct region *dst)
 		return err;
 	/* Only the data: holes (tables given back after a resize) stay
 	 * holes, and reading them would allocate pages in the source. */
-	for (uint64_t off = src->heap_off; off < brk;) {
-		off_t data = lseek(src->fd, (off_t)off, SEEK_DATA);
-		if (data < 0 || (uint64_t)data >= brk)
-			break;
-		off_t hole = lseek(src->fd, data, SEEK_HOLE);
-		uint64_t end = hole < 0 || (uint64_t)hole > brk ? brk : (uint64_t)hole;
-		memcpy(dst->base + data, src->base + data, end - (uint64_t)data);
-		CRASH_POINT("copy: extent copied");
-		off = end;
-	}
+	region_extents(src, src->heap_off, brk, copy_extent, dst);
 	d->brk = brk;
 	d->tdesc = s->tdesc;
 	d->count = s->count;
