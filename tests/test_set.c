@@ -640,6 +640,21 @@ static int batch_visit(const void *k, size_t len, void *arg)
 	return 0;
 }
 
+/* One walk of @x must show every b_i with its a_i, and whole batches. */
+static void check_one_state(shset *x)
+{
+	static struct at_check chk;
+	static int bcnt[5000];
+
+	memset(&chk, 0, sizeof(chk));
+	memset(bcnt, 0, sizeof(bcnt));
+	ck_assert_int_eq(shset_foreach(x, at_visit, &chk), 0);
+	ck_assert(at_consistent(&chk));
+	ck_assert_int_eq(shset_foreach(x, batch_visit, bcnt), 0);
+	for (int i = 0; i < 5000; i++)
+		ck_assert(bcnt[i] == 0 || bcnt[i] == 8);
+}
+
 START_TEST(copy_foreach_batch_atomicity)
 {
 	shset *s;
@@ -672,31 +687,16 @@ START_TEST(copy_foreach_batch_atomicity)
 		}
 		_exit(0);
 	}
-	int copies = 0, walks = 0;
-	static struct at_check chk;
-	static int bcnt[5000];
+	int copies = 0;
 	for (;;) {
 		int done = waitpid(w, NULL, WNOHANG) == w;
 		shset *c;
 		ck_assert_int_eq(shset_copy(s, &c), 0);
-		memset(&chk, 0, sizeof(chk));
-		memset(bcnt, 0, sizeof(bcnt));
-		ck_assert_int_eq(shset_foreach(c, at_visit, &chk), 0);
-		ck_assert(at_consistent(&chk));
-		ck_assert_int_eq(shset_foreach(c, batch_visit, bcnt), 0);
-		for (int i = 0; i < 5000; i++)
-			ck_assert(bcnt[i] == 0 || bcnt[i] == 8);
+		check_one_state(c); /* the copy */
 		ck_assert_int_eq(shset_verify(c), 0);
 		shset_close(c);
 		copies++;
-		memset(&chk, 0, sizeof(chk));
-		memset(bcnt, 0, sizeof(bcnt));
-		ck_assert_int_eq(shset_foreach(s, at_visit, &chk), 0);
-		ck_assert(at_consistent(&chk));
-		ck_assert_int_eq(shset_foreach(s, batch_visit, bcnt), 0);
-		for (int i = 0; i < 5000; i++)
-			ck_assert(bcnt[i] == 0 || bcnt[i] == 8);
-		walks++;
+		check_one_state(s); /* foreach on the live set */
 		if (done)
 			break;
 	}
