@@ -322,11 +322,10 @@ int shset_lock_release(shset_lock *lk, shset_lease *l)
 	tsan_pre_unlock(lk);
 	hg_pre_unlock(lk);
 	__atomic_store_n(&lk->owner_tid, 0, __ATOMIC_RELAXED);
-	/* Release pairs with the acquiring CAS of the next owner.  Common
-	 * case: nobody waits and nothing is flagged, one CAS and done. */
-	/* Only the owner changes INCONSISTENT, so one exchange keeps it and
-	 * clears the rest; waiters may have set WAITERS meanwhile, which the
-	 * old value reports. */
+	/* Release pairs with the acquiring CAS of the next owner.  Only the
+	 * owner changes INCONSISTENT, so one exchange keeps it and clears the
+	 * rest; waiters may have set WAITERS meanwhile, which the old value
+	 * reports. */
 	uint32_t old = __atomic_exchange_n(&lk->word, v & LOCK_INCONSISTENT, __ATOMIC_RELEASE);
 	if (old & LOCK_WAITERS)
 		futex_wake_one(&lk->word);
