@@ -1074,12 +1074,6 @@ static int snap_copy(struct region *r, struct table_snap *sn)
 	return 0;
 }
 
-int table_snap_take(struct region *r, struct table_snap *sn)
-{
-	memset(sn, 0, sizeof(*sn));
-	return snap_copy(r, sn);
-}
-
 int table_snap_optimistic(struct region *r, struct table_snap *sn, uint64_t timeout_ns)
 {
 	struct table_state *st = state(r);

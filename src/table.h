@@ -92,8 +92,6 @@ struct table_snap {
 	uint64_t seed[2];
 	struct table_state st;
 };
-/* Lock held: copies the used heap into @sn (malloc). */
-int table_snap_take(struct region *r, struct table_snap *sn);
 /* Without the lock and without writing to the region (inspection): copies
  * until a copy lands between two equal even seqcounts; -EAGAIN if writers
  * left no such window for @timeout_ns. */
