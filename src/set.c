@@ -353,7 +353,7 @@ long long shset_size(shset *s)
 	int err = set_lock(s);
 	if (err)
 		return err;
-	n = table_count_optimistic(s->r);
+	n = table_count_locked(s->r);
 	set_unlock(s);
 	return n;
 }

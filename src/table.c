@@ -318,6 +318,13 @@ long long table_count_optimistic(struct region *r)
 	return -EAGAIN;
 }
 
+long long table_count_locked(struct region *r)
+{
+	uint64_t c = __atomic_load_n(&state(r)->count, __ATOMIC_RELAXED);
+
+	return c > (uint64_t)INT64_MAX ? -EUCLEAN : (long long)c;
+}
+
 static void view_locked(struct view *v, struct region *r)
 {
 	view_region(v, r, __atomic_load_n(&state(r)->brk, __ATOMIC_RELAXED));

@@ -47,6 +47,9 @@ long long table_count_optimistic(struct region *r);
 
 /* With the lock held. */
 int table_contains_locked(struct region *r, const void *key, size_t len);
+/* Needs no seqcount: the lock excludes writers (and a scribbled odd
+ * sequence must not make size fail under the lock). */
+long long table_count_locked(struct region *r);
 /* After taking over a dead owner's lock: undo its transaction. */
 int table_repair(struct region *r);
 /* Every invariant; 0 or -EUCLEAN. */
