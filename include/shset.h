@@ -47,7 +47,18 @@ struct shset_opts {
 	uint64_t log_bytes; /* undo log area (default 1 MiB); bounds the
 			       in-place part of one atomic batch */
 	const char *name;   /* memfd name shown in /proc (default "shset") */
+	uint32_t key_type;  /* SHSET_KEYS_* recorded in the set (default bytes) */
 };
+
+/*
+ * The key type a set records for bindings and tools, fixed at creation and
+ * kept by copies and snapshots.  The library itself stores bytes either way:
+ * it is how a binding presents keys (Python's shset.Set gives str, bytes or
+ * int) and what shset-inspect shows.
+ */
+#define SHSET_KEYS_BYTES 0u /* any bytes */
+#define SHSET_KEYS_STR	 1u /* UTF-8 text */
+#define SHSET_KEYS_INT	 2u /* integers as canonical decimal ASCII: -?[1-9][0-9]* or 0 */
 
 /*
  * Creates a new empty set in a new memfd.  @opts may be NULL.
@@ -75,6 +86,9 @@ int shset_fd(const shset *s);
 /* The process slot this handle holds in the set (as shset-inspect and
  * shset_stats' lock owner show it), or -errno. */
 int shset_slot(shset *s);
+
+/* The set's SHSET_KEYS_* (read when the handle was made), or -EINVAL. */
+int shset_key_type(const shset *s);
 
 /* Detaches.  The set lives on while any process holds its fd. */
 void shset_close(shset *s);

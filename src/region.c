@@ -82,6 +82,7 @@ static void adopt(struct region *r, const struct region_hdr *h, uint64_t file_si
 	r->nslots = h->nslots;
 	memcpy(r->uuid, h->uuid, sizeof(r->uuid));
 	memcpy(r->seed, h->seed, sizeof(r->seed));
+	r->key_type = h->key_type;
 	r->avail = file_size < r->map_size ? file_size : r->map_size;
 }
 
@@ -102,12 +103,14 @@ int region_create(struct region **out, const struct region_opts *o)
 		d.max_size = REGION_DEFAULT_MAX;
 	if (!d.nslots)
 		d.nslots = REGION_DEFAULT_PROC;
-	if (d.nslots > SHSET_LEASE_SLOTS_MAX || d.max_size > REGION_MAX_BYTES)
+	if (d.nslots > SHSET_LEASE_SLOTS_MAX || d.max_size > REGION_MAX_BYTES ||
+	    d.key_type > REGION_KEYS_MAX)
 		return -EINVAL;
 
 	h.magic = REGION_MAGIC;
 	h.version = REGION_VERSION;
 	h.nslots = d.nslots;
+	h.key_type = d.key_type;
 	h.max_size = round_up(d.max_size, REGION_PAGE);
 	h.log_off = round_up(
 	    REGION_SLOTS_OFF + (uint64_t)d.nslots * sizeof(struct shset_lease_slot), REGION_PAGE);
@@ -212,7 +215,7 @@ int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size)
 	    hdr->log_off % REGION_PAGE || hdr->log_off < slots_end || hdr->log_bytes == 0 ||
 	    hdr->log_bytes % REGION_PAGE || hdr->log_bytes > hdr->max_size ||
 	    hdr->heap_off != hdr->log_off + hdr->log_bytes || hdr->heap_off > hdr->max_size ||
-	    (uint64_t)st.st_size < hdr->heap_off)
+	    (uint64_t)st.st_size < hdr->heap_off || hdr->key_type > REGION_KEYS_MAX)
 		return -EUCLEAN;
 	if (file_size)
 		*file_size = (uint64_t)st.st_size;

@@ -18,6 +18,7 @@
 #define REGION_MAX_BYTES    (1ull << 44)
 #define REGION_DEFAULT_MAX  (8ull << 30)
 #define REGION_DEFAULT_PROC 256u
+#define REGION_KEYS_MAX	    2u /* highest SHSET_KEYS_* value */
 
 /*
  * The first page of every set.  The fields above `size` are written once by
@@ -38,6 +39,10 @@ struct region_hdr {
 	uint64_t created_ns;
 	uint64_t size;	/* file size; grows under the lock (atomic) */
 	uint64_t grows; /* number of growths; under the lock */
+	/* Written once by the creator like the fields above size; placed last
+	 * so that sets made before it existed read 0 (bytes). */
+	uint32_t key_type; /* SHSET_KEYS_*: how bindings present keys */
+	uint32_t pad;
 };
 
 _Static_assert(sizeof(struct region_hdr) <= REGION_LOCK_OFF, "header overlaps lock");
@@ -49,6 +54,7 @@ struct region_opts {
 	uint64_t heap_init; /* initial heap bytes */
 	const char *name;
 	const uint64_t *seed; /* hash key to reuse (copies); NULL: random */
+	uint32_t key_type;    /* SHSET_KEYS_* */
 };
 
 struct region {
@@ -65,6 +71,7 @@ struct region {
 	uint32_t nslots;
 	uint8_t uuid[16];
 	uint64_t seed[2];
+	uint32_t key_type;
 	/* Bytes known to exist in the file (it can only grow): reads below
 	 * this never fault. */
 	uint64_t avail;

@@ -83,6 +83,9 @@ static int opts_to_region(const struct shset_opts *opts, struct region_opts *ro)
 	if (opts->log_bytes)
 		ro->log_bytes = opts->log_bytes < TABLE_MIN_LOG ? TABLE_MIN_LOG : opts->log_bytes;
 	ro->name = opts->name;
+	if (opts->key_type > SHSET_KEYS_INT)
+		return -EINVAL;
+	ro->key_type = opts->key_type;
 	return 0;
 }
 
@@ -160,6 +163,11 @@ int shset_attach_fd(shset **out, int fd)
 int shset_fd(const shset *s)
 {
 	return s ? s->r->fd : -EINVAL;
+}
+
+int shset_key_type(const shset *s)
+{
+	return s ? (int)s->r->key_type : -EINVAL;
 }
 
 int shset_slot(shset *s)
@@ -469,6 +477,7 @@ int shset_copy(shset *s, shset **out)
 	ro.nslots = s->r->nslots;
 	ro.log_bytes = s->r->log_bytes;
 	ro.seed = s->r->seed;
+	ro.key_type = s->r->key_type;
 	err = create_region(&c, &ro, 0);
 	if (err)
 		return err;

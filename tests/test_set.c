@@ -68,6 +68,30 @@ START_TEST(basic_api)
 }
 END_TEST
 
+/* The key type is fixed at creation and seen by attachers and copies. */
+START_TEST(key_type_recorded)
+{
+	struct shset_opts o = {.key_type = SHSET_KEYS_INT};
+	shset *s, *t, *c;
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	ck_assert_int_eq(shset_key_type(s), SHSET_KEYS_INT);
+	ck_assert_int_eq(shset_attach_fd(&t, shset_fd(s)), 0);
+	ck_assert_int_eq(shset_key_type(t), SHSET_KEYS_INT);
+	ck_assert_int_eq(shset_copy(t, &c), 0);
+	ck_assert_int_eq(shset_key_type(c), SHSET_KEYS_INT);
+	shset_close(c);
+	shset_close(t);
+	shset_close(s);
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(shset_key_type(s), SHSET_KEYS_BYTES);
+	shset_close(s);
+	o.key_type = 3;
+	ck_assert_int_eq(shset_create(&s, &o), -EINVAL);
+	ck_assert_int_eq(shset_key_type(NULL), -EINVAL);
+}
+END_TEST
+
 START_TEST(null_arguments)
 {
 	shset *s;
@@ -760,6 +784,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 300 * test_scale());
 	tcase_add_test(tc, basic_api);
 	tcase_add_test(tc, null_arguments);
+	tcase_add_test(tc, key_type_recorded);
 	tcase_add_loop_test(tc, differential_seeds, 0, 4);
 	tcase_add_test(tc, growth_to_a_million);
 	tcase_add_test(tc, memory_of_removed_keys_is_reused);
