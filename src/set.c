@@ -60,12 +60,26 @@ uint64_t set_last_hold_ns(void)
 struct shset {
 	struct region *r;
 	void *txmem; /* transaction storage, used under the set's lock */
+	dev_t dev;   /* the memfd's identity: what makes two handles one set */
+	ino_t ino;
 };
 
 static int handle_init(struct shset *s)
 {
 	s->txmem = malloc(tx_size());
 	return s->txmem ? 0 : -ENOMEM;
+}
+
+/* Records the memfd's identity once the region is open. */
+static int handle_identify(struct shset *s)
+{
+	struct stat st;
+
+	if (fstat(s->r->fd, &st) < 0)
+		return -errno;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	return 0;
 }
 
 /* --- handles -------------------------------------------------------------- */
@@ -101,6 +115,8 @@ static int create_region(struct shset **out, const struct region_opts *ro, uint6
 		err = region_create(&s->r, ro);
 	if (!err) {
 		err = table_init(s->r, capacity);
+		if (!err)
+			err = handle_identify(s);
 		if (err)
 			region_close(s->r);
 	}
@@ -147,10 +163,12 @@ int shset_attach_fd(shset **out, int fd)
 	err = handle_init(s);
 	if (!err)
 		err = region_attach(&s->r, fd, 0);
-	if (!err && s->r->log_bytes < TABLE_MIN_LOG) {
-		region_close(s->r);
+	if (!err && s->r->log_bytes < TABLE_MIN_LOG)
 		err = -EUCLEAN;
-	}
+	if (!err)
+		err = handle_identify(s);
+	if (err && s->r)
+		region_close(s->r);
 	if (err) {
 		free(s->txmem);
 		free(s);
@@ -210,12 +228,27 @@ static void set_unlock(struct shset *s)
 	shset_lock_release(s->r->lock, s->r->lease);
 }
 
-static int same_set(const struct shset *a, const struct shset *b)
+/*
+ * A set is its memfd: two handles name the same set exactly when their
+ * files are the same inode.  The uuid in the header is bytes any peer can
+ * copy, so it neither identifies a set nor orders locks.
+ */
+static int set_cmp(const struct shset *a, const struct shset *b)
 {
-	return memcmp(a->r->uuid, b->r->uuid, sizeof(a->r->uuid)) == 0;
+	if (a->dev != b->dev)
+		return a->dev < b->dev ? -1 : 1;
+	if (a->ino != b->ino)
+		return a->ino < b->ino ? -1 : 1;
+	return 0;
 }
 
-/* Both locks in uuid order, so (a, b) and (b, a) never deadlock. */
+static int same_set(const struct shset *a, const struct shset *b)
+{
+	return set_cmp(a, b) == 0;
+}
+
+/* Both locks in (device, inode) order, so (a, b) and (b, a) never
+ * deadlock. */
 static int lock_two(struct shset *a, struct shset *b)
 {
 	struct shset *first = a, *second = b;
@@ -223,7 +256,7 @@ static int lock_two(struct shset *a, struct shset *b)
 
 	if (same_set(a, b))
 		return set_lock(a);
-	if (memcmp(a->r->uuid, b->r->uuid, sizeof(a->r->uuid)) > 0) {
+	if (set_cmp(a, b) > 0) {
 		first = b;
 		second = a;
 	}
@@ -519,12 +552,20 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 	int err = 0;
 
 	*bufp = NULL;
+	/* The records of honest keys take no more than twice the memory
+	 * their slots and blocks occupy, so the buffer is bounded by the
+	 * memory the file really holds (st_blocks), not by counts or sizes a
+	 * peer can write: a sparse file grown to max_bytes holds nothing. */
+	struct stat fst;
+	if (fstat(s->r->fd, &fst) < 0)
+		return -errno;
+	uint64_t limit = 2 * (uint64_t)fst.st_blocks * 512 + 4096;
 	table_stats(s->r, &ts);
 	need = (size_t)(ts.count * 4 + ts.key_bytes);
 	if (need > 2 * ts.heap_bytes + 4096) /* racy or scribbled: the lock decides */
 		need = 2 * ts.heap_bytes + 4096;
-	if (need > 2 * s->r->avail)
-		need = 2 * s->r->avail;
+	if (need > limit)
+		need = limit;
 	for (int tries = 0; tries < 8; tries++) {
 		/* Racy estimate plus slack; allocated and faulted in unlocked. */
 		cap = need + need / 16 + 4096;
@@ -547,6 +588,15 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 		if (err != -ENOBUFS)
 			break;
 		need = *lenp; /* grew meanwhile: try again with the size it has now */
+		if (fstat(s->r->fd, &fst) < 0) {
+			err = -errno;
+			break;
+		}
+		limit = 2 * (uint64_t)fst.st_blocks * 512 + 4096;
+		if (need > limit) {
+			err = -EUCLEAN; /* more records than memory could hold */
+			break;
+		}
 	}
 	if (err) {
 		free(buf);
@@ -596,7 +646,7 @@ static long long do_two(struct tx *x, void *arg)
 {
 	struct two_arg *a = arg;
 	struct region *o = a->other->r;
-	uint64_t pos = 0;
+	struct table_iter it;
 	const uint8_t *k;
 	size_t len;
 	long long done = 0;
@@ -606,7 +656,8 @@ static long long do_two(struct tx *x, void *arg)
 		r = tx_filter(x, keep_if_in_other, o);
 		return r;
 	}
-	while ((r = table_next(o, &pos, &k, &len)) == 1) {
+	table_iter_start(o, &it);
+	while ((r = table_iter_next(&it, &k, &len)) == 1) {
 		int res;
 		if (a->mode == ALG_UNION) {
 			res = tx_insert(x, k, len);
@@ -696,11 +747,12 @@ static int compare(shset *a, shset *b, int mode)
 	    (mode == CMP_EQUAL && sa.count != sb.count)) {
 		res = 0;
 	} else {
-		uint64_t pos = 0;
+		struct table_iter it;
 		const uint8_t *k;
 		size_t len;
 		int r;
-		while ((r = table_next(walk, &pos, &k, &len)) == 1) {
+		table_iter_start(walk, &it);
+		while ((r = table_iter_next(&it, &k, &len)) == 1) {
 			int in = table_contains_locked(probe, k, len);
 			if (in < 0) {
 				res = in;

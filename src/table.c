@@ -199,14 +199,13 @@ static uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
 	return view_heap(v, tdesc_off(tdesc), *cap * SLOT_SIZE);
 }
 
-/* The key bytes of a live slot, checked. */
-static const uint8_t *slot_key(const struct view *v, const uint8_t *slot, uint32_t *lenp)
+/* The key bytes of a slot whose length the caller has read (once) as
+ * @len: checked for that length, so a peer changing the slot's length
+ * afterwards cannot widen what the caller reads. */
+static const uint8_t *slot_key_len(const struct view *v, const uint8_t *slot, uint32_t len)
 {
-	uint32_t len = ld32(slot + 8);
-
 	if (len > TABLE_KEY_MAX)
 		return NULL;
-	*lenp = len;
 	if (len <= INLINE_MAX)
 		return slot + 12;
 	uint64_t off = ld64(slot + 16);
@@ -214,17 +213,35 @@ static const uint8_t *slot_key(const struct view *v, const uint8_t *slot, uint32
 	return b ? b + 8 : NULL;
 }
 
+/* The key bytes of a live slot, checked; its length read once. */
+static const uint8_t *slot_key(const struct view *v, const uint8_t *slot, uint32_t *lenp)
+{
+	*lenp = ld32(slot + 8);
+	return slot_key_len(v, slot, *lenp);
+}
+
+/* A private copy of a slot (32 bytes): decisions about a slot are made
+ * on one reading of it, never on two that a peer could tell apart. */
+static inline void slot_read(uint8_t *dst, const uint8_t *slot)
+{
+	for (unsigned w = 0; w < SLOT_SIZE / 8; w++)
+		st64(dst + w * 8, ld64(slot + w * 8));
+}
+
 /*
  * Looks @key up in the table @tdesc.  Returns 1 (*pos: its slot), 0 (*ins:
- * the first reusable slot on its path, or UINT64_MAX), or -EUCLEAN.
+ * the first reusable slot on its path, or UINT64_MAX; *ins_tomb: whether
+ * it was a tombstone when probed), or -EUCLEAN.  At most one pass over the
+ * table, whatever a peer writes into it meanwhile.
  */
-static int probe(const struct view *v, uint64_t tdesc, uint64_t h, const void *key, size_t len,
-		 uint64_t *pos, uint64_t *ins)
+static int probe_at(const struct view *v, uint64_t tdesc, uint64_t h, const void *key, size_t len,
+		    uint64_t *pos, uint64_t *ins, int *ins_tomb)
 {
 	uint64_t cap, want = meta_of(h);
 	uint8_t *t;
 
 	*ins = UINT64_MAX;
+	*ins_tomb = 0;
 	if (!tdesc)
 		return 0;
 	t = view_table(v, tdesc, &cap);
@@ -241,14 +258,17 @@ static int probe(const struct view *v, uint64_t tdesc, uint64_t h, const void *k
 			return 0;
 		}
 		if (m == META_TOMB) {
-			if (*ins == UINT64_MAX)
+			if (*ins == UINT64_MAX) {
 				*ins = i;
+				*ins_tomb = 1;
+			}
 			continue;
 		}
 		if (m != want || ld32(s + 8) != len)
 			continue;
-		uint32_t kl;
-		const uint8_t *k = slot_key(v, s, &kl);
+		/* The length just compared is the one checked and compared:
+		 * slot_key_len does not read it again. */
+		const uint8_t *k = slot_key_len(v, s, (uint32_t)len);
 		if (!k)
 			return -EUCLEAN;
 		if (memcmp(k, key, len) == 0) {
@@ -257,6 +277,14 @@ static int probe(const struct view *v, uint64_t tdesc, uint64_t h, const void *k
 		}
 	}
 	return 0;
+}
+
+static int probe(const struct view *v, uint64_t tdesc, uint64_t h, const void *key, size_t len,
+		 uint64_t *pos, uint64_t *ins)
+{
+	int tomb;
+
+	return probe_at(v, tdesc, h, key, len, pos, ins, &tomb);
 }
 
 /* --- lock-free readers ---------------------------------------------------- */
@@ -301,6 +329,23 @@ int table_contains_optimistic(struct region *r, const void *key, size_t len)
 	return -EAGAIN;
 }
 
+/* A count is believable only if the table it describes could hold it:
+ * no more keys than slots, in a table that lies inside the file.  So no
+ * caller is ever told of more keys than the region has room for. */
+static long long count_checked(struct region *r, uint64_t tdesc, uint64_t count)
+{
+	if (!tdesc)
+		return count ? -EUCLEAN : 0;
+	unsigned l2 = tdesc_log2(tdesc);
+	if (l2 < MIN_LOG2 || l2 > 40)
+		return -EUCLEAN;
+	uint64_t cap = 1ull << l2;
+	if (count > cap || tdesc_off(tdesc) < r->heap_off ||
+	    region_check(r, tdesc_off(tdesc), cap * SLOT_SIZE))
+		return -EUCLEAN;
+	return (long long)count;
+}
+
 long long table_count_optimistic(struct region *r)
 {
 	struct table_state *st = state(r);
@@ -312,8 +357,9 @@ long long table_count_optimistic(struct region *r)
 			continue;
 		}
 		uint64_t c = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
+		uint64_t d = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
 		if (!seq_retry(st, s))
-			return c > (uint64_t)INT64_MAX ? -EUCLEAN : (long long)c;
+			return count_checked(r, d, c);
 	}
 	return -EAGAIN;
 }
@@ -321,8 +367,9 @@ long long table_count_optimistic(struct region *r)
 long long table_count_locked(struct region *r)
 {
 	uint64_t c = __atomic_load_n(&state(r)->count, __ATOMIC_RELAXED);
+	uint64_t d = __atomic_load_n(&state(r)->tdesc, __ATOMIC_RELAXED);
 
-	return c > (uint64_t)INT64_MAX ? -EUCLEAN : (long long)c;
+	return count_checked(r, d, c);
 }
 
 static void view_locked(struct view *v, struct region *r)
@@ -336,7 +383,8 @@ int table_contains_locked(struct region *r, const void *key, size_t len)
 	uint64_t pos, ins;
 
 	view_locked(&v, r);
-	return probe(&v, state(r)->tdesc, hash_bytes(r->seed, key, len), key, len, &pos, &ins);
+	return probe(&v, __atomic_load_n(&state(r)->tdesc, __ATOMIC_RELAXED),
+		     hash_bytes(r->seed, key, len), key, len, &pos, &ins);
 }
 
 /* --- the undo log --------------------------------------------------------- */
@@ -368,23 +416,37 @@ static int log_target_ok(struct region *r, uint64_t off)
 	return off >= r->heap_off && region_check(r, off, 8) == 0;
 }
 
-/* Restores every logged word, newest first, then empties the log. */
+/*
+ * Restores every logged word, newest first, then empties the log.  The
+ * entries are copied out once, checked, and applied from the copy: a peer
+ * rewriting an offset after the check must not steer the store.
+ */
 static int log_rollback(struct region *r)
 {
 	struct table_state *st = state(r);
-	struct log_entry *lg = log_base(r);
+	const uint8_t *lg = r->base + r->log_off;
 	uint64_t n = __atomic_load_n(&st->log_n, __ATOMIC_ACQUIRE);
 
 	if (n > log_cap(r))
 		return -EUCLEAN;
+	struct log_entry *copy = malloc(n ? n * sizeof(*copy) : 1);
+	if (!copy)
+		return -ENOMEM;
+	int err = 0;
 	/* Check everything before writing anything. */
-	for (uint64_t i = 0; i < n; i++)
-		if (!log_target_ok(r, lg[i].off))
-			return -EUCLEAN;
-	for (uint64_t i = n; i-- > 0;) {
-		st64(r->base + lg[i].off, lg[i].old);
+	for (uint64_t i = 0; i < n && !err; i++) {
+		copy[i].off = ld64(lg + i * sizeof(struct log_entry));
+		copy[i].old = ld64(lg + i * sizeof(struct log_entry) + 8);
+		if (!log_target_ok(r, copy[i].off))
+			err = -EUCLEAN;
+	}
+	for (uint64_t i = n; !err && i-- > 0;) {
+		st64(r->base + copy[i].off, copy[i].old);
 		CRASH_POINT("rollback: word restored");
 	}
+	free(copy);
+	if (err)
+		return err;
 	__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
 	CRASH_POINT("rollback: log emptied");
 	return 0;
@@ -619,17 +681,23 @@ static int slot_write_prepare(struct tx *x, uint64_t slot_off)
 	return tx_log(x, slot_off);
 }
 
-/* Places an already-built slot (32 bytes) into table @t by probing for an
- * empty slot: used when rebuilding into a fresh table. */
-static void place(uint8_t *t, unsigned l2, const uint8_t *slot)
+/* Places a private copy of a slot (32 bytes) into table @t by probing for
+ * an empty slot: used when rebuilding into a fresh table.  The new table
+ * is shared memory a peer can fill meanwhile, so the probe stops after one
+ * pass: -EUCLEAN. */
+static int place(uint8_t *t, unsigned l2, const uint8_t *slot)
 {
 	uint64_t mask = (1ull << l2) - 1, m = ld64(slot);
 	uint64_t i = m >> (64 - l2);
 
-	while (ld64(t + i * SLOT_SIZE) != META_EMPTY)
+	for (uint64_t n = 0; ld64(t + i * SLOT_SIZE) != META_EMPTY; n++) {
+		if (n > mask)
+			return -EUCLEAN;
 		i = (i + 1) & mask;
+	}
 	memcpy(t + i * SLOT_SIZE + 8, slot + 8, SLOT_SIZE - 8);
 	st64(t + i * SLOT_SIZE, m);
+	return 0;
 }
 
 static unsigned log2_for(uint64_t keys)
@@ -674,7 +742,8 @@ static int tx_rebuild(struct tx *x, uint64_t keys,
 	CRASH_POINT("resize: new table cleared");
 	uint64_t kept = 0, kbytes = 0, abytes = 0;
 	for (uint64_t i = 0; i < cap; i++) {
-		const uint8_t *s = ot + i * SLOT_SIZE;
+		uint8_t s[SLOT_SIZE] __attribute__((aligned(8)));
+		slot_read(s, ot + i * SLOT_SIZE);
 		if (!is_live(ld64(s)))
 			continue;
 		uint32_t len;
@@ -685,7 +754,9 @@ static int tx_rebuild(struct tx *x, uint64_t keys,
 		if (yes < 0)
 			return yes;
 		if (yes) {
-			place(nt, l2, s);
+			err = place(nt, l2, s);
+			if (err)
+				return err;
 			CRASH_POINT("resize: slot moved");
 			kbytes += len;
 			if (len > INLINE_MAX)
@@ -732,28 +803,20 @@ int tx_contains(struct tx *x, const void *key, size_t len)
 	return probe(&x->v, x->tdesc, hash_bytes(x->v.seed, key, len), key, len, &pos, &ins);
 }
 
-static int slot_is_tomb(struct tx *x, uint64_t i)
-{
-	uint64_t cap;
-	uint8_t *t = view_table(&x->v, x->tdesc, &cap);
-
-	return t && i < cap && ld64(t + i * SLOT_SIZE) == META_TOMB;
-}
-
 int tx_insert(struct tx *x, const void *key, size_t len)
 {
 	uint64_t h, pos, ins, cap;
-	int err;
+	int err, was_tomb;
 
 	if (len > TABLE_KEY_MAX || x->cleared)
 		return -EINVAL;
 	h = hash_bytes(x->v.seed, key, len);
-	err = probe(&x->v, x->tdesc, h, key, len, &pos, &ins);
+	err = probe_at(&x->v, x->tdesc, h, key, len, &pos, &ins, &was_tomb);
 	if (err)
 		return err < 0 ? err : 0;
 	cap = x->tdesc ? 1ull << tdesc_log2(x->tdesc) : 0;
 	/* Reusing a tombstone does not fill the table any further. */
-	uint64_t filled = x->count + x->tombs + (ins != UINT64_MAX && slot_is_tomb(x, ins) ? 0 : 1);
+	uint64_t filled = x->count + x->tombs + (was_tomb ? 0 : 1);
 	if (filled * 4 > cap * 3) {
 		err = tx_rebuild(x, x->count + 1, NULL, NULL);
 		/* Out of room for a bigger table: fill this one up to 7/8
@@ -762,7 +825,7 @@ int tx_insert(struct tx *x, const void *key, size_t len)
 			err = 0;
 		else if (err)
 			return err;
-		err = probe(&x->v, x->tdesc, h, key, len, &pos, &ins);
+		err = probe_at(&x->v, x->tdesc, h, key, len, &pos, &ins, &was_tomb);
 		if (err)
 			return err < 0 ? err : -EUCLEAN;
 	}
@@ -773,8 +836,9 @@ int tx_insert(struct tx *x, const void *key, size_t len)
 	if (!t)
 		return -EUCLEAN;
 	uint8_t *s = t + ins * SLOT_SIZE;
+	if (ins >= cap2)
+		return -EUCLEAN;
 	uint64_t slot_off = tdesc_off(x->tdesc) + ins * SLOT_SIZE;
-	int was_tomb = ld64(s) == META_TOMB;
 	uint64_t blk = 0;
 	unsigned cls = 0;
 	if (len > INLINE_MAX) {
@@ -813,11 +877,11 @@ int tx_insert(struct tx *x, const void *key, size_t len)
 	return 1;
 }
 
-/* Turns slot @i of the current table into a tombstone and frees its key. */
-static int remove_at(struct tx *x, uint8_t *t, uint64_t i)
+/* Turns slot @i of the current table into a tombstone and frees its key,
+ * whose length the caller has read (once) as @len. */
+static int remove_at(struct tx *x, uint8_t *t, uint64_t i, uint32_t len)
 {
 	uint8_t *s = t + i * SLOT_SIZE;
-	uint32_t len = ld32(s + 8);
 	int err;
 
 	if (len > TABLE_KEY_MAX)
@@ -852,9 +916,9 @@ int tx_remove(struct tx *x, const void *key, size_t len)
 	if (res <= 0)
 		return res;
 	uint8_t *t = view_table(&x->v, x->tdesc, &cap);
-	if (!t)
+	if (!t || pos >= cap)
 		return -EUCLEAN;
-	return remove_at(x, t, pos);
+	return remove_at(x, t, pos, (uint32_t)len);
 }
 
 int tx_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
@@ -882,7 +946,7 @@ int tx_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 		memcpy(buf, k, len);
 		x->st->pop_hint = i + 1;
 		CRASH_POINT("pop: hint moved");
-		return remove_at(x, t, i);
+		return remove_at(x, t, i, len);
 	}
 	return -EUCLEAN; /* count said there was one */
 }
@@ -1039,12 +1103,20 @@ static int next_in(const struct view *v, uint64_t tdesc, uint64_t *pos, const ui
 	return 0;
 }
 
-int table_next(struct region *r, uint64_t *pos, const uint8_t **key, size_t *len)
+void table_iter_start(struct region *r, struct table_iter *it)
+{
+	it->r = r;
+	it->tdesc = __atomic_load_n(&state(r)->tdesc, __ATOMIC_RELAXED);
+	it->brk = __atomic_load_n(&state(r)->brk, __ATOMIC_RELAXED);
+	it->pos = 0;
+}
+
+int table_iter_next(struct table_iter *it, const uint8_t **key, size_t *len)
 {
 	struct view v;
 
-	view_locked(&v, r);
-	return next_in(&v, state(r)->tdesc, pos, key, len);
+	view_region(&v, it->r, it->brk);
+	return next_in(&v, it->tdesc, &it->pos, key, len);
 }
 
 static void view_snap(struct view *v, const struct table_snap *sn)
@@ -1058,7 +1130,40 @@ static void view_snap(struct view *v, const struct table_snap *sn)
 			   .seed = {sn->seed[0], sn->seed[1]}};
 }
 
-/* Copies the state and the used heap; the caller makes it consistent. */
+struct snap_read {
+	struct table_snap *sn;
+	int err;
+};
+
+/* Reads one data extent with pread, which never allocates pages in the
+ * memfd (a load through the mapping would, even a read-only one). */
+static void snap_read_extent(struct region *r, uint64_t off, uint64_t len, void *arg)
+{
+	struct snap_read *sr = arg;
+	uint8_t *dst = sr->sn->buf + (off - sr->sn->heap_off);
+
+	while (len && !sr->err) {
+		ssize_t n = pread(r->fd, dst, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			sr->err = n < 0 ? -errno : -EUCLEAN;
+			break;
+		}
+		dst += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+}
+
+/*
+ * Copies the state and the used heap; the caller makes it consistent.
+ * Inspection must not change the set, so nothing is read through the
+ * mapping past the header page: holes stay holes, and the private buffer
+ * is touched only where the file has data (calloc leaves the rest as
+ * untouched zero pages), so a scribbled brk over a sparse file costs
+ * address space, not memory.
+ */
 static int snap_copy(struct region *r, struct table_snap *sn)
 {
 	struct table_state *st = state(r);
@@ -1070,15 +1175,14 @@ static int snap_copy(struct region *r, struct table_snap *sn)
 	uint64_t brk = sn->st.brk;
 	if (brk < sn->heap_off || region_check(r, sn->heap_off, brk - sn->heap_off))
 		return -EUCLEAN;
-	if (!sn->buf || sn->cap < brk - sn->heap_off) {
-		free(sn->buf);
-		sn->cap = brk - sn->heap_off;
-		sn->buf = malloc(sn->cap + 1);
-		if (!sn->buf)
-			return -ENOMEM;
-	}
-	memcpy(sn->buf, r->base + sn->heap_off, brk - sn->heap_off);
-	return 0;
+	free(sn->buf);
+	sn->cap = brk - sn->heap_off;
+	sn->buf = calloc(1, sn->cap + 1);
+	if (!sn->buf)
+		return -ENOMEM;
+	struct snap_read sr = {sn, 0};
+	region_extents(r, sn->heap_off, brk, snap_read_extent, &sr);
+	return sr.err;
 }
 
 int table_snap_optimistic(struct region *r, struct table_snap *sn, uint64_t timeout_ns)
@@ -1127,11 +1231,13 @@ static void copy_extent(struct region *src, uint64_t off, uint64_t len, void *ds
 
 int table_copy_into(struct region *src, struct region *dst)
 {
-	struct table_state *s = state(src), *d = state(dst);
-	uint64_t brk = s->brk;
+	struct table_state s0, *s = &s0, *d = state(dst);
 	int err;
 
-	if (__atomic_load_n(&s->log_n, __ATOMIC_ACQUIRE))
+	/* One reading of the source's state; the copy is built from it. */
+	memcpy(&s0, state(src), sizeof(s0));
+	uint64_t brk = s->brk;
+	if (s->log_n)
 		return -EUCLEAN;
 	if (brk < src->heap_off || region_check(src, src->heap_off, brk - src->heap_off))
 		return -EUCLEAN;
@@ -1164,20 +1270,24 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
 	size_t kl;
 	int res;
 
-	/* Records are never larger than twice the heap (a slot or a block
-	 * holds each key); beyond that the numbers are scribbled. */
-	uint64_t heap = st->brk - r->heap_off;
-	if (st->brk < r->heap_off || region_check(r, 0, st->brk) || st->count > heap ||
-	    st->key_bytes > heap)
+	/* One reading of the state.  Records are never larger than twice the
+	 * heap (a slot or a block holds each key); beyond that the numbers
+	 * are scribbled. */
+	uint64_t brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
+	uint64_t cnt = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
+	uint64_t kbytes = __atomic_load_n(&st->key_bytes, __ATOMIC_RELAXED);
+	uint64_t tdesc = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
+	uint64_t heap = brk - r->heap_off;
+	if (brk < r->heap_off || region_check(r, 0, brk) || cnt > heap || kbytes > heap)
 		return -EUCLEAN;
-	uint64_t need = st->count * 4 + st->key_bytes;
+	uint64_t need = cnt * 4 + kbytes;
 	if (need > 2 * heap + 4096)
 		return -EUCLEAN;
 	*len = (size_t)need;
 	if (cap < *len)
 		return -ENOBUFS;
-	view_locked(&v, r);
-	while ((res = next_in(&v, st->tdesc, &pos, &k, &kl)) == 1) {
+	view_region(&v, r, brk);
+	while ((res = next_in(&v, tdesc, &pos, &k, &kl)) == 1) {
 		if (cap - at < 4 + kl)
 			return -EUCLEAN; /* more keys than count and key_bytes say */
 		uint32_t l = (uint32_t)kl;
@@ -1190,7 +1300,7 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
 	}
 	if (res < 0)
 		return res;
-	if (n != st->count || kb != st->key_bytes)
+	if (n != cnt || kb != kbytes)
 		return -EUCLEAN;
 	*len = at;
 	*count = n;
@@ -1200,10 +1310,19 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
 
 /* --- verification and statistics ------------------------------------------- */
 
-/* Every invariant of the table described by @st, read through @v. */
+/*
+ * Every invariant of the table described by @st (a private copy), read
+ * through @v.  Checking that each key is reachable walks its probe path;
+ * random keys under the keyed hash displace about 4 slots on average at the
+ * highest load, so a total beyond VERIFY_PROBE_BUDGET per slot can only be
+ * keys crafted to collide, and is reported instead of walked (a cluster of
+ * a million would otherwise take 10^12 steps with the lock held).
+ */
+#define VERIFY_PROBE_BUDGET 64u
+
 static int verify_view(const struct view *v, const struct table_state *st)
 {
-	uint64_t cap = 0, live = 0, tombs = 0, kbytes = 0, abytes = 0;
+	uint64_t cap = 0, live = 0, tombs = 0, kbytes = 0, abytes = 0, walked = 0;
 
 	if (st->log_n || (st->seq & 1))
 		return -EUCLEAN;
@@ -1232,6 +1351,9 @@ static int verify_view(const struct view *v, const struct table_state *st)
 			if (meta_of(h) != m)
 				return -EUCLEAN;
 			/* Reachable from its probe start, and the first copy. */
+			walked += ((i - (h >> (64 - tdesc_log2(st->tdesc)))) & (cap - 1)) + 1;
+			if (walked > VERIFY_PROBE_BUDGET * cap)
+				return -EUCLEAN;
 			if (probe(v, st->tdesc, h, k, len, &pos, &ins) != 1 || pos != i)
 				return -EUCLEAN;
 			live++;
@@ -1261,13 +1383,16 @@ static int verify_view(const struct view *v, const struct table_state *st)
 
 int table_verify(struct region *r)
 {
-	struct table_state *st = state(r);
+	struct table_state st;
 	struct view v;
 
-	if (st->brk < r->heap_off || st->brk > r->map_size || region_check(r, 0, st->brk))
+	/* One reading of the state: the checks and the walks it bounds (the
+	 * free lists are bounded by brk) use the same numbers. */
+	memcpy(&st, state(r), sizeof(st));
+	if (st.brk < r->heap_off || st.brk > r->map_size || region_check(r, 0, st.brk))
 		return -EUCLEAN;
-	view_locked(&v, r);
-	return verify_view(&v, st);
+	view_region(&v, r, st.brk);
+	return verify_view(&v, &st);
 }
 
 int table_snap_verify(const struct table_snap *sn)

@@ -83,9 +83,16 @@ int tx_commit(struct tx *x);
 /* Undoes everything the transaction wrote. */
 void tx_abort(struct tx *x);
 
-/* Iteration over the live keys of a region, lock held: *@pos starts at 0.
- * 1 with *@key and *@len set, 0 at the end, -EUCLEAN. */
-int table_next(struct region *r, uint64_t *pos, const uint8_t **key, size_t *len);
+/* Iteration over the live keys of a region, lock held.  The table is read
+ * once at the start, so the walk is one pass over one table whatever a
+ * peer writes into the state meanwhile.  table_iter_next: 1 with *@key
+ * and *@len set, 0 at the end, -EUCLEAN. */
+struct table_iter {
+	struct region *r;
+	uint64_t tdesc, brk, pos;
+};
+void table_iter_start(struct region *r, struct table_iter *it);
+int table_iter_next(struct table_iter *it, const uint8_t **key, size_t *len);
 
 /* A private copy of a set's state and heap, walked without the lock. */
 struct table_snap {

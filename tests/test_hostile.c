@@ -1,0 +1,528 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_hostile.c - a peer that holds the fd and attacks the honest
+ * processes through the shared region.
+ *
+ * Each test maps the memfd the way a hostile peer would (any byte, any
+ * time, no lock) and checks that the honest process gets values or errors:
+ * never a signal, a hang (every honest call runs under a watchdog), a write
+ * outside the region, unbounded memory, or one set taken for another.  The
+ * races are real: the peer is another process flipping words while the
+ * honest one works.
+ */
+#include "helpers.h"
+
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "hash.h"
+#include "keys.h"
+#include "region.h"
+#include "set.h"
+#include "shset.h"
+#include "table.h"
+
+#define STATE_OFF(field) (REGION_STATE_OFF + offsetof(struct table_state, field))
+
+/* A peer's view of a set: the whole reservation, writable. */
+struct peer {
+	int fd;
+	uint8_t *m;
+	uint64_t max;
+	struct region_hdr h;
+};
+
+static void peer_map(struct peer *p, int fd)
+{
+	p->fd = fd;
+	ck_assert_int_eq(pread(fd, &p->h, sizeof(p->h), 0), (ssize_t)sizeof(p->h));
+	p->max = p->h.max_size;
+	p->m = mmap(NULL, p->max, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	ck_assert_ptr_ne(p->m, MAP_FAILED);
+}
+
+/* The bytes a peer may touch without faulting: the file only grows. */
+static uint64_t peer_size(const struct peer *p)
+{
+	struct stat st;
+
+	return fstat(p->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static uint64_t *peer_word(const struct peer *p, uint64_t off)
+{
+	return (uint64_t *)(p->m + (off & ~7ull));
+}
+
+static void poke(const struct peer *p, uint64_t off, uint64_t v)
+{
+	__atomic_store_n(peer_word(p, off), v, __ATOMIC_RELAXED);
+}
+
+static uint64_t peek(const struct peer *p, uint64_t off)
+{
+	return __atomic_load_n(peer_word(p, off), __ATOMIC_RELAXED);
+}
+
+/* Shared between the test and its children. */
+struct shared {
+	volatile int stop;
+	volatile int ready;
+};
+
+static struct shared *shared_new(void)
+{
+	struct shared *sh =
+	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(sh, MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	return sh;
+}
+
+/* Runs @fn in a child with a watchdog of @secs: returns its exit status,
+ * 128+signal if it crashed, 128+SIGALRM if it hung. */
+static int run_honest(void (*fn)(void *), void *arg, unsigned secs)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		alarm(secs);
+		fn(arg);
+		_exit(0);
+	}
+	return wait_status(pid);
+}
+
+static uint64_t rss_kib(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)ru.ru_maxrss;
+}
+
+static double seconds(void)
+{
+	return 2.0 * test_scale();
+}
+
+/* --- 1. the undo log is read once ------------------------------------------------ */
+
+struct honest_arg {
+	shset *s;
+	struct shared *sh;
+	int n;
+};
+
+static void honest_adds(void *a)
+{
+	struct honest_arg *h = a;
+	shset *c;
+
+	if (shset_attach_fd(&c, shset_fd(h->s)))
+		_exit(10);
+	uint64_t end = now_ns() + (uint64_t)(seconds() * 1e9);
+	for (uint32_t i = 0; now_ns() < end; i++) {
+		int r = shset_add(c, &i, sizeof(i));
+		if (r != 0 && r != 1 && (r >= 0 || r < -4095))
+			_exit(11); /* neither a value nor an error */
+	}
+	shset_close(c);
+}
+
+/*
+ * The peer keeps a long undo log whose entries are valid when checked and
+ * point far outside the mapping a moment later.  The honest process repairs
+ * on every add (the log is never empty for long): it must check and use
+ * one copy of each entry.
+ */
+START_TEST(rollback_reads_the_log_once)
+{
+	shset *s;
+	struct shared *sh = shared_new();
+
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(shset_add(s, "x", 1), 1);
+	pid_t peer = fork();
+	if (peer == 0) {
+		struct peer p;
+		peer_map(&p, shset_fd(s));
+		uint64_t n = p.h.log_bytes / 16;
+		uint64_t good = STATE_OFF(pop_hint), wild = 1ull << 46;
+		while (!sh->stop) {
+			for (uint64_t i = 0; i < n; i++) {
+				poke(&p, p.h.log_off + i * 16, good);
+				poke(&p, p.h.log_off + i * 16 + 8, 0);
+			}
+			poke(&p, STATE_OFF(log_n), n);
+			for (int k = 0; k < 200 && !sh->stop; k++)
+				for (uint64_t i = 0; i < n; i += 97)
+					poke(&p, p.h.log_off + i * 16, k & 1 ? wild : good);
+		}
+		_exit(0);
+	}
+	struct honest_arg h = {s, sh, 0};
+	int st = run_honest(honest_adds, &h, (unsigned)(10 * test_scale()));
+	sh->stop = 1;
+	ck_assert_int_eq(wait_status(peer), 0);
+	ck_assert_msg(st == 0, "honest process ended with status %d", st);
+	shset_close(s);
+}
+END_TEST
+
+/* --- 2. a slot's length is read once --------------------------------------------- */
+
+struct lookup_arg {
+	shset *s;
+	const uint8_t *key;
+	size_t len;
+};
+
+static void honest_lookups(void *a)
+{
+	struct lookup_arg *l = a;
+	uint64_t end = now_ns() + (uint64_t)(seconds() * 1e9);
+
+	while (now_ns() < end) {
+		int r = shset_contains(l->s, l->key, l->len);
+		if (r != 0 && r != 1 && r != -EUCLEAN)
+			_exit(11);
+	}
+}
+
+/*
+ * The peer plants a 16-slot table at the end of the file whose last slot
+ * matches a 64-byte key's hash, and flips that slot's length between the
+ * key's and an inline one.  A reader that compares lengths on one reading
+ * and decides "inline" on another compares 64 bytes where 20 remain before
+ * the end of the file: SIGBUS.  (Short keys make millions of lookups a
+ * second, so the few-instruction window is hit.)
+ */
+START_TEST(probe_reads_the_length_once)
+{
+	shset *s;
+	struct shared *sh = shared_new();
+	struct shset_opts o = {.max_bytes = 64 << 20};
+	static uint8_t key[64];
+	uint64_t h;
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	memset(key, 'k', sizeof(key));
+	for (uint64_t i = 0;; i++) {
+		memcpy(key + sizeof(key) - 8, &i, 8);
+		h = hash_bytes(p.h.seed, key, sizeof(key));
+		if (h >> 60 == 15)
+			break;
+	}
+	uint64_t size = peer_size(&p);
+	uint64_t toff = size - 16 * 32;
+	uint8_t *slot = p.m + toff + 15 * 32;
+	memset(p.m + toff, 0, 16 * 32);
+	poke(&p, STATE_OFF(brk), size);
+	poke(&p, STATE_OFF(count), 1);
+	poke(&p, STATE_OFF(tdesc), toff | (4ull << 56));
+	__atomic_store_n((uint32_t *)(slot + 8), (uint32_t)sizeof(key), __ATOMIC_RELAXED);
+	/* The 20 inline bytes equal the key's first 20, so a comparison of
+	 * the whole key there runs off the end of the file. */
+	memcpy(slot + 12, key, 20);
+	__atomic_store_n((uint64_t *)slot, (h & ~3ull) | 2, __ATOMIC_RELEASE);
+	pid_t peer = fork();
+	if (peer == 0) {
+		/* Random, not alternating: a strict alternation falls into step
+		 * with the cache line's trips and the reader sees one value. */
+		uint64_t rng = 7;
+		while (!sh->stop)
+			__atomic_store_n((uint32_t *)(slot + 8),
+					 rng_next(&rng) & 1 ? 4 : (uint32_t)sizeof(key),
+					 __ATOMIC_RELAXED);
+		_exit(0);
+	}
+	struct lookup_arg l = {s, key, sizeof(key)};
+	int st = run_honest(honest_lookups, &l, (unsigned)(10 * test_scale()));
+	sh->stop = 1;
+	ck_assert_int_eq(wait_status(peer), 0);
+	ck_assert_msg(st == 0, "honest reader ended with status %d", st);
+	shset_close(s);
+}
+END_TEST
+
+/* --- 3. verify bounds its walks by the state it checked --------------------------- */
+
+static void honest_verifies(void *a)
+{
+	struct honest_arg *h = a;
+	uint64_t end = now_ns() + (uint64_t)(seconds() * 1e9);
+
+	while (now_ns() < end) {
+		int r = shset_verify(h->s);
+		if (r != 0 && r != -EUCLEAN)
+			_exit(11);
+		h->n++;
+	}
+}
+
+/*
+ * A free list that loops onto itself, and a brk that flips between the
+ * true one and 2^60: the loop bound must come from the brk that was
+ * checked, or verify spins (lock held) for about 2^59 steps.
+ */
+START_TEST(verify_reads_brk_once)
+{
+	shset *s;
+	struct shared *sh = shared_new();
+
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	for (uint32_t i = 0; i < 3000; i++)
+		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	uint64_t brk = peek(&p, STATE_OFF(brk));
+	/* A 32-byte block at the heap's start that links to itself. */
+	uint64_t blk = p.h.heap_off;
+	poke(&p, blk, blk >> 5);
+	poke(&p, STATE_OFF(head[5]), blk);
+	pid_t peer = fork();
+	if (peer == 0) {
+		for (uint64_t i = 0; !sh->stop; i++)
+			poke(&p, STATE_OFF(brk), (i >> 4) & 1 ? 1ull << 60 : brk);
+		_exit(0);
+	}
+	struct honest_arg h = {s, sh, 0};
+	int st = run_honest(honest_verifies, &h, (unsigned)(10 * test_scale()));
+	sh->stop = 1;
+	ck_assert_int_eq(wait_status(peer), 0);
+	ck_assert_msg(st == 0, "verify ended with status %d (142: it hung)", st);
+	poke(&p, STATE_OFF(brk), brk);
+	ck_assert_int_eq(shset_verify(s), -EUCLEAN); /* the loop is still there */
+	shset_close(s);
+}
+END_TEST
+
+/* --- 4. a rebuild's probe is bounded ---------------------------------------------- */
+
+/*
+ * While the honest process grows the table, the peer fills everything past
+ * brk with non-zero words: the fresh table it builds never has an empty
+ * slot.  Each add must return (an error is fine) instead of probing forever
+ * with the lock held.
+ */
+START_TEST(rebuild_probe_is_bounded)
+{
+	shset *s;
+	struct shared *sh = shared_new();
+
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	pid_t peer = fork();
+	if (peer == 0) {
+		struct peer p;
+		peer_map(&p, shset_fd(s));
+		while (!sh->stop) {
+			uint64_t size = peer_size(&p);
+			uint64_t brk = peek(&p, STATE_OFF(brk));
+			if (brk < p.h.heap_off || brk > size)
+				brk = p.h.heap_off;
+			for (uint64_t off = brk & ~7ull; off + 8 <= size && !sh->stop; off += 8)
+				poke(&p, off, 0x0101010101010101ull);
+		}
+		_exit(0);
+	}
+	struct honest_arg h = {s, sh, 0};
+	int st = run_honest(honest_adds, &h, (unsigned)(10 * test_scale()));
+	sh->stop = 1;
+	ck_assert_int_eq(wait_status(peer), 0);
+	ck_assert_msg(st == 0, "honest writer ended with status %d (142: it hung)", st);
+	shset_close(s);
+}
+END_TEST
+
+/* --- 5. foreach's buffer is bounded by the memory that exists ---------------------- */
+
+static int count_visit(const void *k, size_t len, void *arg)
+{
+	(void)k;
+	(void)len;
+	(*(long *)arg)++;
+	return 0;
+}
+
+static void honest_foreach_counted(void *a)
+{
+	struct honest_arg *h = a;
+	long visits = 0;
+	uint64_t before = rss_kib();
+	int r = shset_foreach(h->s, count_visit, &visits);
+
+	if (r != -EUCLEAN)
+		_exit(21);
+	_exit(rss_kib() - before > 64 * 1024 ? 20 : 0);
+}
+
+/*
+ * The peer grows the file sparsely to 1 GiB and claims a heap and counts
+ * to match: nothing is there, so foreach must not allocate (and fault in)
+ * gigabytes before it finds out.
+ */
+START_TEST(collect_bounded_by_memory)
+{
+	shset *s;
+	struct shset_opts o = {.max_bytes = 1ull << 30};
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	for (uint32_t i = 0; i < 100; i++)
+		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	ck_assert_int_eq(ftruncate(shset_fd(s), 1ll << 30), 0);
+	poke(&p, STATE_OFF(brk), 1ull << 30);
+	poke(&p, STATE_OFF(count), 1ull << 27);
+	poke(&p, STATE_OFF(key_bytes), 1ull << 29);
+	struct honest_arg h = {s, NULL, 0};
+	int st = run_honest(honest_foreach_counted, &h, (unsigned)(20 * test_scale()));
+	ck_assert_msg(st == 0, "foreach: status %d (20: it took more than 64 MiB)", st);
+	shset_close(s);
+}
+END_TEST
+
+/* --- 6. inspecting a live set does not change it ---------------------------------- */
+
+static uint64_t allocated(int fd)
+{
+	struct stat st;
+
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+START_TEST(inspection_allocates_nothing)
+{
+	shset *s;
+	struct region *r;
+	struct table_snap sn;
+
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	/* Growth leaves old tables behind as holes. */
+	for (uint32_t i = 0; i < 200000; i++)
+		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+	uint64_t before = allocated(shset_fd(s));
+	ck_assert_int_eq(region_attach(&r, shset_fd(s), 1), 0);
+	ck_assert_int_eq(table_snap_optimistic(r, &sn, 2000000000ull), 0);
+	ck_assert_int_eq(table_snap_verify(&sn), 0);
+	table_snap_free(&sn);
+	ck_assert_msg(allocated(shset_fd(s)) == before, "inspection allocated %llu bytes",
+		      (unsigned long long)(allocated(shset_fd(s)) - before));
+
+	/* A scribbled brk over a sparse 1 GiB file: neither the set nor the
+	 * inspector's memory grows by it. */
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	uint64_t big = p.max < (1ull << 30) ? p.max : 1ull << 30;
+	ck_assert_int_eq(ftruncate(shset_fd(s), (off_t)big), 0);
+	poke(&p, STATE_OFF(brk), big);
+	before = allocated(shset_fd(s));
+	uint64_t rss0 = rss_kib();
+	int err = table_snap_optimistic(r, &sn, 2000000000ull);
+	ck_assert(err == 0 || err == -EUCLEAN);
+	table_snap_free(&sn);
+	ck_assert_uint_eq(allocated(shset_fd(s)), before);
+	ck_assert_msg(rss_kib() - rss0 < 128 * 1024, "inspector grew by %llu KiB",
+		      (unsigned long long)(rss_kib() - rss0));
+	region_close(r);
+	shset_close(s);
+}
+END_TEST
+
+/* --- 8. a set is its memfd, not the uuid in its header ----------------------------- */
+
+START_TEST(identity_is_the_memfd)
+{
+	shset *a, *b, *b2;
+
+	ck_assert_int_eq(shset_create(&a, NULL), 0);
+	ck_assert_int_eq(shset_create(&b, NULL), 0);
+	ck_assert_int_eq(shset_add(a, "mine", 4), 1);
+	ck_assert_int_eq(shset_add(b, "theirs", 6), 1);
+	/* The peer copies a's uuid into b's header, then b is handed over. */
+	struct region_hdr ha;
+	ck_assert_int_eq(pread(shset_fd(a), &ha, sizeof(ha), 0), (ssize_t)sizeof(ha));
+	ck_assert_int_eq(
+	    pwrite(shset_fd(b), ha.uuid, sizeof(ha.uuid), (off_t)offsetof(struct region_hdr, uuid)),
+	    (ssize_t)sizeof(ha.uuid));
+	ck_assert_int_eq(shset_attach_fd(&b2, shset_fd(b)), 0);
+	ck_assert_int_eq(shset_equal(a, b2), 0);
+	ck_assert_int_eq(shset_issubset(a, b2), 0);
+	ck_assert_int_eq(shset_difference_update(a, b2), 0);
+	ck_assert_int_eq(shset_contains(a, "mine", 4), 1);
+	ck_assert_int_eq(shset_update(a, b2), 1);
+	ck_assert_int_eq(shset_size(a), 2);
+	/* Two handles on one memfd are one set, whatever the header says. */
+	shset *a2;
+	ck_assert_int_eq(shset_attach_fd(&a2, shset_fd(a)), 0);
+	ck_assert_int_eq(shset_equal(a, a2), 1);
+	ck_assert_int_eq(shset_difference_update(a, a2), 2);
+	ck_assert_int_eq(shset_size(a), 0);
+	shset_close(a2);
+	shset_close(b2);
+	shset_close(b);
+	shset_close(a);
+}
+END_TEST
+
+/* --- 9. figures returned to callers are bounded by the region --------------------- */
+
+START_TEST(size_bounded_by_region)
+{
+	shset *s;
+
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	for (uint32_t i = 0; i < 10; i++)
+		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+	ck_assert_int_eq(shset_size(s), 10);
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	uint64_t count = peek(&p, STATE_OFF(count));
+	poke(&p, STATE_OFF(count), 1000000000000000000ull);
+	ck_assert_int_eq(shset_size(s), -EUCLEAN);
+	/* A count a table of that capacity can hold is believed... */
+	poke(&p, STATE_OFF(count), 11);
+	ck_assert_int_eq(shset_size(s), 11);
+	/* ...and a table that does not fit in the file is not. */
+	uint64_t tdesc = peek(&p, STATE_OFF(tdesc));
+	poke(&p, STATE_OFF(tdesc), (tdesc & ((1ull << 56) - 1)) | (30ull << 56));
+	ck_assert_int_eq(shset_size(s), -EUCLEAN);
+	poke(&p, STATE_OFF(tdesc), tdesc);
+	poke(&p, STATE_OFF(count), count);
+	ck_assert_int_eq(shset_size(s), 10);
+	ck_assert_int_eq(shset_verify(s), 0);
+	shset_close(s);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("hostile");
+	TCase *tc = tcase_create("hostile");
+	tcase_set_timeout(tc, 120 * test_scale());
+	tcase_add_test(tc, rollback_reads_the_log_once);
+	tcase_add_test(tc, probe_reads_the_length_once);
+	tcase_add_test(tc, verify_reads_brk_once);
+	tcase_add_test(tc, rebuild_probe_is_bounded);
+	tcase_add_test(tc, collect_bounded_by_memory);
+	tcase_add_test(tc, inspection_allocates_nothing);
+	tcase_add_test(tc, identity_is_the_memfd);
+	tcase_add_test(tc, size_bounded_by_region);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(suite());
+}
