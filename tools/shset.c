@@ -293,7 +293,7 @@ static int serve(const struct opts *o, int quiet)
 			fprintf(stderr, "%s serve: %s: %s; not replacing it\n", cmd, o->socket,
 				why);
 		else
-			sock_perror(cmd, o->socket, lfd);
+			sock_perror("shset serve", o->socket, lfd);
 		close(sfd);
 		shset_close(s);
 		return EXIT_IO;
@@ -336,7 +336,10 @@ static int serve(const struct opts *o, int quiet)
 			if (c < 0)
 				continue;
 			struct shset_peer peer;
-			if (shset_peer_cred(c, &peer) == 0 && (peer.uid == me || peer.uid == 0)) {
+			if ((err = shset_peer_cred(c, &peer))) {
+				fprintf(stderr, "%s serve: refused a client: its credentials: %s\n",
+					cmd, strerror(-err));
+			} else if (peer.uid == me || peer.uid == 0) {
 				/* EPIPE: the client left before taking it. */
 				if ((err = shset_send(c, s)) && err != -EPIPE)
 					fprintf(stderr, "%s serve: send to pid %d: %s\n", cmd,
