@@ -238,6 +238,8 @@ START_TEST(errors_and_usage)
 	ck_assert_int_eq(SH("add", "x"), 2);				 /* no --socket */
 	ck_assert_int_eq(SH("add", "--socket", sock, "--hex", "zz"), 2); /* not hex */
 	ck_assert_int_eq(SH("serve", "--socket", sock, "--every", "5"), 2);
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--server-uid", "5"), 2);
+	ck_assert_ptr_nonnull(strstr(err, "option of the clients"));
 	/* Nobody serves that socket. */
 	ck_assert_int_eq(SH("size", "--socket", sock), 3);
 	ck_assert_int_eq(SH("size", "--socket", "@shset-test-nobody"), 3);

@@ -857,7 +857,11 @@ int main(int argc, char **argv)
 		free(o.args);
 		return code;
 	}
-	if (!strcmp(name, "serve"))
+	if ((!strcmp(name, "serve") || !strcmp(name, "demo")) && o.trust.uid >= 0) {
+		/* serve admits clients of its own user and root only. */
+		fprintf(stderr, "%s %s: --server-uid is an option of the clients\n", cmd, name);
+		code = EXIT_USAGE;
+	} else if (!strcmp(name, "serve"))
 		code = serve(&o, 0);
 	else if (!strcmp(name, "add"))
 		code = cmd_batch(name, &o, 1);
