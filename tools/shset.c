@@ -236,22 +236,27 @@ static int listen_on(const char *path, const char **why)
 	return fd;
 }
 
-/* Checks that --load names a regular file before the library reads it:
- * a FIFO must not block the server, and the message says what it is. */
-static int check_load_path(const char *path)
+/* Loads --load FILE only if it is a regular file: a FIFO must not block
+ * the server, and the message says what it is instead.  The library then
+ * reads the file checked, through its fd, not what the path names by then. */
+static int load_checked(const char *path, shset **s)
 {
 	const char *what;
-	int fd = open_regular(path, &what);
+	char self[64];
+	int fd = open_regular(path, &what), err;
 
-	if (fd >= 0) {
-		close(fd);
-		return 0;
+	if (fd < 0) {
+		if (what)
+			fprintf(stderr, "%s serve: %s: is %s, not a snapshot file\n", cmd, path,
+				what);
+		else
+			fail(0, path, fd);
+		return EXIT_IO;
 	}
-	if (what)
-		fprintf(stderr, "%s serve: %s: is %s, not a snapshot file\n", cmd, path, what);
-	else
-		fprintf(stderr, "%s serve: %s: %s\n", cmd, path, strerror(-fd));
-	return EXIT_IO;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	err = shset_load(s, self, NULL);
+	close(fd);
+	return err ? fail(EXIT_IO, path, err) : 0;
 }
 
 static int serve(const struct opts *o, int quiet)
@@ -267,11 +272,10 @@ static int serve(const struct opts *o, int quiet)
 		fprintf(stderr, "%s serve: --every needs --save FILE\n", cmd);
 		return EXIT_USAGE;
 	}
-	if (o->load && (err = check_load_path(o->load)))
+	if (o->load && (err = load_checked(o->load, &s)))
 		return err;
-	err = o->load ? shset_load(&s, o->load, NULL) : shset_create(&s, NULL);
-	if (err)
-		return fail(o->load ? EXIT_IO : EXIT_SET, o->load ? o->load : "create", err);
+	if (!o->load && (err = shset_create(&s, NULL)))
+		return fail(EXIT_SET, "create", err);
 	/* SIGHUP too: a server started from a terminal that closes stops
 	 * cleanly (saves, removes its socket) instead of dying. */
 	sigset_t mask;
