@@ -3,9 +3,15 @@
 #include "helpers.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include "json.h"
 #include "shset.h"
@@ -14,27 +20,45 @@
 #error "SHSET_TOOL and INSPECT_TOOL must name the programs"
 #endif
 
-static char dir[64], sock[96], snap[96];
-static char out[1 << 20];
+static char dir[64], sock[96], snap[96], errpath[96];
+static char out[1 << 20], err[1 << 16];
+/* Seconds after which a run is killed (SIGALRM: status 142); 0: never. */
+static unsigned run_limit;
+
+/* Drops root for user @uid, group and supplementary groups too. */
+static int become(int uid)
+{
+	if (uid < 0)
+		return 0;
+	if (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0)
+		return -1;
+	return 0;
+}
 
 /* Runs argv with @in on stdin (may be NULL) as user @uid (-1: ours);
- * stdout goes to `out`.  Returns the exit status. */
+ * stdout goes to `out`, stderr to `err`.  Returns the exit status. */
 static int run_as(int uid, const char *in, size_t inlen, const char *const *argv)
 {
 	int ip[2], op[2];
 	ck_assert_int_eq(pipe(ip), 0);
 	ck_assert_int_eq(pipe(op), 0);
+	int ef = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	ck_assert_int_ge(ef, 0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(ip[0], 0);
 		dup2(op[1], 1);
+		dup2(ef, 2);
 		close(ip[1]);
 		close(op[0]);
-		if (uid >= 0 && setuid((uid_t)uid) < 0)
+		if (become(uid) < 0)
 			_exit(126);
+		if (run_limit)
+			alarm(run_limit); /* survives exec: a hung tool dies of SIGALRM */
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
+	close(ef);
 	close(ip[0]);
 	close(op[1]);
 	if (in)
@@ -46,7 +70,13 @@ static int run_as(int uid, const char *in, size_t inlen, const char *const *argv
 		n += (size_t)r;
 	out[n] = 0;
 	close(op[0]);
-	return wait_status(pid);
+	int st = wait_status(pid);
+	ef = open(errpath, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(ef, 0);
+	r = read(ef, err, sizeof(err) - 1);
+	err[r > 0 ? r : 0] = 0;
+	close(ef);
+	return st;
 }
 
 static size_t slen(const char *s)
@@ -59,22 +89,49 @@ static size_t slen(const char *s)
 
 static pid_t server;
 
-static void start_server(const char *socket_path, const char *extra1, const char *extra2)
+/* 1 when something accepts connections on @path (file or @abstract). */
+static int listening(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	size_t n = strlen(path);
+	ck_assert_uint_lt(n, sizeof(a.sun_path));
+	memcpy(a.sun_path, path, n);
+	if (path[0] == '@')
+		a.sun_path[0] = 0;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int ok = connect(fd, (struct sockaddr *)&a,
+			 (socklen_t)(path[0] == '@' ? offsetof(struct sockaddr_un, sun_path) + n
+						    : sizeof(a))) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Starts `shset serve` on @socket_path as user @uid (-1: ours). */
+static void start_server_as(int uid, const char *socket_path, const char *extra1,
+			    const char *extra2)
 {
 	server = fork();
 	if (server == 0) {
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 1);
+		/* After become(): a change of uid clears the death signal. */
+		if (become(uid) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			_exit(126);
 		execl(SHSET_TOOL, SHSET_TOOL, "serve", "--socket", socket_path, extra1, extra2,
 		      (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 500; i++) {
-		if (SH("size", "--socket", socket_path) == 0)
+	for (int i = 0; i < 1000; i++) {
+		if (listening(socket_path))
 			return;
 		usleep(10000);
 	}
 	ck_abort_msg("server did not come up");
+}
+
+static void start_server(const char *socket_path, const char *extra1, const char *extra2)
+{
+	start_server_as(-1, socket_path, extra1, extra2);
 }
 
 static int stop_server(void)
@@ -89,12 +146,14 @@ static void setup(void)
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(sock, sizeof(sock), "%s/sock", dir);
 	snprintf(snap, sizeof(snap), "%s/snap.shs", dir);
+	snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
+	run_limit = 0;
 }
 
 static void teardown(void)
 {
 	char p[160];
-	const char *names[] = {"sock", "snap.shs", "copy.shs", "bad.shs"};
+	const char *names[] = {"sock", "snap.shs", "copy.shs", "bad.shs", "stderr", "fifo", "file"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
 		unlink(p);
@@ -179,6 +238,8 @@ START_TEST(errors_and_usage)
 	ck_assert_int_eq(SH("add", "x"), 2);				 /* no --socket */
 	ck_assert_int_eq(SH("add", "--socket", sock, "--hex", "zz"), 2); /* not hex */
 	ck_assert_int_eq(SH("serve", "--socket", sock, "--every", "5"), 2);
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--server-uid", "5"), 2);
+	ck_assert_ptr_nonnull(strstr(err, "option of the clients"));
 	/* Nobody serves that socket. */
 	ck_assert_int_eq(SH("size", "--socket", sock), 3);
 	ck_assert_int_eq(SH("size", "--socket", "@shset-test-nobody"), 3);
@@ -298,6 +359,203 @@ START_TEST(inspect_files_and_live_sets)
 }
 END_TEST
 
+/* Clients check who serves before they take anything from the socket: a
+ * server of another user (one that bound the name first) is refused. */
+START_TEST(clients_check_the_server)
+{
+	if (getuid() != 0)
+		return; /* needs a second user to run the server */
+	char name[64];
+	snprintf(name, sizeof(name), "@shset-test-nobody-%d", getpid());
+	start_server_as(65534, name, NULL, NULL);
+
+	const char *msg = "refusing server on @shset-test-nobody-";
+	ck_assert_int_eq(SH("add", "--socket", name, "secret"), 3);
+	ck_assert_ptr_nonnull(strstr(err, msg));
+	ck_assert_ptr_nonnull(
+	    strstr(err, "it runs as uid 65534, not 0; use --server-uid 65534 to trust it"));
+	ck_assert_str_eq(out, "");
+	const char *clients[][2] = {{"size", NULL},  {"list", NULL},	   {"clear", NULL},
+				    {"stats", NULL}, {"remove", "secret"}, {"contains", "secret"}};
+	for (size_t i = 0; i < sizeof(clients) / sizeof(clients[0]); i++) {
+		ck_assert_int_eq(SH(clients[i][0], "--socket", name, clients[i][1]), 3);
+		ck_assert_ptr_nonnull(strstr(err, msg));
+	}
+	ck_assert_int_eq(SH("save", "--socket", name, snap), 3);
+	ck_assert_ptr_nonnull(strstr(err, msg));
+	ck_assert_int_ne(access(snap, F_OK), 0);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--socket", name), 3);
+	ck_assert_ptr_nonnull(strstr(err, "refusing server on @"));
+	ck_assert_str_eq(out, "");
+	/* Trusting another uid is not trusting every uid. */
+	ck_assert_int_eq(SH("add", "--server-uid", "1234", "--socket", name, "secret"), 3);
+	ck_assert_ptr_nonnull(strstr(err, "not 0 or 1234"));
+	ck_assert_int_eq(SH("size", "--server-uid", "nobody", "--socket", name), 2);
+	ck_assert_int_eq(SH("size", "--server-uid", "-1", "--socket", name), 2);
+
+	/* Named, it is trusted; and it received nothing before. */
+	ck_assert_int_eq(SH("size", "--socket", name, "--server-uid", "65534"), 0);
+	ck_assert_str_eq(out, "0\n");
+	ck_assert_int_eq(SH("add", "--socket", name, "--server-uid", "65534", "k"), 0);
+	ck_assert_str_eq(out, "added 1 of 1\n");
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--server-uid", "65534", "--socket", name), 0);
+	ck_assert_ptr_nonnull(strstr(out, "Keys: 1"));
+	ck_assert_int_eq(stop_server(), 0);
+}
+END_TEST
+
+/* serve replaces only a stale socket; bind errors keep their errno. */
+START_TEST(serve_socket_paths)
+{
+	char file[160], sub[160], path[300];
+	snprintf(file, sizeof(file), "%s/file", dir);
+	run_limit = (unsigned)(5 * test_scale()); /* a serve that starts would never end */
+
+	/* A regular file is never replaced. */
+	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_eq(write(fd, "precious\n", 9), 9);
+	close(fd);
+	ck_assert_int_eq(SH("serve", "--socket", file), 5);
+	ck_assert_ptr_nonnull(strstr(err, "not a socket"));
+	char buf[32] = {0};
+	fd = open(file, O_RDONLY);
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), 9);
+	ck_assert_str_eq(buf, "precious\n");
+	close(fd);
+
+	/* Nor a FIFO, a directory or a symlink (even to a stale socket). */
+	snprintf(sub, sizeof(sub), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(sub, 0600), 0);
+	ck_assert_int_eq(SH("serve", "--socket", sub), 5);
+	ck_assert_ptr_nonnull(strstr(err, "not a socket"));
+	ck_assert_int_eq(unlink(sub), 0);
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	ck_assert_int_eq(SH("serve", "--socket", sub), 5);
+	ck_assert_ptr_nonnull(strstr(err, "not a socket"));
+	ck_assert_int_eq(rmdir(sub), 0);
+
+	/* A stale socket: its server was killed and left it. */
+	start_server(sock, NULL, NULL);
+	kill(server, SIGKILL);
+	ck_assert_int_eq(wait_status(server), 128 + SIGKILL);
+	struct stat st;
+	ck_assert_int_eq(lstat(sock, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode));
+	snprintf(sub, sizeof(sub), "%s/link", dir);
+	ck_assert_int_eq(symlink(sock, sub), 0);
+	ck_assert_int_eq(SH("serve", "--socket", sub), 5);
+	ck_assert_ptr_nonnull(strstr(err, "not a socket"));
+	ck_assert_int_eq(unlink(sub), 0);
+	start_server(sock, NULL, NULL);
+	ck_assert_int_eq(SH("add", "--socket", sock, "k"), 0);
+	/* ... but a live one is not taken over. */
+	ck_assert_int_eq(SH("serve", "--socket", sock), 5);
+	ck_assert_ptr_nonnull(strstr(err, "Address already in use"));
+	ck_assert_int_eq(SH("size", "--socket", sock), 0);
+	ck_assert_str_eq(out, "1\n");
+	ck_assert_int_eq(stop_server(), 0);
+
+	/* bind's own errno, not listen's. */
+	ck_assert_int_eq(SH("serve", "--socket", "/nonexistent-shset-dir/sock"), 5);
+	ck_assert_ptr_nonnull(strstr(err, "No such file or directory"));
+	ck_assert_ptr_null(strstr(err, "Invalid argument"));
+	memset(path, 0, sizeof(path));
+	snprintf(path, sizeof(path), "%s/", dir);
+	memset(path + strlen(path), 'x', 150);
+	ck_assert_int_eq(SH("serve", "--socket", path), 5);
+	ck_assert_ptr_nonnull(strstr(err, "socket path too long"));
+	ck_assert_int_eq(SH("size", "--socket", path), 3);
+	ck_assert_ptr_nonnull(strstr(err, "socket path too long"));
+}
+END_TEST
+
+/* SIGHUP (a closed terminal) stops the server as SIGTERM does. */
+START_TEST(serve_stops_on_sighup)
+{
+	start_server(sock, "--save", snap);
+	ck_assert_int_eq(SH("add", "--socket", sock, "kept"), 0);
+	kill(server, SIGHUP);
+	ck_assert_int_eq(wait_status(server), 0);
+	ck_assert_int_ne(access(sock, F_OK), 0);
+	shset *l;
+	ck_assert_int_eq(shset_load(&l, snap, NULL), 0);
+	ck_assert_int_eq(shset_contains(l, "kept", 4), 1);
+	shset_close(l);
+}
+END_TEST
+
+/* Paths that are not files are refused at once, never opened blocking. */
+START_TEST(inspect_refuses_non_files)
+{
+	char fifo[160], buf[64];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	run_limit = (unsigned)(5 * test_scale());
+
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, fifo), 5);
+	ck_assert_ptr_nonnull(strstr(err, "FIFO"));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--verify", fifo), 5);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, dir), 5);
+	ck_assert_ptr_nonnull(strstr(err, "directory"));
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--load", fifo), 5);
+	ck_assert_ptr_nonnull(strstr(err, "FIFO"));
+	ck_assert_int_ne(access(sock, F_OK), 0);
+
+	/* Descriptors that are not sets: a pipe, a socket, a plain memfd. */
+	int p[2], sv[2];
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	snprintf(buf, sizeof(buf), "/proc/%d/fd/%d", getpid(), p[0]);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, buf), 5);
+	ck_assert_ptr_nonnull(strstr(err, "FIFO"));
+	snprintf(buf, sizeof(buf), "/proc/%d/fd/%d", getpid(), sv[0]);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, buf), 5);
+	ck_assert_ptr_nonnull(strstr(err, "socket"));
+	int m = memfd_create("not-a-set", MFD_ALLOW_SEALING);
+	ck_assert_int_ge(m, 0);
+	ck_assert_int_eq(ftruncate(m, 65536), 0);
+	snprintf(buf, sizeof(buf), "/proc/%d/fd/%d", getpid(), m);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, buf), 4);
+	ck_assert_ptr_nonnull(strstr(err, "not a live set"));
+	close(m);
+	close(p[0]);
+	close(p[1]);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
+/* shset-inspect shows the key type a live set records. */
+START_TEST(inspect_key_type)
+{
+	shset *s;
+	struct shset_opts so = {.key_type = SHSET_KEYS_STR};
+	ck_assert_int_eq(shset_create(&s, &so), 0);
+	ck_assert_int_eq(shset_add(s, "x", 1), 1);
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", getpid(), shset_fd(s));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, proc), 0);
+	ck_assert_ptr_nonnull(strstr(out, "  Key type: str\n"));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--json", proc), 0);
+	ck_assert(json_valid(out));
+	ck_assert_ptr_nonnull(strstr(out, "\"key_type\": \"str\""));
+	shset_close(s);
+	so.key_type = SHSET_KEYS_INT;
+	ck_assert_int_eq(shset_create(&s, &so), 0);
+	snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", getpid(), shset_fd(s));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--json", proc), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\"key_type\": \"int\""));
+	shset_close(s);
+
+	start_server(sock, NULL, NULL);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--json", "--socket", sock), 0);
+	ck_assert(json_valid(out));
+	ck_assert_ptr_nonnull(strstr(out, "\"key_type\": \"bytes\""));
+	ck_assert_int_eq(stop_server(), 0);
+}
+END_TEST
+
 START_TEST(demo_runs)
 {
 	ck_assert_int_eq(SH("demo", "--workers", "3", "--keys", "20000"), 0);
@@ -315,6 +573,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, round_trip);
 	tcase_add_test(tc, errors_and_usage);
 	tcase_add_test(tc, inspect_files_and_live_sets);
+	tcase_add_test(tc, clients_check_the_server);
+	tcase_add_test(tc, serve_socket_paths);
+	tcase_add_test(tc, serve_stops_on_sighup);
+	tcase_add_test(tc, inspect_refuses_non_files);
+	tcase_add_test(tc, inspect_key_type);
 	tcase_add_test(tc, demo_runs);
 	suite_add_tcase(s, tc);
 	return s;

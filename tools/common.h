@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 /* Exit codes shared by the tools. */
 enum {
@@ -26,10 +27,42 @@ void json_string(FILE *f, const void *s, size_t len);
 /* Decodes hex in place; returns the length or -1. */
 long hex_decode(char *s);
 
-/* Connects to a filesystem socket or, with a leading '@', an abstract one. */
-int sock_connect(const char *path);
-/* Fills a sockaddr_un; returns its length or -1 if the path is too long. */
+/* The longest socket path: sun_path less its terminating (or, for an
+ * abstract name, leading) NUL. */
+#define SOCK_PATH_MAX 107
+
+/* Fills a sockaddr_un for a filesystem path or, with a leading '@', an
+ * abstract name; returns its length, -EINVAL if empty or -ENAMETOOLONG. */
 int sock_addr(const char *path, void *sun);
+/* Connects to @path as sock_addr names it; returns the fd or -errno. */
+int sock_connect(const char *path);
+/* Prints "@prog: @path: why" for an error of sock_addr, bind or connect. */
+void sock_perror(const char *prog, const char *path, int err);
+
+/*
+ * Clients trust a server run by their own user or root, and by the one
+ * more uid named with --server-uid: anyone can bind a name first, and a
+ * client of a stranger's server would write its keys into a set the
+ * stranger controls.
+ */
+struct server_trust {
+	long long uid; /* the extra uid to trust, or -1 */
+};
+/* Parses a --server-uid value (a number, not -1); 0 or -EINVAL. */
+int server_trust_parse(struct server_trust *t, const char *arg);
+/* Connects to the server on @path and checks its credentials before
+ * anything is read.  Returns the fd, or -errno; -EPERM when the server
+ * runs as an untrusted user, whose uid is then in *@server_uid. */
+int server_connect(const char *path, const struct server_trust *t, uid_t *server_uid);
+/* Prints why server_connect failed; returns EXIT_CONNECT. */
+int server_perror(const char *prog, const char *path, int err, const struct server_trust *t,
+		  uid_t server_uid);
+
+/* Opens @path read-only without blocking (a FIFO with no writer, a
+ * device) and returns the fd if it is a regular file, memfds included.
+ * Anything else is -EINVAL (-EISDIR for a directory), *@what naming it
+ * ("a FIFO"); errors of open leave *@what NULL. */
+int open_regular(const char *path, const char **what);
 
 /* Reads the next key from @f: lines, or NUL-separated with @nul.
  * Returns 1 with *@key (malloc'd buffer reused) and *@len, 0 at EOF. */

@@ -19,6 +19,7 @@
 #include "common.h"
 #include "inspect.h"
 #include "region.h"
+#include "shset.h"
 #include "snapshot.h"
 #include "table.h"
 
@@ -61,15 +62,48 @@ static void print_hist(FILE *f, const uint64_t *h, int json)
 			fprintf(f, "    %-11s %llu\n", bucket_name[b], (unsigned long long)h[b]);
 }
 
+static const char *key_type_name(uint32_t t)
+{
+	switch (t) {
+	case SHSET_KEYS_BYTES:
+		return "bytes";
+	case SHSET_KEYS_STR:
+		return "str";
+	case SHSET_KEYS_INT:
+		return "int";
+	}
+	return "unknown";
+}
+
+/* Opens @path as open_regular does, saying why it will not. */
+static int open_checked(const char *path)
+{
+	const char *what;
+	int fd = open_regular(path, &what);
+
+	if (fd >= 0)
+		return fd;
+	if (what)
+		fprintf(stderr, "shset-inspect: %s: is %s, not a snapshot file or a set\n", path,
+			what);
+	else
+		fprintf(stderr, "shset-inspect: %s: %s\n", path, strerror(-fd));
+	return fd;
+}
+
 /* --- snapshot files --------------------------------------------------------------- */
 
-int inspect_snapshot(const char *path, const struct inspect_opts *o, FILE *f)
+/* @fd is a regular file (open_regular); @path names it in the output. */
+static int inspect_snapshot_fd(int fd, const char *path, const struct inspect_opts *o, FILE *f)
 {
 	uint8_t *img;
 	size_t len;
 	int used;
-	int err = snap_read_file(path, &img, &len, 0, &used);
+	char self[64];
 
+	/* Read the file already checked, not whatever @path names by now. */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	int err = snap_read_file(self, &img, &len, 0, &used);
 	if (err) {
 		fprintf(stderr, "shset-inspect: %s: %s\n", path, strerror(-err));
 		return EXIT_IO;
@@ -152,6 +186,17 @@ int inspect_snapshot(const char *path, const struct inspect_opts *o, FILE *f)
 	return d == SNAP_OK ? 0 : (o->verify ? EXIT_NO : EXIT_SET);
 }
 
+int inspect_snapshot(const char *path, const struct inspect_opts *o, FILE *f)
+{
+	int fd = open_checked(path);
+
+	if (fd < 0)
+		return EXIT_IO;
+	int code = inspect_snapshot_fd(fd, path, o, f);
+	close(fd);
+	return code;
+}
+
 /* --- live sets --------------------------------------------------------------------- */
 
 static void print_uuid(FILE *f, const uint8_t *u)
@@ -201,7 +246,8 @@ int inspect_live(int fd, const char *name, const struct inspect_opts *o, FILE *f
 	if (o->json) {
 		fputs("{\"kind\": \"live\", \"path\": ", f);
 		json_string(f, name, strlen(name));
-		fprintf(f, ", \"version\": %u, \"uuid\": \"", r->hdr->version);
+		fprintf(f, ", \"version\": %u, \"key_type\": \"%s\", \"uuid\": \"", r->hdr->version,
+			key_type_name(r->key_type));
 		print_uuid(f, r->uuid);
 		fputs("\", \"created\": ", f);
 		print_time(f, r->hdr->created_ns, 1);
@@ -257,7 +303,8 @@ int inspect_live(int fd, const char *name, const struct inspect_opts *o, FILE *f
 		}
 		fputs("}\n", f);
 	} else if (!o->verify || !o->quiet) {
-		fprintf(f, "Live set %s\n  Format version: %u\n  UUID: ", name, r->hdr->version);
+		fprintf(f, "Live set %s\n  Format version: %u\n  Key type: %s\n  UUID: ", name,
+			r->hdr->version, key_type_name(r->key_type));
 		print_uuid(f, r->uuid);
 		fputs("\n  Created: ", f);
 		print_time(f, r->hdr->created_ns, 0);
@@ -314,18 +361,17 @@ int inspect_live(int fd, const char *name, const struct inspect_opts *o, FILE *f
 
 int inspect_path(const char *path, const struct inspect_opts *o, FILE *f)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_checked(path);
 
-	if (fd < 0) {
-		fprintf(stderr, "shset-inspect: %s: %s\n", path, strerror(errno));
+	if (fd < 0)
 		return EXIT_IO;
-	}
 	struct region_hdr h;
 	int probe = region_probe_fd(fd, &h, NULL);
 	int code;
-	/* A memfd is a live set; anything else is read as a snapshot file. */
+	/* A memfd is a live set; any other regular file is read as a
+	 * snapshot file. */
 	if (probe == -EMEDIUMTYPE)
-		code = inspect_snapshot(path, o, f);
+		code = inspect_snapshot_fd(fd, path, o, f);
 	else
 		code = inspect_live(fd, path, o, f);
 	close(fd);

@@ -38,8 +38,9 @@ static const struct {
 } cmds[] = {
     {"serve", "--socket PATH [--load FILE] [--save FILE [--every SECONDS]]",
      "Create (or load) a set and hand its fd to local clients of the same user\n"
-     "(or root) until SIGINT/SIGTERM; save on exit with --save, and every\n"
-     "SECONDS with --every.  PATH may be @name for an abstract socket."},
+     "(or root) until SIGINT, SIGTERM or SIGHUP; save on exit with --save, and\n"
+     "every SECONDS with --every.  PATH may be @name for an abstract socket; an\n"
+     "existing file at PATH is replaced only if it is a socket nobody serves."},
     {"add", "--socket PATH [-0] [--hex] [--json] [KEY...]",
      "Add the keys (from arguments, or stdin one per line) in one atomic batch."},
     {"remove", "--socket PATH [-0] [--hex] [--json] [KEY...]",
@@ -63,8 +64,10 @@ static int usage(FILE *f, int code)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].args);
 	fprintf(f,
-		"\nExit codes: 0 ok, 1 no (contains), 2 usage, 3 server unreachable,\n"
-		"4 refused by the library, 5 input or file error.\n"
+		"\nClients trust a server run by their own user or root; --server-uid UID\n"
+		"trusts one more user.\n"
+		"\nExit codes: 0 ok, 1 no (contains), 2 usage, 3 server unreachable or\n"
+		"not trusted, 4 refused by the library, 5 input or file error.\n"
 		"'%s COMMAND --help' describes one command.\n",
 		cmd);
 	return code;
@@ -73,9 +76,14 @@ static int usage(FILE *f, int code)
 static int cmd_usage(const char *name, FILE *f, int code)
 {
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(cmds[i].name, name))
+		if (!strcmp(cmds[i].name, name)) {
 			fprintf(f, "usage: %s %s %s\n\n%s\n", cmd, name, cmds[i].args,
 				cmds[i].help);
+			if (strstr(cmds[i].args, "--socket") && strcmp(name, "serve"))
+				fputs("\n--server-uid UID trusts a server run by UID (besides "
+				      "your own user and root).\n",
+				      f);
+		}
 	return code;
 }
 
@@ -83,6 +91,7 @@ static int cmd_usage(const char *name, FILE *f, int code)
 
 struct opts {
 	const char *socket, *load, *save;
+	struct server_trust trust;
 	long every;
 	int nul, hex, json, sorted, keep;
 	long workers, keys;
@@ -94,6 +103,7 @@ struct opts {
 static int parse(const char *name, int argc, char **argv, struct opts *o)
 {
 	memset(o, 0, sizeof(*o));
+	o->trust.uid = -1;
 	o->args = calloc((size_t)argc + 1, sizeof(char *));
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
@@ -102,7 +112,14 @@ static int parse(const char *name, int argc, char **argv, struct opts *o)
 			return cmd_usage(name, stdout, 0);
 		else if (!strcmp(a, "--socket") && more)
 			o->socket = argv[++i];
-		else if (!strcmp(a, "--load") && more)
+		else if (!strcmp(a, "--server-uid") && more) {
+			if (server_trust_parse(&o->trust, argv[++i]) < 0) {
+				fprintf(stderr,
+					"%s %s: --server-uid needs a numeric uid, not '%s'\n", cmd,
+					name, argv[i]);
+				return EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--load") && more)
 			o->load = argv[++i];
 		else if (!strcmp(a, "--save") && more)
 			o->save = argv[++i];
@@ -141,9 +158,10 @@ static int open_served(const struct opts *o, shset **s)
 		fprintf(stderr, "%s: --socket PATH is required\n", cmd);
 		return EXIT_USAGE;
 	}
-	int c = sock_connect(o->socket);
+	uid_t server_uid;
+	int c = server_connect(o->socket, &o->trust, &server_uid);
 	if (c < 0)
-		return fail(EXIT_CONNECT, o->socket, c);
+		return server_perror(cmd, o->socket, c, &o->trust, server_uid);
 	int err = shset_recv(c, s);
 	close(c);
 	if (err)
@@ -153,42 +171,92 @@ static int open_served(const struct opts *o, shset **s)
 
 /* --- serve -------------------------------------------------------------------------- */
 
-static int listen_on(const char *path)
+/*
+ * Something is at @path where serve wants to bind.  Only a socket nobody
+ * accepts on (its server died) is removed; anything else is someone's file
+ * and stays.  Returns 0 when the path is free to bind again.
+ */
+static int replace_stale(const char *path, const char **why)
+{
+	struct stat st, now;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno; /* gone meanwhile: bind again */
+	if (!S_ISSOCK(st.st_mode)) {
+		*why = S_ISDIR(st.st_mode)    ? "exists and is a directory, not a socket"
+		       : S_ISREG(st.st_mode)  ? "exists and is a regular file, not a socket"
+		       : S_ISLNK(st.st_mode)  ? "exists and is a symbolic link, not a socket"
+		       : S_ISFIFO(st.st_mode) ? "exists and is a FIFO, not a socket"
+					      : "exists and is not a socket";
+		return -EEXIST;
+	}
+	int c = sock_connect(path);
+	if (c >= 0) {
+		close(c);
+		return -EADDRINUSE;
+	}
+	if (c != -ECONNREFUSED)
+		return c;
+	/* Still the socket we probed (narrows, cannot close, the window in
+	 * which another process could put something else there). */
+	if (lstat(path, &now) < 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino)
+		return -EADDRINUSE;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+/* Binds and listens on @path; returns the fd, or -errno and maybe a
+ * sentence in *@why. */
+static int listen_on(const char *path, const char **why)
 {
 	struct sockaddr_un a;
-	int len = sock_addr(path, &a);
+	int len = sock_addr(path, &a), err = 0;
 
+	*why = NULL;
 	if (len < 0)
-		return -ENAMETOOLONG;
+		return len;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&a, (socklen_t)len) < 0 && errno == EADDRINUSE &&
-	    path[0] != '@') {
-		/* A stale socket file nobody listens on may be replaced. */
-		int probe = sock_connect(path);
-		if (probe >= 0) {
-			close(probe);
-			close(fd);
-			return -EADDRINUSE;
+	if (bind(fd, (struct sockaddr *)&a, (socklen_t)len) < 0) {
+		err = -errno;
+		if (err == -EADDRINUSE && path[0] != '@') {
+			err = replace_stale(path, why);
+			if (!err && bind(fd, (struct sockaddr *)&a, (socklen_t)len) < 0)
+				err = -errno;
 		}
-		unlink(path);
-		if (bind(fd, (struct sockaddr *)&a, (socklen_t)len) < 0) {
-			int err = -errno;
-			close(fd);
-			return err;
-		}
-	} else if (errno == EADDRINUSE || (errno && fcntl(fd, F_GETFD) < 0)) {
-		int err = -errno;
-		close(fd);
-		return err;
 	}
-	if (listen(fd, 64) < 0) {
-		int err = -errno;
+	if (!err && listen(fd, 64) < 0)
+		err = -errno;
+	if (err) {
 		close(fd);
 		return err;
 	}
 	return fd;
+}
+
+/* Loads --load FILE only if it is a regular file: a FIFO must not block
+ * the server, and the message says what it is instead.  The library then
+ * reads the file checked, through its fd, not what the path names by then. */
+static int load_checked(const char *path, shset **s)
+{
+	const char *what;
+	char self[64];
+	int fd = open_regular(path, &what), err;
+
+	if (fd < 0) {
+		if (what)
+			fprintf(stderr, "%s serve: %s: is %s, not a snapshot file\n", cmd, path,
+				what);
+		else
+			fail(0, path, fd);
+		return EXIT_IO;
+	}
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	err = shset_load(s, self, NULL);
+	close(fd);
+	return err ? fail(EXIT_IO, path, err) : 0;
 }
 
 static int serve(const struct opts *o, int quiet)
@@ -204,21 +272,40 @@ static int serve(const struct opts *o, int quiet)
 		fprintf(stderr, "%s serve: --every needs --save FILE\n", cmd);
 		return EXIT_USAGE;
 	}
-	err = o->load ? shset_load(&s, o->load, NULL) : shset_create(&s, NULL);
-	if (err)
-		return fail(o->load ? EXIT_IO : EXIT_SET, o->load ? o->load : "create", err);
+	if (o->load && (err = load_checked(o->load, &s)))
+		return err;
+	if (!o->load && (err = shset_create(&s, NULL)))
+		return fail(EXIT_SET, "create", err);
+	/* SIGHUP too: a server started from a terminal that closes stops
+	 * cleanly (saves, removes its socket) instead of dying. */
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	errno = 0;
-	int lfd = listen_on(o->socket);
-	if (lfd < 0) {
+	if (sfd < 0) {
+		err = -errno;
 		shset_close(s);
-		return fail(EXIT_IO, o->socket, lfd);
+		return fail(EXIT_IO, "signalfd", err);
 	}
+	const char *why;
+	int lfd = listen_on(o->socket, &why);
+	if (lfd < 0) {
+		if (why)
+			fprintf(stderr, "%s serve: %s: %s; not replacing it\n", cmd, o->socket,
+				why);
+		else
+			sock_perror("shset serve", o->socket, lfd);
+		close(sfd);
+		shset_close(s);
+		return EXIT_IO;
+	}
+	/* What we bound, so that we remove only our own socket at exit. */
+	struct stat bound = {0};
+	if (o->socket[0] != '@')
+		stat(o->socket, &bound);
 	int tfd = -1;
 	if (o->every > 0) {
 		tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
@@ -253,7 +340,10 @@ static int serve(const struct opts *o, int quiet)
 			if (c < 0)
 				continue;
 			struct shset_peer peer;
-			if (shset_peer_cred(c, &peer) == 0 && (peer.uid == me || peer.uid == 0)) {
+			if ((err = shset_peer_cred(c, &peer))) {
+				fprintf(stderr, "%s serve: refused a client: its credentials: %s\n",
+					cmd, strerror(-err));
+			} else if (peer.uid == me || peer.uid == 0) {
 				/* EPIPE: the client left before taking it. */
 				if ((err = shset_send(c, s)) && err != -EPIPE)
 					fprintf(stderr, "%s serve: send to pid %d: %s\n", cmd,
@@ -267,7 +357,9 @@ static int serve(const struct opts *o, int quiet)
 	}
 	if (o->save && (err = shset_save(s, o->save)))
 		code = fail(EXIT_IO, o->save, err);
-	if (o->socket[0] != '@')
+	struct stat now;
+	if (o->socket[0] != '@' && lstat(o->socket, &now) == 0 && now.st_dev == bound.st_dev &&
+	    now.st_ino == bound.st_ino)
 		unlink(o->socket);
 	close(lfd);
 	close(sfd);
@@ -769,7 +861,11 @@ int main(int argc, char **argv)
 		free(o.args);
 		return code;
 	}
-	if (!strcmp(name, "serve"))
+	if ((!strcmp(name, "serve") || !strcmp(name, "demo")) && o.trust.uid >= 0) {
+		/* serve admits clients of its own user and root only. */
+		fprintf(stderr, "%s %s: --server-uid is an option of the clients\n", cmd, name);
+		code = EXIT_USAGE;
+	} else if (!strcmp(name, "serve"))
 		code = serve(&o, 0);
 	else if (!strcmp(name, "add"))
 		code = cmd_batch(name, &o, 1);
