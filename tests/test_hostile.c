@@ -505,6 +505,220 @@ START_TEST(size_bounded_by_region)
 }
 END_TEST
 
+/* --- a peer writing random words while an honest process works ---------------------- */
+
+struct fuzz_arg {
+	shset *s;
+	const char *dir;
+	uint64_t worst_ns;
+	uint64_t ops, errors;
+};
+
+static int visit_count(const void *k, size_t len, void *arg)
+{
+	(void)k;
+	(void)len;
+	(*(long *)arg)++;
+	return 0;
+}
+
+/* One of every operation, timed; any value or error is fine. */
+static void honest_everything(void *a)
+{
+	struct fuzz_arg *f = a;
+	shset *c, *good, *cp;
+	uint64_t rng = 11, rss0 = rss_kib();
+	char path[256];
+
+	if (shset_attach_fd(&c, shset_fd(f->s)) || shset_create(&good, NULL))
+		_exit(10);
+	for (uint32_t i = 0; i < 200; i++)
+		shset_add(good, &i, sizeof(i));
+	snprintf(path, sizeof(path), "%s/snap", f->dir);
+	uint64_t end = now_ns() + (uint64_t)(seconds() * 1e9);
+	while (now_ns() < end) {
+		uint8_t key[300], out[SHSET_KEY_MAX];
+		size_t len = key_of((uint32_t)(rng_next(&rng) % 3000), key), ol;
+		const void *kp[8];
+		size_t kl[8];
+		long visits = 0;
+		long long r = 0;
+		uint64_t t0 = now_ns();
+		switch (rng_next(&rng) % 16) {
+		case 0:
+		case 1:
+			r = shset_add(c, key, len);
+			break;
+		case 2:
+			r = shset_remove(c, key, len);
+			break;
+		case 3:
+		case 4:
+			r = shset_contains(c, key, len);
+			break;
+		case 5:
+			r = shset_size(c);
+			break;
+		case 6:
+			r = shset_copy(c, &cp);
+			if (r == 0) {
+				shset_verify(cp);
+				shset_close(cp);
+			}
+			break;
+		case 7:
+			r = shset_foreach(c, visit_count, &visits);
+			break;
+		case 8:
+			r = shset_save(c, path);
+			break;
+		case 9:
+			r = shset_verify(c);
+			break;
+		case 10:
+			for (int i = 0; i < 8; i++) {
+				kp[i] = out + i * 300;
+				kl[i] = key_of((uint32_t)(rng_next(&rng) % 3000), out + i * 300);
+			}
+			r = rng_next(&rng) & 1 ? shset_add_batch(c, kp, kl, 8)
+					       : shset_remove_batch(c, kp, kl, 8);
+			break;
+		case 11:
+			r = shset_pop(c, out, sizeof(out), &ol);
+			break;
+		case 12:
+			r = shset_update(c, good);
+			break;
+		case 13:
+			r = shset_difference_update(good, c);
+			break;
+		case 14:
+			r = shset_issubset(good, c);
+			break;
+		case 15: {
+			struct shset_stats st;
+			r = shset_stats(c, &st);
+			break;
+		}
+		}
+		uint64_t took = now_ns() - t0;
+		if (took > f->worst_ns)
+			f->worst_ns = took;
+		if (r < -4095)
+			_exit(12); /* neither a value nor an error */
+		f->errors += r < 0;
+		f->ops++;
+	}
+	printf("random-word peer: %llu operations, %llu errors, slowest %.1f ms, rss +%llu KiB\n",
+	       (unsigned long long)f->ops, (unsigned long long)f->errors, f->worst_ns / 1e6,
+	       (unsigned long long)(rss_kib() - rss0));
+	fflush(stdout);
+	if (f->worst_ns > 2000000000ull * test_scale())
+		_exit(13);
+	if (rss_kib() - rss0 > 512 * 1024)
+		_exit(14);
+	shset_close(good);
+	shset_close(c);
+}
+
+/*
+ * The peer writes random words, biased towards the header, the lock word,
+ * the table state, the undo log and the current table's slots, replays
+ * lock words it saw (naming a live process), and grows the file sparsely,
+ * for a few seconds.  The honest process runs every operation under a
+ * watchdog: no signal, no operation longer than 2 s, memory bounded.
+ */
+START_TEST(random_words_peer)
+{
+	shset *s;
+	struct shared *sh = shared_new();
+	struct shset_opts o = {.max_bytes = 256 << 20};
+	char dir[] = "/tmp/shset-hostile-XXXXXX";
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	for (uint32_t i = 0; i < 2000; i++) {
+		uint8_t key[300];
+		size_t len = key_of(i, key);
+		shset_add(s, key, len);
+	}
+	pid_t peer = fork();
+	if (peer == 0) {
+		struct peer p;
+		uint64_t rng = 5, seen_lock = 0;
+		peer_map(&p, shset_fd(s));
+		while (!sh->stop) {
+			uint64_t size = peer_size(&p), off, v = rng_next(&rng);
+			uint64_t tdesc = peek(&p, STATE_OFF(tdesc));
+			uint64_t lw = peek(&p, REGION_LOCK_OFF);
+			if (lw & 0xfff)
+				seen_lock = lw;
+			switch (rng_next(&rng) % 10) {
+			case 0: /* the header: sizes, offsets, the file size */
+				off = rng_next(&rng) % REGION_LOCK_OFF;
+				break;
+			case 1: /* the lock: a random word or one that names a live owner */
+				off = REGION_LOCK_OFF + 8 * (rng_next(&rng) % 2);
+				if (rng_next(&rng) & 1)
+					v = seen_lock;
+				break;
+			case 2:
+			case 3: /* the table state */
+				off =
+				    REGION_STATE_OFF + rng_next(&rng) % sizeof(struct table_state);
+				break;
+			case 4: /* the undo log and its length */
+				off = p.h.log_off + rng_next(&rng) % 4096;
+				if (rng_next(&rng) & 1) {
+					off = STATE_OFF(log_n);
+					v %= 64;
+				}
+				break;
+			case 5:
+			case 6:
+			case 7: { /* the current table's slots: metas, lengths, offsets */
+				uint64_t toff = tdesc & ((1ull << 56) - 1), l2 = tdesc >> 56;
+				if (l2 < 4 || l2 > 30 || toff >= size)
+					toff = p.h.heap_off, l2 = 4;
+				off = toff + (rng_next(&rng) % (1ull << l2)) * 32 + 8 * (v % 4);
+				break;
+			}
+			case 8: /* the heap */
+				off = p.h.heap_off + rng_next(&rng) % (size - p.h.heap_off);
+				break;
+			default: /* grow the file sparsely, now and then */
+				if (rng_next(&rng) % 64 == 0 && size < p.max)
+					if (ftruncate(p.fd, (off_t)(size + (rng_next(&rng) %
+									    (16u << 20)))))
+						_exit(2);
+				continue;
+			}
+			if (v & (1ull << 63) &&
+			    !(off >= REGION_LOCK_OFF && off < REGION_LOCK_OFF + 16))
+				v = (v % size) & ~31ull; /* plausible offsets */
+			else if (v & (1ull << 62))
+				v &= 0xffff; /* plausible lengths and counts */
+			if (off + 8 <= size)
+				poke(&p, off, v);
+			if (rng_next(&rng) % 8 == 0)
+				usleep(20);
+		}
+		_exit(0);
+	}
+	struct fuzz_arg f = {s, dir, 0, 0, 0};
+	int st = run_honest(honest_everything, &f, (unsigned)(30 * test_scale()));
+	sh->stop = 1;
+	ck_assert_int_eq(wait_status(peer), 0);
+	ck_assert_msg(
+	    st == 0,
+	    "honest process: status %d (13: an operation took > 2 s, 14: memory, 142: hung)", st);
+	shset_close(s);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("hostile");
@@ -518,6 +732,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, inspection_allocates_nothing);
 	tcase_add_test(tc, identity_is_the_memfd);
 	tcase_add_test(tc, size_bounded_by_region);
+	tcase_add_test(tc, random_words_peer);
 	suite_add_tcase(s, tc);
 	return s;
 }
