@@ -60,6 +60,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1160,8 +1161,8 @@ static void snap_read_extent(struct region *r, uint64_t off, uint64_t len, void 
  * Copies the state and the used heap; the caller makes it consistent.
  * Inspection must not change the set, so nothing is read through the
  * mapping past the header page: holes stay holes, and the private buffer
- * is touched only where the file has data (calloc leaves the rest as
- * untouched zero pages), so a scribbled brk over a sparse file costs
+ * is touched only where the file has data (the rest stays untouched zero
+ * pages), so a scribbled brk over a sparse file costs
  * address space, not memory.
  */
 static int snap_copy(struct region *r, struct table_snap *sn)
@@ -1175,11 +1176,15 @@ static int snap_copy(struct region *r, struct table_snap *sn)
 	uint64_t brk = sn->st.brk;
 	if (brk < sn->heap_off || region_check(r, sn->heap_off, brk - sn->heap_off))
 		return -EUCLEAN;
-	free(sn->buf);
-	sn->cap = brk - sn->heap_off;
-	sn->buf = calloc(1, sn->cap + 1);
-	if (!sn->buf)
+	table_snap_free(sn);
+	/* Anonymous memory reads as zeros and takes no memory until written
+	 * (a sanitizer's malloc would also shadow all of it). */
+	void *m = mmap(NULL, brk - sn->heap_off + 1, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
 		return -ENOMEM;
+	sn->buf = m;
+	sn->cap = brk - sn->heap_off;
 	struct snap_read sr = {sn, 0};
 	region_extents(r, sn->heap_off, brk, snap_read_extent, &sr);
 	return sr.err;
@@ -1211,8 +1216,10 @@ int table_snap_optimistic(struct region *r, struct table_snap *sn, uint64_t time
 
 void table_snap_free(struct table_snap *sn)
 {
-	free(sn->buf);
+	if (sn->buf)
+		munmap(sn->buf, sn->cap + 1);
 	sn->buf = NULL;
+	sn->cap = 0;
 }
 
 int table_snap_next(const struct table_snap *sn, uint64_t *pos, const uint8_t **key, size_t *len)
