@@ -173,6 +173,8 @@ struct shset_stats {
 	uint64_t saves_fallback;      /* ... and with plain writes */
 	struct shset_lock_state lock;
 };
+/* Fills @st; -EUCLEAN (with @st filled as read) when the figures are more
+ * than the region could hold: a peer wrote them. */
 int shset_stats(shset *s, struct shset_stats *st);
 
 /*

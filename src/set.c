@@ -807,6 +807,11 @@ int shset_stats(shset *s, struct shset_stats *st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	table_stats(s->r, &ts);
+	/* Figures a peer wrote are reported only if the region could hold
+	 * them; otherwise the caller gets them together with -EUCLEAN. */
+	int bad = ts.count > ts.capacity || ts.tombstones > ts.capacity - ts.count ||
+		  ts.capacity > ts.file_bytes / 32 || ts.heap_bytes > ts.file_bytes ||
+		  ts.key_bytes > ts.heap_bytes || ts.arena_bytes > ts.heap_bytes;
 	st->count = ts.count;
 	st->capacity = ts.capacity;
 	st->tombstones = ts.tombstones;
@@ -828,5 +833,6 @@ int shset_stats(shset *s, struct shset_stats *st)
 		if (__atomic_load_n(&slots[i].pid, __ATOMIC_RELAXED) &&
 		    shset_lease_slot_alive(s->r->lease, i) == 1)
 			st->attached++;
-	return shset_lock_state(s->r->lock, &st->lock);
+	int err = shset_lock_state(s->r->lock, &st->lock);
+	return err ? err : bad ? -EUCLEAN : 0;
 }

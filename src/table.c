@@ -61,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1423,7 +1424,10 @@ int table_stats(struct region *r, struct table_stats *o)
 	o->arena_bytes = __atomic_load_n(&st->arena_bytes, __ATOMIC_RELAXED);
 	uint64_t brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
 	o->heap_bytes = brk > r->heap_off ? brk - r->heap_off : 0;
-	o->file_bytes = __atomic_load_n(&r->hdr->size, __ATOMIC_RELAXED);
+	/* The file itself, not the header's record of it (a peer can write
+	 * that). */
+	struct stat fst;
+	o->file_bytes = fstat(r->fd, &fst) == 0 ? (uint64_t)fst.st_size : 0;
 	o->repairs = __atomic_load_n(&st->n_repairs, __ATOMIC_RELAXED);
 	o->resizes = __atomic_load_n(&st->n_resizes, __ATOMIC_RELAXED);
 	o->aborts = __atomic_load_n(&st->n_aborts, __ATOMIC_RELAXED);

@@ -350,7 +350,8 @@ static void exercise(shset *c, shset *good)
 	ck_assert(shset_issubset(c, good) >= -4095);
 	ck_assert(shset_equal(good, c) >= -4095);
 	struct shset_stats st;
-	ck_assert_int_eq(shset_stats(c, &st), 0);
+	int sr = shset_stats(c, &st);
+	ck_assert(sr == 0 || sr == -EUCLEAN);
 	ck_assert(shset_verify(c) >= -4095);
 	ck_assert(shset_clear(c) >= -4095);
 }

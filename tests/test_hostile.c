@@ -497,9 +497,15 @@ START_TEST(size_bounded_by_region)
 	uint64_t tdesc = peek(&p, STATE_OFF(tdesc));
 	poke(&p, STATE_OFF(tdesc), (tdesc & ((1ull << 56) - 1)) | (30ull << 56));
 	ck_assert_int_eq(shset_size(s), -EUCLEAN);
+	struct shset_stats st;
+	ck_assert_int_eq(shset_stats(s, &st), -EUCLEAN);
 	poke(&p, STATE_OFF(tdesc), tdesc);
+	poke(&p, STATE_OFF(count), 1000000000000000000ull);
+	ck_assert_int_eq(shset_stats(s, &st), -EUCLEAN);
 	poke(&p, STATE_OFF(count), count);
 	ck_assert_int_eq(shset_size(s), 10);
+	ck_assert_int_eq(shset_stats(s, &st), 0);
+	ck_assert_uint_eq(st.count, 10);
 	ck_assert_int_eq(shset_verify(s), 0);
 	shset_close(s);
 }
