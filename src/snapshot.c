@@ -285,8 +285,9 @@ static int fsync_retry(int fd)
 struct ring {
 	struct io_uring u;
 	/* Requests whose completion was never seen (only after a wait failed
-	 * other than by a signal, which no kernel is known to do): their
-	 * buffers and unregistered fds must then be leaked, not reused. */
+	 * other than by a signal, which no kernel is known to do): read
+	 * buffers and unregistered fds are then leaked, not reused.  A stuck
+	 * write can only copy its buffer into the unlinked temporary file. */
 	unsigned stuck;
 };
 

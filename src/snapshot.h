@@ -30,7 +30,8 @@ _Static_assert(sizeof(struct snap_hdr) == SNAP_HDR_SIZE, "snapshot header size")
 
 uint32_t snap_crc32c(uint32_t crc, const void *data, size_t len);
 
-/* What a check of a snapshot image found; codes in order of checking. */
+/* What a check of a snapshot image found; codes in order of checking,
+ * except the last, appended to keep the values stable. */
 enum snap_defect {
 	SNAP_OK = 0,
 	SNAP_SHORT, /* shorter than a header */
@@ -42,7 +43,7 @@ enum snap_defect {
 	SNAP_BAD_BODY_CRC,
 	SNAP_BAD_KEY,	   /* a key length runs past the body or the limit */
 	SNAP_BAD_COUNT,	   /* count or key_bytes disagree with the body */
-	SNAP_BAD_KEY_TYPE, /* an unknown key type (checked with the flags) */
+	SNAP_BAD_KEY_TYPE, /* key type above SHSET_KEYS_INT (checked after flags) */
 };
 const char *snap_defect_str(enum snap_defect d);
 /* The -errno a defect maps to: -EPROTONOSUPPORT for a version, else
