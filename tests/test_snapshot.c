@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 
 #include "keys.h"
 #include "shset.h"
@@ -218,7 +219,7 @@ START_TEST(corruption_refused)
 	spit(q, dup, nl);
 	refused(q, -EBADMSG);
 	refused("/nonexistent/snapshot", -ENOENT);
-	refused(dir, -EINVAL);
+	refused(dir, -EISDIR);
 	free(dup);
 	free(bad);
 	free(img);
@@ -305,6 +306,383 @@ START_TEST(failed_write_keeps_old_snapshot)
 }
 END_TEST
 
+/* --- signals ---------------------------------------------------------------------- */
+
+static volatile sig_atomic_t ticks;
+
+static void on_tick(int sig)
+{
+	(void)sig;
+	ticks++;
+}
+
+/* A profiler-like interval timer whose handler interrupts system calls
+ * (no SA_RESTART). */
+static void start_timer(int which, long usec)
+{
+	struct sigaction sa = {.sa_handler = on_tick};
+	struct itimerval it = {.it_interval = {0, usec}, .it_value = {0, usec}};
+	sigemptyset(&sa.sa_mask);
+	sigaction(which == ITIMER_REAL ? SIGALRM : SIGPROF, &sa, NULL);
+	setitimer(which, &it, NULL);
+}
+
+static void stop_timer(int which)
+{
+	struct itimerval it = {{0, 0}, {0, 0}};
+	setitimer(which, &it, NULL);
+}
+
+/* Saves and loads under a 1-10 ms interval timer: every one succeeds and
+ * round-trips.  Exits with the number of failures (capped). */
+static void save_load_under_signals(int which, int iters)
+{
+	shset *s, *l;
+	char p[128];
+	int bad = 0;
+	snprintf(p, sizeof(p), "%s/sig", dir);
+	if (shset_create(&s, NULL) != 0)
+		_exit(100);
+	fill(s, 0, 50000); /* about 2 MB */
+	for (int i = 0; i < iters; i++) {
+		start_timer(which, 1000 + (i % 10) * 1000);
+		unsigned fl =
+		    (i % 3 == 1 ? SHSET_SAVE_NO_URING : 0) | (i % 4 == 3 ? SHSET_SAVE_SORTED : 0);
+		int r = shset_save_ex(s, p, fl);
+		if (r != 0) {
+			fprintf(stderr, "save %d: %s\n", i, strerror(-r));
+			bad++;
+			continue;
+		}
+		r = shset_load(&l, p, NULL);
+		if (r != 0) {
+			fprintf(stderr, "load %d: %s\n", i, strerror(-r));
+			bad++;
+			continue;
+		}
+		bad += shset_equal(s, l) != 1;
+		shset_close(l);
+	}
+	stop_timer(which);
+	shset_close(s);
+	_exit(bad > 99 ? 99 : bad);
+}
+
+START_TEST(signals_do_not_fail_saves)
+{
+	int iters = 60;
+	for (int which = 0; which < 2; which++) {
+		pid_t pid = fork();
+		if (pid == 0)
+			save_load_under_signals(which ? ITIMER_PROF : ITIMER_REAL, iters);
+		ck_assert_int_eq(wait_status(pid), 0);
+	}
+}
+END_TEST
+
+/* No write of a save lands anywhere after it returns, failed or not: the
+ * descriptors it closed are reused at once by fresh files, which must stay
+ * empty.  Saves run under signals, half of them past RLIMIT_FSIZE. */
+static void no_stray_writes(int iters)
+{
+	shset *s;
+	char p[128], f[128];
+	int bad = 0;
+	snprintf(p, sizeof(p), "%s/stray", dir);
+	if (shset_create(&s, NULL) != 0)
+		_exit(100);
+	fill(s, 0, 50000);
+	signal(SIGXFSZ, SIG_IGN);
+	for (int i = 0; i < iters; i++) {
+		int limited = i % 2;
+		struct rlimit rl = {.rlim_cur = limited ? 256 * 1024 : RLIM_INFINITY,
+				    .rlim_max = RLIM_INFINITY};
+		setrlimit(RLIMIT_FSIZE, &rl);
+		start_timer(ITIMER_REAL, 1000 + (i % 5) * 1000);
+		int r = shset_save_ex(s, p, i % 4 == 3 ? SHSET_SAVE_NO_URING : 0);
+		int fds[4];
+		for (int k = 0; k < 4; k++) {
+			snprintf(f, sizeof(f), "%s/fresh%d", dir, k);
+			fds[k] = open(f, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		}
+		stop_timer(ITIMER_REAL);
+		/* The short write's real cause is reported, not a bare EIO. */
+		if (limited ? r != -EFBIG : r != 0) {
+			fprintf(stderr, "save %d (limited %d): %d\n", i, limited, r);
+			bad++;
+		}
+		usleep(20000);
+		for (int k = 0; k < 4; k++) {
+			struct stat st;
+			if (fds[k] < 0 || fstat(fds[k], &st) != 0 || st.st_size != 0) {
+				fprintf(stderr, "save %d: %lld stray bytes\n", i,
+					fds[k] < 0 ? -1ll : (long long)st.st_size);
+				bad++;
+			}
+			close(fds[k]);
+		}
+	}
+	shset_close(s);
+	_exit(bad > 99 ? 99 : bad);
+}
+
+START_TEST(no_writes_after_return)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		no_stray_writes(60);
+	ck_assert_int_eq(wait_status(pid), 0);
+	ck_assert_int_eq(files_in_dir(), 5); /* stray + fresh0..3: no temporaries */
+}
+END_TEST
+
+/* --- paths ------------------------------------------------------------------------- */
+
+/* Loads @path in a child that a hang would fail (alarm), returns the
+ * child's verdict: 0 when the load returned @err. */
+static int load_in_child(const char *path, int err)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		signal(SIGALRM, SIG_DFL); /* the runner's handler kills the group */
+		alarm(20);
+		shset *l = (shset *)1;
+		int r = shset_load(&l, path, NULL);
+		if (r != err || l)
+			_exit(1);
+		uint8_t *img = (uint8_t *)1;
+		size_t len = 1;
+		int used;
+		r = snap_read_file(path, &img, &len, 0, &used);
+		_exit(r == err && !img && !len ? 0 : 2);
+	}
+	return wait_status(pid);
+}
+
+START_TEST(special_files_refused)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(p, 0600), 0);
+	/* Nobody writes: a blocking open would never return. */
+	ck_assert_int_eq(load_in_child(p, -ENOTSUP), 0);
+	ck_assert_int_eq(load_in_child(dir, -EISDIR), 0);
+	ck_assert_int_eq(load_in_child("/dev/null", -ENOTSUP), 0);
+	/* Saving onto them neither hangs nor replaces them. */
+	shset *s;
+	struct stat st;
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(shset_save(s, p), -ENOTSUP);
+	ck_assert_int_eq(lstat(p, &st), 0);
+	ck_assert(S_ISFIFO(st.st_mode));
+	ck_assert_int_eq(shset_save(s, dir), -EISDIR);
+	shset_close(s);
+	ck_assert_int_eq(files_in_dir(), 1);
+}
+END_TEST
+
+/* A header claiming a 2 GiB file is refused from its 64 bytes: the child's
+ * peak RSS stays far below the file size. */
+static int refused_small(const char *path, int err)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		signal(SIGALRM, SIG_DFL);
+		alarm(60);
+		shset *l;
+		if (shset_load(&l, path, NULL) != err)
+			_exit(1);
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		_exit(ru.ru_maxrss < 100 * 1024 ? 0 : 2); /* KiB */
+	}
+	return wait_status(pid);
+}
+
+START_TEST(header_checked_before_body)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/sparse", dir);
+	uint8_t hdr[SNAP_HDR_SIZE];
+	memset(hdr, 0xa7, sizeof(hdr));
+	spit(p, hdr, sizeof(hdr));
+	ck_assert_int_eq(truncate(p, 2ll << 30), 0);
+	ck_assert_int_eq(refused_small(p, -EBADMSG), 0);
+	/* A sound header whose body_len disagrees with the file's size. */
+	struct snap_hdr h = {0};
+	memcpy(h.magic, SNAP_MAGIC, 8);
+	h.version = SNAP_VERSION;
+	h.count = 1;
+	h.body_len = 5;
+	h.key_bytes = 1;
+	memcpy(hdr, &h, sizeof(h));
+	reseal(hdr);
+	spit(p, hdr, sizeof(hdr));
+	ck_assert_int_eq(truncate(p, 2ll << 30), 0);
+	ck_assert_int_eq(refused_small(p, -EBADMSG), 0);
+	/* The same header on a file of the right size is read in full. */
+	uint8_t img[SNAP_HDR_SIZE + 5] = {0};
+	memcpy(img, hdr, SNAP_HDR_SIZE);
+	img[SNAP_HDR_SIZE] = 1;
+	img[SNAP_HDR_SIZE + 4] = 'k';
+	h.body_crc = snap_crc32c(0, img + SNAP_HDR_SIZE, 5);
+	memcpy(img, &h, sizeof(h));
+	reseal(img);
+	spit(p, img, sizeof(img));
+	shset *l;
+	ck_assert_int_eq(shset_load(&l, p, NULL), 0);
+	ck_assert_int_eq(shset_contains(l, "k", 1), 1);
+	shset_close(l);
+}
+END_TEST
+
+static void load_equal(shset *s, const char *path)
+{
+	shset *l;
+	ck_assert_int_eq(shset_load(&l, path, NULL), 0);
+	ck_assert_int_eq(shset_equal(s, l), 1);
+	shset_close(l);
+}
+
+START_TEST(save_through_symlinks)
+{
+	shset *s;
+	char sub[100], target[128], link1[128], link2[128], p[128];
+	struct stat st;
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	snprintf(target, sizeof(target), "%s/target", sub);
+	snprintf(link1, sizeof(link1), "%s/link1", dir);
+	snprintf(link2, sizeof(link2), "%s/link2", dir);
+	shset_add(s, "a", 1);
+	ck_assert_int_eq(shset_save(s, target), 0);
+	/* link2 -> link1 -> sub/target, both relative. */
+	ck_assert_int_eq(symlink("sub/target", link1), 0);
+	ck_assert_int_eq(symlink("link1", link2), 0);
+	for (int mode = 0; mode < 2; mode++) {
+		shset_add(s, mode ? "c" : "b", 1);
+		ck_assert_int_eq(shset_save_ex(s, link2, mode ? SHSET_SAVE_NO_URING : 0), 0);
+		ck_assert_int_eq(lstat(link1, &st), 0);
+		ck_assert(S_ISLNK(st.st_mode));
+		ck_assert_int_eq(lstat(link2, &st), 0);
+		ck_assert(S_ISLNK(st.st_mode));
+		load_equal(s, target);
+	}
+	/* A dangling link gets its target created, as a shell redirection does. */
+	snprintf(p, sizeof(p), "%s/dangling", dir);
+	ck_assert_int_eq(symlink("sub/new", p), 0);
+	ck_assert_int_eq(shset_save(s, p), 0);
+	ck_assert_int_eq(lstat(p, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	snprintf(p, sizeof(p), "%s/new", sub);
+	load_equal(s, p);
+	/* A loop is refused. */
+	snprintf(p, sizeof(p), "%s/loop", dir);
+	ck_assert_int_eq(symlink("loop", p), 0);
+	ck_assert_int_eq(shset_save(s, p), -ELOOP);
+	unlink(p);
+	unlink(target);
+	snprintf(p, sizeof(p), "%s/new", sub);
+	unlink(p);
+	ck_assert_int_eq(rmdir(sub), 0); /* no temporaries left in it */
+	shset_close(s);
+}
+END_TEST
+
+static mode_t mode_of(const char *path)
+{
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	return st.st_mode & 07777;
+}
+
+/* The mode of a new snapshot under @mask, from a child (umask is per
+ * process). */
+static mode_t new_file_mode(shset *s, mode_t mask, unsigned flags)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/new%o", dir, (unsigned)mask);
+	unlink(p);
+	pid_t pid = fork();
+	if (pid == 0) {
+		umask(mask);
+		_exit(shset_save_ex(s, p, flags) == 0 ? 0 : 1);
+	}
+	ck_assert_int_eq(wait_status(pid), 0);
+	return mode_of(p);
+}
+
+START_TEST(save_keeps_mode_and_owner)
+{
+	shset *s;
+	char p[128];
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	shset_add(s, "a", 1);
+	snprintf(p, sizeof(p), "%s/snap", dir);
+	ck_assert_int_eq(shset_save(s, p), 0);
+	const mode_t modes[] = {0644, 0640, 0600, 0444};
+	for (unsigned i = 0; i < 8; i++) {
+		ck_assert_int_eq(chmod(p, modes[i % 4]), 0);
+		ck_assert_int_eq(shset_save_ex(s, p, i >= 4 ? SHSET_SAVE_NO_URING : 0), 0);
+		ck_assert_uint_eq(mode_of(p), modes[i % 4]);
+	}
+	ck_assert_uint_eq(new_file_mode(s, 022, 0), 0644);
+	ck_assert_uint_eq(new_file_mode(s, 077, 0), 0600);
+	ck_assert_uint_eq(new_file_mode(s, 027, SHSET_SAVE_NO_URING), 0640);
+	if (geteuid() == 0) {
+		struct stat st;
+		ck_assert_int_eq(chown(p, 4321, 4322), 0);
+		ck_assert_int_eq(shset_save(s, p), 0);
+		ck_assert_int_eq(stat(p, &st), 0);
+		ck_assert_uint_eq(st.st_uid, 4321);
+		ck_assert_uint_eq(st.st_gid, 4322);
+	}
+	shset_close(s);
+}
+END_TEST
+
+/* --- key types ------------------------------------------------------------------------ */
+
+START_TEST(key_type_kept)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/typed", dir);
+	for (uint32_t t = 0; t <= SHSET_KEYS_INT; t++) {
+		shset *s, *l;
+		struct shset_opts o = {.key_type = t};
+		ck_assert_int_eq(shset_create(&s, &o), 0);
+		shset_add(s, "12", 2);
+		ck_assert_int_eq(shset_save_ex(s, p, t == 1 ? SHSET_SAVE_NO_URING : 0), 0);
+		/* The file decides; the caller's key_type is ignored. */
+		struct shset_opts lo = {.key_type = (t + 1) % 3};
+		ck_assert_int_eq(shset_load(&l, p, t ? &lo : NULL), 0);
+		ck_assert_int_eq(shset_key_type(l), (int)t);
+		ck_assert_int_eq(shset_equal(s, l), 1);
+		size_t len;
+		uint8_t *img = slurp(p, &len);
+		struct snap_hdr h;
+		ck_assert_int_eq(snap_check(img, len, &h), SNAP_OK);
+		ck_assert_uint_eq(h.key_type, t);
+		free(img);
+		shset_close(l);
+		shset_close(s);
+	}
+	/* An unknown key type, checksummed correctly, is a defect. */
+	size_t len;
+	uint8_t *img = slurp(p, &len);
+	uint32_t seven = 7;
+	memcpy(img + 52, &seven, 4);
+	reseal(img);
+	struct snap_hdr h;
+	ck_assert_int_eq(snap_check(img, len, &h), SNAP_BAD_KEY_TYPE);
+	ck_assert_str_ne(snap_defect_str(SNAP_BAD_KEY_TYPE), "unknown defect");
+	spit(p, img, len);
+	refused(p, -EBADMSG);
+	free(img);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -315,6 +693,13 @@ static Suite *suite(void)
 	tcase_add_test(tc, corruption_refused);
 	tcase_add_test(tc, kill_during_save);
 	tcase_add_test(tc, failed_write_keeps_old_snapshot);
+	tcase_add_test(tc, signals_do_not_fail_saves);
+	tcase_add_test(tc, no_writes_after_return);
+	tcase_add_test(tc, special_files_refused);
+	tcase_add_test(tc, header_checked_before_body);
+	tcase_add_test(tc, save_through_symlinks);
+	tcase_add_test(tc, save_keeps_mode_and_owner);
+	tcase_add_test(tc, key_type_kept);
 	suite_add_tcase(s, tc);
 	return s;
 }
