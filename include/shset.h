@@ -186,6 +186,14 @@ int shset_stats(shset *s, struct shset_stats *st);
  * SHSET_SAVE_NO_URING, or SHSET_NO_IO_URING=1 in the environment) it
  * writes with pwrite and fsync; shset_stats counts which path ran.
  * The format is documented at the top of src/snapshot.c.
+ *
+ * Only regular files are read or replaced: -EISDIR for a directory,
+ * -ENOTSUP for a FIFO, socket or device (a FIFO never blocks).  A save
+ * follows symlinks to the final target (-ELOOP past 40 links) and replaces
+ * that file, keeping its mode and, where permitted, its owner; a new file
+ * gets 0644 less the umask.  Signals never make a save or load fail, and a
+ * save never returns while the kernel may still write for it.  A failed
+ * save reports the real errno (-ENOSPC, -EFBIG, ...).
  */
 #define SHSET_SAVE_SORTED   1u /* keys in order, for diffable files */
 #define SHSET_SAVE_NO_URING 2u /* plain writes */
@@ -195,8 +203,11 @@ int shset_save_ex(shset *s, const char *path, unsigned flags);
 /*
  * Creates a new set from a snapshot.  Everything is checked before the set
  * is returned; on any defect nothing is created and the result is
- * -EBADMSG (corrupt: checksums, lengths, duplicate keys), -EPROTONOSUPPORT
- * (a newer format version), or the error of open/read.
+ * -EBADMSG (corrupt: checksums, lengths, duplicate keys, unknown key
+ * type), -EPROTONOSUPPORT (a newer format version), the path errors above,
+ * or the error of open/read.  The header is checked against the file's
+ * size before the body is read.  The set gets the file's key type;
+ * @opts->key_type is ignored.
  */
 int shset_load(shset **out, const char *path, const struct shset_opts *opts);
 
