@@ -236,7 +236,7 @@ int lease_owner_alive(struct shset_lease *l, uint32_t owner)
 	if (slot == 0 || slot > l->nslots)
 		return 0;
 	if (owner == l->me)
-		return 1;
+		return LEASE_OWNER_SELF;
 	if ((__atomic_load_n(&l->slots[slot - 1].gen, __ATOMIC_ACQUIRE) & LEASE_GEN_MASK) != gen)
 		return 0;
 	r = ofd_probe(l->ofd, slot - 1);

@@ -41,7 +41,10 @@ static inline uint32_t lease_me(struct shset_lease *l)
 	return l->me;
 }
 
-/* 1 if the process recorded as @owner (a lock word's owner bits) is alive. */
+/* 1 if the process recorded as @owner (a lock word's owner bits) is alive,
+ * 0 if not, LEASE_OWNER_SELF if @owner is this process's own value: a peer
+ * can write that too, so only the caller's thread records can tell. */
+#define LEASE_OWNER_SELF 2
 int lease_owner_alive(struct shset_lease *l, uint32_t owner);
 
 static inline uint64_t lease_check_ns(const struct shset_lease *l)

@@ -5,6 +5,7 @@
  * Word layout (32 bits, the futex word):
  *   bits  0..11  owner slot + 1 (0: free)
  *   bits 12..28  owner's slot generation
+ *   bit  29      PENDING: a thread of the named process is confirming it
  *   bit  30      INCONSISTENT: an owner died; data awaits repair
  *   bit  31      WAITERS: some process may sleep in FUTEX_WAIT
  *
@@ -20,12 +21,23 @@
  * INCONSISTENT stays in the word across releases until
  * shset_lock_consistent(), so if the recoverer dies too, the next owner is
  * told again.
+ *
+ * A word naming our own process proves nothing: any peer can write it.  Each
+ * thread therefore records, in private memory, the locks it holds or is
+ * taking (struct lock_thread, one per thread, in a process-wide list).  The
+ * entry is stored before the CAS that may take the lock and cleared after the
+ * exchange that releases it, so a thread that reads our owner value from the
+ * word with acquire and then finds no other thread recording the lock knows
+ * the value was not written by us (self_check).  EDEADLK and the release
+ * owner check read the calling thread's own record, never shared fields.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +45,7 @@
 #include "lease.h"
 #include "shset/lock.h"
 
+#define LOCK_PENDING	  0x20000000u /* a thread of the owner's process checks the word */
 #define LOCK_INCONSISTENT 0x40000000u
 #define LOCK_WAITERS	  0x80000000u
 #define SPIN_NS_MIN	  1000u	 /* the least a contended acquire spins, ns */
@@ -120,6 +133,217 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* --- which locks this process's threads hold ---------------------------------- */
+
+/*
+ * One per thread that has used a lock, linked in `threads`.  held[] is
+ * written only by its thread (atomics: checkers read it under threads_mu);
+ * 0 is a free entry.  An entry naming lk means "holds lk, or is
+ * in a CAS that may take it".  Its thread reads it plainly.
+ */
+struct lock_thread {
+	struct lock_thread *next; /* threads_mu */
+	uintptr_t held[SHSET_LOCK_HELD_MAX];
+};
+
+/* initial-exec: the fast path must not call __tls_get_addr. */
+static __thread struct lock_thread *lock_self __attribute__((tls_model("initial-exec")));
+static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lock_thread *threads; /* threads_mu */
+static pthread_key_t threads_key;
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+static int threads_key_ok;
+
+/* Thread exit: the record goes, so a lock the thread still held is found
+ * unrecorded by the next sibling and taken over like a dead owner's. */
+static void thread_exit(void *arg)
+{
+	struct lock_thread *t = arg;
+
+	pthread_mutex_lock(&threads_mu);
+	for (struct lock_thread **p = &threads; *p; p = &(*p)->next) {
+		if (*p == t) {
+			*p = t->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&threads_mu);
+	lock_self = NULL;
+	free(t);
+}
+
+static void threads_fork_prepare(void)
+{
+	pthread_mutex_lock(&threads_mu);
+}
+
+static void threads_fork_parent(void)
+{
+	pthread_mutex_unlock(&threads_mu);
+}
+
+/* The child has one thread, holding no lock: its lease names a new slot, and
+ * the parent's locks are not its own (release says -EPERM).  The other
+ * threads' records are left behind. */
+static void threads_fork_child(void)
+{
+	struct lock_thread *t = lock_self;
+
+	threads = t;
+	if (t) {
+		t->next = NULL;
+		for (int i = 0; i < SHSET_LOCK_HELD_MAX; i++)
+			t->held[i] = 0;
+	}
+	pthread_mutex_unlock(&threads_mu);
+}
+
+static void threads_init(void)
+{
+	threads_key_ok = pthread_key_create(&threads_key, thread_exit) == 0;
+	pthread_atfork(threads_fork_prepare, threads_fork_parent, threads_fork_child);
+}
+
+static struct lock_thread *thread_register(void)
+{
+	struct lock_thread *t;
+
+	pthread_once(&threads_once, threads_init);
+	if (!threads_key_ok)
+		return NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	if (pthread_setspecific(threads_key, t) != 0) {
+		free(t);
+		return NULL;
+	}
+	pthread_mutex_lock(&threads_mu);
+	t->next = threads;
+	threads = t;
+	pthread_mutex_unlock(&threads_mu);
+	lock_self = t;
+	return t;
+}
+
+static inline struct lock_thread *thread_self(void)
+{
+	struct lock_thread *t = lock_self;
+	return __builtin_expect(t != NULL, 1) ? t : thread_register();
+}
+
+static inline int held_find(const struct lock_thread *t, const shset_lock *lk)
+{
+	for (int i = 0; i < SHSET_LOCK_HELD_MAX; i++)
+		if (t->held[i] == (uintptr_t)lk)
+			return i;
+	return -1;
+}
+
+/* 1 if a thread of this process other than @self records @lk.  threads_mu. */
+static int threads_hold(const shset_lock *lk, const struct lock_thread *self)
+{
+	for (const struct lock_thread *t = threads; t; t = t->next) {
+		if (t == self)
+			continue;
+		for (int i = 0; i < SHSET_LOCK_HELD_MAX; i++)
+			if (__atomic_load_n(&t->held[i], __ATOMIC_ACQUIRE) == (uintptr_t)lk)
+				return 1;
+	}
+	return 0;
+}
+
+/*
+ * Every CAS that may make the calling thread the owner goes through here.
+ * The entry is stored first and the CAS releases it: a thread that later
+ * reads a value of the word from this CAS or its release sequence with
+ * acquire (self_check) sees the entry, even if we are preempted right after
+ * the CAS.  On failure the entry is cleared again, so a thread that merely
+ * waits is never recorded.
+ */
+static inline int take(shset_lock *lk, uint32_t *v, uint32_t nv, uintptr_t *entry)
+{
+	__atomic_store_n(entry, (uintptr_t)lk, __ATOMIC_RELAXED);
+	if (__builtin_expect(__atomic_compare_exchange_n(&lk->word, v, nv, 0, __ATOMIC_ACQ_REL,
+							 __ATOMIC_RELAXED),
+			     1))
+		return 1;
+	__atomic_store_n(entry, 0, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Drops a PENDING mark from a word still naming @me.  Bounded: a peer
+ * rewriting the word in a loop must not hold us here, and a mark left behind
+ * is ignored by the next check (checks are serialised by threads_mu). */
+static void unmark(shset_lock *lk, uint32_t me)
+{
+	uint32_t w = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
+
+	for (int n = 0; n < 16 && (w & LOCK_PENDING) && (w & LEASE_OWNER_MASK) == me; n++)
+		if (__atomic_compare_exchange_n(&lk->word, &w, w & ~LOCK_PENDING, 0,
+						__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			break;
+}
+
+enum { SELF_CHANGED, SELF_GENUINE, SELF_TAKEN };
+
+/*
+ * The word names this process (owner bits == @me) and the calling thread
+ * @t does not hold @lk.  SELF_GENUINE: another thread of ours holds it or may
+ * just have taken it (wait for it); SELF_CHANGED: the word moved (look
+ * again); SELF_TAKEN: nobody of ours holds it, so a peer wrote our value (or
+ * a thread exited holding it), and we took it over into *@nvp with
+ * INCONSISTENT set, entry @i recording it.
+ *
+ * Why a takeover is safe: checks run one at a time under threads_mu, and
+ * PENDING is written only by them (and by peers, who can break anything).
+ * CAS1 marks the word; it is acquire and reads the latest value, so it
+ * synchronises with the take() that wrote our owner bits (the word changes
+ * only by RMWs while held, which continue that release sequence), and the
+ * scan after it sees that thread's entry.  A genuine owner could drop its
+ * entry only after its releasing exchange, which clears PENDING and makes
+ * CAS2 fail; and nobody can take the lock while the owner bits stay set.  So
+ * if CAS2 finds the word still marked and the scan found no entry, no thread
+ * of ours held it at CAS1, nor does now.
+ */
+static int self_check(shset_lock *lk, struct lock_thread *t, int i, uint32_t me, uint32_t *nvp)
+{
+	int res = SELF_GENUINE;
+	uint32_t v;
+
+	pthread_mutex_lock(&threads_mu);
+	/* A cheap look first: an entry seen now means wait, without touching
+	 * the word (acquire pairs with take()'s release CAS). */
+	v = __atomic_load_n(&lk->word, __ATOMIC_ACQUIRE);
+	if ((v & LEASE_OWNER_MASK) != me) {
+		res = SELF_CHANGED;
+		goto out;
+	}
+	if (threads_hold(lk, t))
+		goto out;
+	uint32_t marked = v | LOCK_PENDING;
+	if (!__atomic_compare_exchange_n(&lk->word, &v, marked, 0, __ATOMIC_ACQUIRE,
+					 __ATOMIC_RELAXED)) {
+		res = SELF_CHANGED;
+		goto out;
+	}
+	if (!threads_hold(lk, t)) {
+		uint32_t nv = me | LOCK_INCONSISTENT | (v & LOCK_WAITERS);
+		if (take(lk, &marked, nv, &t->held[i])) {
+			*nvp = nv;
+			res = SELF_TAKEN;
+			goto out;
+		}
+		res = SELF_CHANGED;
+	}
+	unmark(lk, me);
+out:
+	pthread_mutex_unlock(&threads_mu);
+	return res;
+}
+
+/* --- the lock ------------------------------------------------------------------------ */
+
 void shset_lock_init(shset_lock *lk)
 {
 	if (!lk)
@@ -130,19 +354,29 @@ void shset_lock_init(shset_lock *lk)
 
 static inline int acquired(shset_lock *lk, uint32_t word_after)
 {
+	/* Informational (inspection): decisions never read it back. */
 	__atomic_store_n(&lk->owner_tid, lease_tid(), __ATOMIC_RELAXED);
 	bump(&lk->acquisitions);
 	return (word_after & LOCK_INCONSISTENT) ? SHSET_LOCK_OWNER_DIED : 0;
+}
+
+static int took_over(shset_lock *lk, uint32_t nv)
+{
+	bump(&lk->owner_died);
+	bump(&lk->contended);
+	return acquired(lk, nv);
 }
 
 /*
  * The contended path.  @deadline_ns is CLOCK_MONOTONIC, 0 for none.
  * Returns 0/OWNER_DIED with the lock held, or -ETIMEDOUT.
  */
-static int lock_slow(shset_lock *lk, struct shset_lease *l, uint32_t me, uint64_t deadline_ns)
+static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *t, int i,
+		     uint32_t me, uint64_t deadline_ns)
 {
 	uint32_t v, est = __atomic_load_n(&lk->spin, __ATOMIC_RELAXED);
 	uint64_t budget = (uint64_t)est * 2 + SPIN_NS_MIN, t0 = mono_ns();
+	uintptr_t *entry = &t->held[i];
 
 	if (budget > SPIN_NS_MAX)
 		budget = SPIN_NS_MAX;
@@ -151,13 +385,12 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, uint32_t me, uint64_
 	 * depending on the CPU), and adapts to how long spinning took when it
 	 * worked; a failed spin moves it towards the maximum, since the sleep
 	 * that follows costs more than the spin did. */
-	for (uint32_t i = 1;; i++) {
+	for (uint32_t n = 1;; n++) {
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
 		if (!(v & LEASE_OWNER_MASK)) {
 			uint32_t nv = me | (v & (LOCK_WAITERS | LOCK_INCONSISTENT));
 
-			if (__atomic_compare_exchange_n(&lk->word, &v, nv, 0, __ATOMIC_ACQUIRE,
-							__ATOMIC_RELAXED)) {
+			if (take(lk, &v, nv, entry)) {
 				int64_t took = (int64_t)(mono_ns() - t0);
 				__atomic_store_n(
 				    &lk->spin, (uint32_t)((int64_t)est + (took - (int64_t)est) / 8),
@@ -166,7 +399,7 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, uint32_t me, uint64_
 				return acquired(lk, nv);
 			}
 		}
-		if (!(i & 31)) {
+		if (!(n & 31)) {
 			uint64_t spent = mono_ns() - t0;
 			if (spent > budget)
 				break;
@@ -190,8 +423,7 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, uint32_t me, uint64_
 		if (!(v & LEASE_OWNER_MASK)) {
 			uint32_t nv = me | LOCK_WAITERS | (v & LOCK_INCONSISTENT);
 
-			if (__atomic_compare_exchange_n(&lk->word, &v, nv, 0, __ATOMIC_ACQUIRE,
-							__ATOMIC_RELAXED)) {
+			if (take(lk, &v, nv, entry)) {
 				bump(&lk->contended);
 				return acquired(lk, nv);
 			}
@@ -223,51 +455,86 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, uint32_t me, uint64_
 			continue;
 		/* Nobody released it for a whole interval: is the owner alive? */
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
-		uint32_t owner = v & LEASE_OWNER_MASK;
-		if (!owner || lease_owner_alive(l, owner))
+		uint32_t owner = v & LEASE_OWNER_MASK, nv;
+		if (!owner)
 			continue;
-		uint32_t nv = me | LOCK_INCONSISTENT | (v & LOCK_WAITERS);
-		if (__atomic_compare_exchange_n(&lk->word, &v, nv, 0, __ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED)) {
-			bump(&lk->owner_died);
-			bump(&lk->contended);
-			return acquired(lk, nv);
+		int alive = lease_owner_alive(l, owner);
+		if (alive == LEASE_OWNER_SELF) {
+			/* Ours by the word: only our threads' records can say. */
+			if (self_check(lk, t, i, me, &nv) == SELF_TAKEN)
+				return took_over(lk, nv);
+			continue;
 		}
+		if (alive)
+			continue;
+		nv = me | LOCK_INCONSISTENT | (v & LOCK_WAITERS);
+		if (take(lk, &v, nv, entry))
+			return took_over(lk, nv);
 	}
+}
+
+/* The first CAS failed with @v.  As lock_slow, or -EBUSY for @try. */
+static int lock_contended(shset_lock *lk, struct shset_lease *l, struct lock_thread *t, int i,
+			  uint32_t me, uint32_t v, int try, uint64_t deadline_ns)
+{
+	uint32_t nv;
+
+	/* Bounded: past a few changes of the word, try reports busy and
+	 * acquire goes on to wait. */
+	for (int n = 0; n < 4; n++) {
+		uint32_t owner = v & LEASE_OWNER_MASK;
+
+		if (!owner) {
+			if (!try)
+				break;
+			/* Free but INCONSISTENT or WAITERS set: take it as is. */
+			nv = me | (v & (LOCK_WAITERS | LOCK_INCONSISTENT));
+			if (take(lk, &v, nv, &t->held[i]))
+				return acquired(lk, nv);
+			continue;
+		}
+		if (owner != me)
+			break;
+		switch (self_check(lk, t, i, me, &nv)) {
+		case SELF_TAKEN:
+			return took_over(lk, nv);
+		case SELF_GENUINE:
+			return try ? -EBUSY : lock_slow(lk, l, t, i, me, deadline_ns);
+		}
+		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
+	}
+	return try ? -EBUSY : lock_slow(lk, l, t, i, me, deadline_ns);
 }
 
 static int lock_common(shset_lock *lk, struct shset_lease *l, int try, uint64_t deadline_ns)
 {
+	struct lock_thread *t;
 	uint32_t me, v = 0;
-	int r;
+	int i, r;
 
 	if (!lk || !l)
 		return -EINVAL;
 	me = lease_me(l);
 	if (!me)
 		return -EUSERS;
+	t = thread_self();
+	if (!t)
+		return -ENOMEM;
+	/* A free entry; without one, this thread holds SHSET_LOCK_HELD_MAX. */
+	for (i = 0; i < SHSET_LOCK_HELD_MAX && t->held[i]; i++)
+		if (t->held[i] == (uintptr_t)lk)
+			return -EDEADLK;
+	if (i == SHSET_LOCK_HELD_MAX)
+		return -ENOLCK;
 	tsan_pre_lock(lk, try ? TSAN_TRY : 0);
 	hg_pre_lock(lk, try);
-	if (__builtin_expect(__atomic_compare_exchange_n(&lk->word, &v, me, 0, __ATOMIC_ACQUIRE,
-							 __ATOMIC_RELAXED),
-			     1)) {
+	if (__builtin_expect(take(lk, &v, me, &t->held[i]), 1)) {
 		r = acquired(lk, me);
-	} else if ((v & LEASE_OWNER_MASK) == me) {
-		/* Same process, same thread: a relock would deadlock. */
-		r = __atomic_load_n(&lk->owner_tid, __ATOMIC_RELAXED) == lease_tid() ? -EDEADLK
-		    : try							     ? -EBUSY
-			  : lock_slow(lk, l, me, deadline_ns);
-	} else if (try) {
-		r = -EBUSY;
-		if (!(v & LEASE_OWNER_MASK)) {
-			/* Free but INCONSISTENT or WAITERS set: take it as is. */
-			uint32_t nv = me | v;
-			if (__atomic_compare_exchange_n(&lk->word, &v, nv, 0, __ATOMIC_ACQUIRE,
-							__ATOMIC_RELAXED))
-				r = acquired(lk, nv);
-		}
+	} else if (held_find(t, lk) >= 0) {
+		/* This thread holds it already: a relock would deadlock. */
+		r = -EDEADLK;
 	} else {
-		r = lock_slow(lk, l, me, deadline_ns);
+		r = lock_contended(lk, l, t, i, me, v, try, deadline_ns);
 	}
 	if (r >= 0) {
 		tsan_post_lock(lk, try ? TSAN_TRY : 0);
@@ -297,36 +564,57 @@ int shset_lock_timedacquire(shset_lock *lk, shset_lease *l, const struct timespe
 	return lock_common(lk, l, 0, d ? d : 1);
 }
 
-static int check_owner(shset_lock *lk, struct shset_lease *l, uint32_t *vp)
+/*
+ * The calling thread owns @lk if its own record says so and the word still
+ * names this process; the shared owner_tid is never consulted.  Returns the
+ * record entry, or -EPERM (*@ip the entry if the record holds @lk but the
+ * word names someone else: a peer rewrote it).
+ */
+static int check_owner(shset_lock *lk, struct shset_lease *l, uint32_t *vp, int *ip)
 {
+	struct lock_thread *t = lock_self;
 	uint32_t me, v;
+	int i;
 
+	*ip = -1;
 	if (!lk || !l)
 		return -EINVAL;
+	if (!t || (i = held_find(t, lk)) < 0)
+		return -EPERM;
+	*ip = i;
 	me = lease_me(l);
 	v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
-	if (!me || (v & LEASE_OWNER_MASK) != me ||
-	    __atomic_load_n(&lk->owner_tid, __ATOMIC_RELAXED) != lease_tid())
+	if (!me || (v & LEASE_OWNER_MASK) != me)
 		return -EPERM;
 	*vp = v;
-	return 0;
+	return i;
 }
 
 int shset_lock_release(shset_lock *lk, shset_lease *l)
 {
 	uint32_t v;
-	int err = check_owner(lk, l, &v);
+	int i, err = check_owner(lk, l, &v, &i);
 
-	if (err)
+	if (err < 0) {
+		/* Recorded but no longer ours: forget it, or this thread would
+		 * get -EDEADLK from the lock for ever. */
+		if (i >= 0)
+			__atomic_store_n(&lock_self->held[i], 0, __ATOMIC_RELAXED);
 		return err;
+	}
 	tsan_pre_unlock(lk);
 	hg_pre_unlock(lk);
 	__atomic_store_n(&lk->owner_tid, 0, __ATOMIC_RELAXED);
 	/* Release pairs with the acquiring CAS of the next owner.  Only the
 	 * owner changes INCONSISTENT, so one exchange keeps it and clears the
-	 * rest; waiters may have set WAITERS meanwhile, which the old value
-	 * reports. */
+	 * rest (a sibling's PENDING mark too); waiters may have set WAITERS
+	 * meanwhile, which the old value reports. */
 	uint32_t old = __atomic_exchange_n(&lk->word, v & LOCK_INCONSISTENT, __ATOMIC_RELEASE);
+	/* Only now: until the exchange, a sibling that reads our owner value
+	 * must find the entry.  Release pairs with threads_hold()'s acquire:
+	 * a checker that sees the entry gone also sees the exchange, so its
+	 * CAS2 cannot be ordered before it (self_check). */
+	__atomic_store_n(&lock_self->held[i], 0, __ATOMIC_RELEASE);
 	if (old & LOCK_WAITERS)
 		futex_wake_one(&lk->word);
 	tsan_post_unlock(lk);
@@ -337,9 +625,9 @@ int shset_lock_release(shset_lock *lk, shset_lease *l)
 int shset_lock_consistent(shset_lock *lk, shset_lease *l)
 {
 	uint32_t v;
-	int err = check_owner(lk, l, &v);
+	int i, err = check_owner(lk, l, &v, &i);
 
-	if (err)
+	if (err < 0)
 		return err;
 	__atomic_fetch_and(&lk->word, ~LOCK_INCONSISTENT, __ATOMIC_RELAXED);
 	return 0;

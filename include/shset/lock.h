@@ -30,11 +30,18 @@ extern "C" {
 /* The largest slot table a lease can use (the lock word keeps 12 bits). */
 #define SHSET_LEASE_SLOTS_MAX 4095u
 
+/* How many shset locks one thread may hold at once: each thread records the
+ * locks it holds in a private table of this size, which is what lets a lock
+ * word naming this process be checked against the truth.  Acquiring one more
+ * fails with -ENOLCK (nothing is taken) rather than holding a lock that the
+ * table cannot vouch for, which a sibling would take over. */
+#define SHSET_LOCK_HELD_MAX 8
+
 /* Lives in shared memory.  Fields are read by shset-inspect; only this
  * library writes them. */
 typedef struct shset_lock {
 	uint32_t word;	    /* futex word: owner slot+1, slot gen, flags */
-	uint32_t owner_tid; /* owner's thread id, for error checks; under the lock */
+	uint32_t owner_tid; /* owner's thread id, informational; under the lock */
 	uint32_t spin;	    /* adaptive spin estimate; written by owners */
 	uint32_t pad;
 	uint64_t acquisitions; /* counters: written by the owner only */
@@ -79,13 +86,25 @@ int shset_lease_set_check_interval(shset_lease *l, uint64_t ns);
 int shset_lease_probe(int fd, uint32_t slot);
 
 void shset_lock_init(shset_lock *lk);
-/* 0, or SHSET_LOCK_OWNER_DIED: the lock is held either way. */
+/*
+ * 0, or SHSET_LOCK_OWNER_DIED: the lock is held either way.  The owner died
+ * when its process died, when a thread exited holding it, or when the word
+ * named this process while none of its threads held it (a peer wrote it).
+ * Errors: -EDEADLK the calling thread holds it already, -ENOLCK it holds
+ * SHSET_LOCK_HELD_MAX locks, -ENOMEM its first lock could not record it,
+ * -EUSERS a forked child found no free slot.
+ *
+ * Within one process, a lock is used at one address (the record names it).
+ */
 int shset_lock_acquire(shset_lock *lk, shset_lease *l);
 /* As acquire, or -EBUSY without waiting. */
 int shset_lock_tryacquire(shset_lock *lk, shset_lease *l);
 /* As acquire, or -ETIMEDOUT once CLOCK_MONOTONIC passes @deadline. */
 int shset_lock_timedacquire(shset_lock *lk, shset_lease *l, const struct timespec *deadline);
-/* -EPERM if the calling thread of this process is not the owner. */
+/* -EPERM if the calling thread of this process is not the owner (decided
+ * by the thread's own record and the lock word, not by owner_tid).  A peer
+ * that rewrote the word of a held lock makes it -EPERM too, and the thread
+ * is then free to acquire it again. */
 int shset_lock_release(shset_lock *lk, shset_lease *l);
 /* After SHSET_LOCK_OWNER_DIED and repairing the protected data: marks it
  * consistent, so later acquirers get 0 again.  -EPERM if not the owner. */
