@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #include "shset/lock.h"
 
@@ -15,6 +16,7 @@ struct area {
 	shset_lock lock;
 	uint64_t counter; /* plain: protected by the lock only */
 	uint32_t ready;
+	shset_lock more[SHSET_LOCK_HELD_MAX + 1];
 };
 
 static int area_fd = -1;
@@ -364,6 +366,308 @@ START_TEST(fork_child_identity)
 }
 END_TEST
 
+/* --- a peer writes our own owner value ------------------------------------ */
+
+#define WORD_WAITERS 0x80000000u /* lock.c's layout, which a peer can read too */
+
+/* The owner value this process writes into a free word: read while holding. */
+static uint32_t own_value(shset_lease *l)
+{
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), 0);
+	uint32_t v = __atomic_load_n(&A->lock.word, __ATOMIC_SEQ_CST);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	return v;
+}
+
+/* A hostile peer: holds only the memory, writes the lock word (and
+ * owner_tid if @tid) and exits. */
+static void forge(uint32_t word, uint32_t tid)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (tid)
+			__atomic_store_n(&A->lock.owner_tid, tid, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&A->lock.word, word, __ATOMIC_SEQ_CST);
+		_exit(0);
+	}
+	ck_assert_int_eq(wait_status(pid), 0);
+}
+
+START_TEST(forged_own_word)
+{
+	int wrep[2];
+	ck_assert_int_eq(pipe(wrep), 0);
+	shset_lease *l = lease();
+	uint32_t me = own_value(l);
+
+	/* A process waiting on the forged word waits for us, the named owner. */
+	forge(me, 0);
+	A->ready = 0;
+	pid_t w = spawn_waiter(wrep, 1);
+	wait_sleepers(1);
+	/* We hold no lock, so the word is not ours: taken over as a dead
+	 * owner's (before: slept for ever, taking the word for a sibling's). */
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), SHSET_LOCK_OWNER_DIED);
+	ck_assert_int_eq(shset_lock_consistent(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	struct wres a;
+	ck_assert_int_eq(read_all(wrep[0], &a, sizeof(a)), 0);
+	ck_assert_int_eq(a.r, 0);
+	ck_assert_int_eq(wait_status(w), 0);
+
+	/* The lock works afterwards; tryacquire sees through a forgery too. */
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	forge(me, 0);
+	ck_assert_int_eq(shset_lock_tryacquire(&A->lock, l), SHSET_LOCK_OWNER_DIED);
+	ck_assert_int_eq(shset_lock_consistent(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	struct shset_lock_state st;
+	shset_lock_state(&A->lock, &st);
+	ck_assert_int_eq(st.locked, 0);
+	ck_assert_uint_eq(st.owner_died, 2);
+	shset_lease_close(l);
+}
+END_TEST
+
+struct tid_arg {
+	shset_lease *l;
+	int go[2], done[2];
+	uint32_t tid;
+	int res;
+};
+
+/* Reports its tid, waits for a byte, then tries to release the lock it does
+ * not hold. */
+static void *tid_thread(void *arg)
+{
+	struct tid_arg *a = arg;
+	char c;
+
+	a->tid = (uint32_t)syscall(SYS_gettid);
+	write_all(a->done[1], "t", 1);
+	if (read_all(a->go[0], &c, 1) == 0)
+		a->res = shset_lock_release(&A->lock, a->l);
+	write_all(a->done[1], "r", 1);
+	return NULL;
+}
+
+START_TEST(forged_owner_tid)
+{
+	shset_lease *l = lease();
+	uint32_t me = own_value(l), mytid = (uint32_t)syscall(SYS_gettid);
+
+	/* Our value and our tid: not a relock (before: -EDEADLK for ever). */
+	forge(me, mytid);
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), SHSET_LOCK_OWNER_DIED);
+	ck_assert_int_eq(shset_lock_consistent(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	forge(me, mytid);
+	ck_assert_int_eq(shset_lock_tryacquire(&A->lock, l), SHSET_LOCK_OWNER_DIED);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+
+	/* We hold it; a peer names another of our threads in owner_tid.  That
+	 * thread still cannot release it, and we still can. */
+	struct tid_arg a = {.l = l, .res = 1};
+	ck_assert_int_eq(pipe(a.go), 0);
+	ck_assert_int_eq(pipe(a.done), 0);
+	pthread_t th;
+	char c;
+	ck_assert_int_eq(pthread_create(&th, NULL, tid_thread, &a), 0);
+	ck_assert_int_eq(read_all(a.done[0], &c, 1), 0);
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), SHSET_LOCK_OWNER_DIED);
+	forge(__atomic_load_n(&A->lock.word, __ATOMIC_SEQ_CST), a.tid);
+	write_all(a.go[1], "g", 1);
+	ck_assert_int_eq(read_all(a.done[0], &c, 1), 0);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(a.res, -EPERM);
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), -EDEADLK);
+	ck_assert_int_eq(shset_lock_consistent(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), -EPERM);
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	shset_lease_close(l);
+}
+END_TEST
+
+/* 8 threads of one process and 2 of another contend; most of the time the
+ * word names the first process while another of its threads asks whether
+ * that is genuine.  A sibling that has just won its CAS (or holds the lock)
+ * must never be taken for a forgery. */
+#define FT_THREADS 8
+#define FT_ITERS   40000
+
+static void *ft_thread(void *arg)
+{
+	shset_lease *l = arg;
+
+	for (int i = 0; i < FT_ITERS; i++) {
+		if (shset_lock_acquire(&A->lock, l) != 0)
+			_exit(91);
+		A->counter++;
+		if ((i & 1023) == 0)
+			sched_yield(); /* preempted while holding, now and then */
+		if (shset_lock_release(&A->lock, l) != 0)
+			_exit(92);
+	}
+	return NULL;
+}
+
+static pid_t spawn_contender(int nthreads)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		shset_lease *l = lease();
+		/* Short interval: the liveness check, and with it the check of
+		 * our own value, runs often. */
+		shset_lease_set_check_interval(l, 100 * 1000);
+		pthread_t th[FT_THREADS];
+		for (int t = 0; t < nthreads; t++)
+			pthread_create(&th[t], NULL, ft_thread, l);
+		for (int t = 0; t < nthreads; t++)
+			pthread_join(th[t], NULL);
+		shset_lease_close(l);
+		_exit(0);
+	}
+	return pid;
+}
+
+START_TEST(no_false_takeover)
+{
+	pid_t a = spawn_contender(FT_THREADS), b = spawn_contender(2);
+
+	ck_assert_int_eq(wait_status(a), 0);
+	ck_assert_int_eq(wait_status(b), 0);
+	ck_assert_uint_eq(A->counter, (uint64_t)(FT_THREADS + 2) * FT_ITERS);
+	struct shset_lock_state st;
+	ck_assert_int_eq(shset_lock_state(&A->lock, &st), 0);
+	ck_assert_int_eq(st.locked, 0);
+	ck_assert_int_eq(st.inconsistent, 0);
+	ck_assert_uint_eq(st.owner_died, 0);
+}
+END_TEST
+
+struct two_arg {
+	shset_lease *l;
+	int r;
+};
+
+static void *two_thread(void *arg)
+{
+	struct two_arg *a = arg;
+
+	__atomic_add_fetch(&A->ready, 1, __ATOMIC_SEQ_CST);
+	a->r = shset_lock_acquire(&A->lock, a->l);
+	if (a->r == SHSET_LOCK_OWNER_DIED)
+		shset_lock_consistent(&A->lock, a->l);
+	if (a->r >= 0)
+		shset_lock_release(&A->lock, a->l);
+	return NULL;
+}
+
+/* Two of our threads wait on a word that names us; one takes it over, the
+ * other waits for that one.  @asleep: they sleep on a live holder's lock
+ * before the peer rewrites it (the periodic check finds it), else the word
+ * is forged first (the first look finds it). */
+static void two_waiters(int asleep)
+{
+	int rep[2];
+	ck_assert_int_eq(pipe(rep), 0);
+	shset_lease *l = lease();
+	uint32_t me = own_value(l);
+	pid_t h = -1;
+
+	A->ready = 0;
+	if (asleep)
+		h = spawn_holder(rep, -1);
+	else
+		forge(me, 0);
+	struct two_arg a[2] = {{.l = l}, {.l = l}};
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, two_thread, &a[i]), 0);
+	if (asleep) {
+		wait_sleepers(2);
+		forge(me | WORD_WAITERS, 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(a[0].r + a[1].r, SHSET_LOCK_OWNER_DIED);
+	ck_assert(a[0].r == 0 || a[1].r == 0);
+	struct shset_lock_state st;
+	shset_lock_state(&A->lock, &st);
+	ck_assert_int_eq(st.locked, 0);
+	ck_assert_uint_eq(st.owner_died, 1);
+	if (h > 0) {
+		kill(h, SIGKILL);
+		wait_status(h);
+	}
+	shset_lease_close(l);
+}
+
+START_TEST(forged_two_waiters)
+{
+	two_waiters(0);
+}
+END_TEST
+
+START_TEST(forged_two_sleepers)
+{
+	two_waiters(1);
+}
+END_TEST
+
+static void *exit_holding(void *arg)
+{
+	return (void *)(intptr_t)shset_lock_acquire(&A->lock, arg);
+}
+
+/* A thread that exits holding the lock is a dead owner to its siblings. */
+START_TEST(thread_exit_holding)
+{
+	shset_lease *l = lease();
+	pthread_t th;
+	void *r;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, exit_holding, l), 0);
+	pthread_join(th, &r);
+	ck_assert_int_eq((int)(intptr_t)r, 0);
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), SHSET_LOCK_OWNER_DIED);
+	ck_assert_int_eq(shset_lock_consistent(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	shset_lease_close(l);
+}
+END_TEST
+
+/* One thread holds at most SHSET_LOCK_HELD_MAX locks; one more is refused
+ * without being taken. */
+START_TEST(held_max)
+{
+	shset_lease *l = lease();
+
+	for (int i = 0; i <= SHSET_LOCK_HELD_MAX; i++)
+		shset_lock_init(&A->more[i]);
+	for (int i = 0; i < SHSET_LOCK_HELD_MAX; i++)
+		ck_assert_int_eq(shset_lock_acquire(&A->more[i], l), 0);
+	ck_assert_int_eq(shset_lock_acquire(&A->more[0], l), -EDEADLK);
+	ck_assert_int_eq(shset_lock_acquire(&A->more[SHSET_LOCK_HELD_MAX], l), -ENOLCK);
+	ck_assert_int_eq(shset_lock_tryacquire(&A->more[SHSET_LOCK_HELD_MAX], l), -ENOLCK);
+	struct shset_lock_state st;
+	shset_lock_state(&A->more[SHSET_LOCK_HELD_MAX], &st);
+	ck_assert_int_eq(st.locked, 0);
+	ck_assert_int_eq(shset_lock_release(&A->more[3], l), 0);
+	ck_assert_int_eq(shset_lock_acquire(&A->more[SHSET_LOCK_HELD_MAX], l), 0);
+	for (int i = 0; i <= SHSET_LOCK_HELD_MAX; i++)
+		ck_assert_int_eq(shset_lock_release(&A->more[i], l), i == 3 ? -EPERM : 0);
+	shset_lease_close(l);
+}
+END_TEST
+
 /* --- leases ---------------------------------------------------------------- */
 
 START_TEST(lease_slots_and_args)
@@ -408,6 +712,20 @@ static Suite *suite(void)
 	tcase_add_test(tc, recovery_of_recovery);
 	tcase_add_test(tc, fork_child_identity);
 	tcase_add_test(tc, lease_slots_and_args);
+	tcase_add_test(tc, no_false_takeover);
+	tcase_add_test(tc, held_max);
+	suite_add_tcase(s, tc);
+
+	/* Each takes milliseconds when right and hangs when wrong: a short
+	 * timeout makes a hang a failed test rather than a stuck run. */
+	tc = tcase_create("forged");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30 * test_scale());
+	tcase_add_test(tc, forged_own_word);
+	tcase_add_test(tc, forged_owner_tid);
+	tcase_add_test(tc, forged_two_waiters);
+	tcase_add_test(tc, forged_two_sleepers);
+	tcase_add_test(tc, thread_exit_holding);
 	suite_add_tcase(s, tc);
 	return s;
 }
