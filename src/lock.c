@@ -160,6 +160,17 @@ static void thread_exit(void *arg)
 {
 	struct lock_thread *t = arg;
 
+	/* For the race detectors, its ownership ends here (they would report
+	 * the sibling's takeover as a double lock).  Annotations only. */
+	for (int i = 0; i < SHSET_LOCK_HELD_MAX; i++) {
+		void *lk = (void *)t->held[i];
+		if (lk) {
+			tsan_pre_unlock(lk);
+			hg_pre_unlock(lk);
+			tsan_post_unlock(lk);
+			hg_post_unlock(lk);
+		}
+	}
 	pthread_mutex_lock(&threads_mu);
 	for (struct lock_thread **p = &threads; *p; p = &(*p)->next) {
 		if (*p == t) {
