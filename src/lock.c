@@ -517,36 +517,58 @@ static int lock_contended(shset_lock *lk, struct shset_lease *l, struct lock_thr
 	return try ? -EBUSY : lock_slow(lk, l, t, i, me, deadline_ns);
 }
 
-static int lock_common(shset_lock *lk, struct shset_lease *l, int try, uint64_t deadline_ns)
+/* A free entry in the calling thread's record (lock_self, registered if
+ * need be), or -errno.  Out of line: the fast path has a record whose first
+ * entry is free. */
+static __attribute__((noinline)) int thread_entry(const shset_lock *lk)
 {
-	struct lock_thread *t;
+	struct lock_thread *t = thread_self();
+	int i;
+
+	if (!t)
+		return -ENOMEM;
+	for (i = 0; i < SHSET_LOCK_HELD_MAX && t->held[i]; i++)
+		if (t->held[i] == (uintptr_t)lk)
+			return -EDEADLK;
+	/* None free: this thread holds SHSET_LOCK_HELD_MAX locks. */
+	return i < SHSET_LOCK_HELD_MAX ? i : -ENOLCK;
+}
+
+/* The first CAS failed with @v. */
+static __attribute__((noinline)) int lock_miss(shset_lock *lk, struct shset_lease *l,
+					       struct lock_thread *t, int i, uint32_t me,
+					       uint32_t v, int try, uint64_t deadline_ns)
+{
+	/* This thread holds it already: a relock would deadlock. */
+	if (held_find(t, lk) >= 0)
+		return -EDEADLK;
+	return lock_contended(lk, l, t, i, me, v, try, deadline_ns);
+}
+
+static inline __attribute__((always_inline)) int lock_common(shset_lock *lk, struct shset_lease *l,
+							     int try, uint64_t deadline_ns)
+{
+	struct lock_thread *t = lock_self;
 	uint32_t me, v = 0;
-	int i, r;
+	int i = 0, r;
 
 	if (!lk || !l)
 		return -EINVAL;
 	me = lease_me(l);
 	if (!me)
 		return -EUSERS;
-	t = thread_self();
-	if (!t)
-		return -ENOMEM;
-	/* A free entry; without one, this thread holds SHSET_LOCK_HELD_MAX. */
-	for (i = 0; i < SHSET_LOCK_HELD_MAX && t->held[i]; i++)
-		if (t->held[i] == (uintptr_t)lk)
-			return -EDEADLK;
-	if (i == SHSET_LOCK_HELD_MAX)
-		return -ENOLCK;
+	if (__builtin_expect(!t || t->held[0], 0)) {
+		i = thread_entry(lk);
+		if (i < 0)
+			return i;
+		t = lock_self;
+	}
 	tsan_pre_lock(lk, try ? TSAN_TRY : 0);
 	hg_pre_lock(lk, try);
-	if (__builtin_expect(take(lk, &v, me, &t->held[i]), 1)) {
+	if (__builtin_expect(take(lk, &v, me, &t->held[i]), 1))
 		r = acquired(lk, me);
-	} else if (held_find(t, lk) >= 0) {
-		/* This thread holds it already: a relock would deadlock. */
-		r = -EDEADLK;
-	} else {
-		r = lock_contended(lk, l, t, i, me, v, try, deadline_ns);
-	}
+	else
+		r = lock_miss(lk, l, t, i, me, v, try, deadline_ns);
 	if (r >= 0) {
 		tsan_post_lock(lk, try ? TSAN_TRY : 0);
 		hg_post_lock(lk);
