@@ -150,9 +150,8 @@ struct lock_thread {
 static __thread struct lock_thread *lock_self __attribute__((tls_model("initial-exec")));
 static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct lock_thread *threads; /* threads_mu */
-static pthread_key_t threads_key;
-static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
-static int threads_key_ok;
+static pthread_key_t threads_key;   /* created under threads_mu */
+static int threads_key_state;	    /* threads_mu: 0 not yet, 1 created, -1 failed */
 
 /* Thread exit: the record goes, so a lock the thread still held is found
  * unrecorded by the next sibling and taken over like a dead owner's. */
@@ -209,27 +208,27 @@ static void threads_fork_child(void)
 	pthread_mutex_unlock(&threads_mu);
 }
 
-static void threads_init(void)
-{
-	threads_key_ok = pthread_key_create(&threads_key, thread_exit) == 0;
-	pthread_atfork(threads_fork_prepare, threads_fork_parent, threads_fork_child);
-}
-
+/* Under threads_mu rather than pthread_once, which Helgrind does not
+ * model. */
 static struct lock_thread *thread_register(void)
 {
-	struct lock_thread *t;
+	struct lock_thread *t = calloc(1, sizeof(*t));
 
-	pthread_once(&threads_once, threads_init);
-	if (!threads_key_ok)
-		return NULL;
-	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
-	if (pthread_setspecific(threads_key, t) != 0) {
+	pthread_mutex_lock(&threads_mu);
+	if (!threads_key_state) {
+		threads_key_state = -1;
+		if (pthread_key_create(&threads_key, thread_exit) == 0 &&
+		    pthread_atfork(threads_fork_prepare, threads_fork_parent, threads_fork_child) ==
+			0)
+			threads_key_state = 1;
+	}
+	if (threads_key_state < 0 || pthread_setspecific(threads_key, t) != 0) {
+		pthread_mutex_unlock(&threads_mu);
 		free(t);
 		return NULL;
 	}
-	pthread_mutex_lock(&threads_mu);
 	t->next = threads;
 	threads = t;
 	pthread_mutex_unlock(&threads_mu);

@@ -435,22 +435,21 @@ END_TEST
 struct tid_arg {
 	shset_lease *l;
 	int go[2], done[2];
-	uint32_t tid;
-	int res;
 };
 
 /* Reports its tid, waits for a byte, then tries to release the lock it does
- * not hold. */
+ * not hold and reports the result (pipes: no shared variables). */
 static void *tid_thread(void *arg)
 {
 	struct tid_arg *a = arg;
+	uint32_t tid = (uint32_t)syscall(SYS_gettid);
+	int res = 1;
 	char c;
 
-	a->tid = (uint32_t)syscall(SYS_gettid);
-	write_all(a->done[1], "t", 1);
+	write_all(a->done[1], &tid, sizeof(tid));
 	if (read_all(a->go[0], &c, 1) == 0)
-		a->res = shset_lock_release(&A->lock, a->l);
-	write_all(a->done[1], "r", 1);
+		res = shset_lock_release(&A->lock, a->l);
+	write_all(a->done[1], &res, sizeof(res));
 	return NULL;
 }
 
@@ -470,19 +469,20 @@ START_TEST(forged_owner_tid)
 
 	/* We hold it; a peer names another of our threads in owner_tid.  That
 	 * thread still cannot release it, and we still can. */
-	struct tid_arg a = {.l = l, .res = 1};
+	struct tid_arg a = {.l = l};
 	ck_assert_int_eq(pipe(a.go), 0);
 	ck_assert_int_eq(pipe(a.done), 0);
 	pthread_t th;
-	char c;
+	uint32_t tid;
+	int res;
 	ck_assert_int_eq(pthread_create(&th, NULL, tid_thread, &a), 0);
-	ck_assert_int_eq(read_all(a.done[0], &c, 1), 0);
+	ck_assert_int_eq(read_all(a.done[0], &tid, sizeof(tid)), 0);
 	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), SHSET_LOCK_OWNER_DIED);
-	forge(__atomic_load_n(&A->lock.word, __ATOMIC_SEQ_CST), a.tid);
+	forge(__atomic_load_n(&A->lock.word, __ATOMIC_SEQ_CST), tid);
 	write_all(a.go[1], "g", 1);
-	ck_assert_int_eq(read_all(a.done[0], &c, 1), 0);
+	ck_assert_int_eq(read_all(a.done[0], &res, sizeof(res)), 0);
 	pthread_join(th, NULL);
-	ck_assert_int_eq(a.res, -EPERM);
+	ck_assert_int_eq(res, -EPERM);
 	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), -EDEADLK);
 	ck_assert_int_eq(shset_lock_consistent(&A->lock, l), 0);
 	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
