@@ -515,6 +515,7 @@ END_TEST
 
 struct fuzz_arg {
 	shset *s;
+	struct shared *sh;
 	const char *dir;
 	uint64_t worst_ns;
 	uint64_t ops, errors;
@@ -538,6 +539,7 @@ static void honest_everything(void *a)
 
 	if (shset_attach_fd(&c, shset_fd(f->s)) || shset_create(&good, NULL))
 		_exit(10);
+	f->sh->ready = 1; /* the peer starts once we are attached */
 	for (uint32_t i = 0; i < 200; i++)
 		shset_add(good, &i, sizeof(i));
 	snprintf(path, sizeof(path), "%s/snap", f->dir);
@@ -656,6 +658,8 @@ START_TEST(random_words_peer)
 		struct peer p;
 		uint64_t rng = 5, seen_lock = 0;
 		peer_map(&p, shset_fd(s));
+		while (!sh->ready && !sh->stop)
+			usleep(100);
 		while (!sh->stop) {
 			uint64_t size = peer_size(&p), off, v = rng_next(&rng);
 			uint64_t tdesc = peek(&p, STATE_OFF(tdesc));
@@ -714,7 +718,7 @@ START_TEST(random_words_peer)
 		}
 		_exit(0);
 	}
-	struct fuzz_arg f = {s, dir, 0, 0, 0};
+	struct fuzz_arg f = {s, sh, dir, 0, 0, 0};
 	int st = run_honest(honest_everything, &f, (unsigned)(30 * test_scale()));
 	sh->stop = 1;
 	ck_assert_int_eq(wait_status(peer), 0);
