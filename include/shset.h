@@ -182,7 +182,8 @@ int shset_stats(shset *s, struct shset_stats *st);
  * @path, crash-safely: a temporary file in the same directory, io_uring
  * writes linked to an fsync, rename, directory fsync.  After a crash @path
  * holds the old snapshot or the new one, never a mix.  The set's lock is
- * held only while its used bytes are copied.  Without io_uring (or with
+ * held only while the keys of one state are collected into private memory
+ * (a walk of the table); writing happens without it.  Without io_uring (or with
  * SHSET_SAVE_NO_URING, or SHSET_NO_IO_URING=1 in the environment) it
  * writes with pwrite and fsync; shset_stats counts which path ran.
  * The format is documented at the top of src/snapshot.c.

@@ -116,7 +116,7 @@ int region_create(struct region **out, const struct region_opts *o)
 	    REGION_SLOTS_OFF + (uint64_t)d.nslots * sizeof(struct shset_lease_slot), REGION_PAGE);
 	h.log_bytes = round_up(d.log_bytes ? d.log_bytes : REGION_PAGE, REGION_PAGE);
 	h.heap_off = h.log_off + h.log_bytes;
-	h.size = round_up(h.heap_off + d.heap_init, REGION_PAGE);
+	h.size = h.heap_off;
 	if (h.size > h.max_size)
 		return -ENOSPC;
 	clock_gettime(CLOCK_REALTIME, &ts);

@@ -51,7 +51,6 @@ struct region_opts {
 	uint64_t max_size;  /* 0: REGION_DEFAULT_MAX */
 	uint32_t nslots;    /* 0: REGION_DEFAULT_PROC */
 	uint64_t log_bytes; /* size of the undo log area */
-	uint64_t heap_init; /* initial heap bytes */
 	const char *name;
 	const uint64_t *seed; /* hash key to reuse (copies); NULL: random */
 	uint32_t key_type;    /* SHSET_KEYS_* */

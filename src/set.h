@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* set.h - internals of set.c that the benchmarks read (private). */
+/* set.h - internals of set.c for snapshot.c, the tests and the benchmarks
+ * (private). */
 #ifndef SHSET_SET_H
 #define SHSET_SET_H
 

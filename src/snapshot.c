@@ -21,9 +21,11 @@
  *       60     4  hdr_crc: CRC32C of bytes 0..59
  *       64        body: count records of { u32 len; len bytes }
  *
- * Saving: the keys of one consistent state are copied out under the lock
- * (shset_foreach holds it only for a memcpy of the used heap), serialised,
- * and written to a new temporary file beside the target (O_EXCL) with a
+ * Saving: the keys of one consistent state are collected under the lock
+ * into a private buffer of { len, bytes } records (set_collect: a walk of
+ * the table that copies each key, so the lock is held for about twice a
+ * memcpy of the used heap with short keys, more with long ones), then
+ * written to a new temporary file beside the target (O_EXCL) with a
  * chain of large io_uring writes linked to an fsync, so the fsync is ordered
  * after every write and a short write cancels the rest (the rest is then
  * retried with pwrite, which reports the real errno).  Then the file is
@@ -66,6 +68,7 @@
 #ifdef SHSET_HAVE_MEMCHECK
 #include <valgrind/memcheck.h>
 #endif
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +98,11 @@ static uint64_t saves_uring, saves_fallback;
 /* --- CRC32C -------------------------------------------------------------------- */
 
 static uint32_t crc_table[256];
+static int crc_hw_ok;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
+/* Once per process: two threads saving at once must not see a table (or
+ * the CPU check) half made. */
 static void crc_init(void)
 {
 	for (uint32_t i = 0; i < 256; i++) {
@@ -104,6 +111,10 @@ static void crc_init(void)
 			c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1)));
 		crc_table[i] = c;
 	}
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	crc_hw_ok = __builtin_cpu_supports("sse4.2");
+#endif
 }
 
 static uint32_t crc_sw(uint32_t crc, const uint8_t *p, size_t len)
@@ -132,20 +143,10 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uin
 
 uint32_t snap_crc32c(uint32_t crc, const void *data, size_t len)
 {
-	static int hw = -1;
-
-	if (hw < 0) {
-		crc_init();
-#if defined(__x86_64__)
-		__builtin_cpu_init();
-		hw = __builtin_cpu_supports("sse4.2");
-#else
-		hw = 0;
-#endif
-	}
+	pthread_once(&crc_once, crc_init);
 	crc = ~crc;
 #if defined(__x86_64__)
-	if (hw)
+	if (crc_hw_ok)
 		return ~crc_hw(crc, data, len);
 #endif
 	return ~crc_sw(crc, data, len);

@@ -51,9 +51,14 @@
  *     logs the header first.  Tables have no header, so their first word is
  *     always logged when they are freed or popped.
  *
- * Every offset and length read from the region goes through view_at(),
- * which checks it against the bytes known to exist; any failure is
- * -EUCLEAN.
+ * The region is shared with processes that may be hostile, so every word
+ * read from it is read once into a local (a slot is copied whole when
+ * several of its fields decide something), checked, and used from the
+ * local; offsets and lengths of heap objects are checked by view_at() /
+ * view_heap() against the bytes known to exist, state words by the checks
+ * at the top of each entry point; any failure is -EUCLEAN.  Every loop
+ * over shared memory is bounded by a number already checked (a table's
+ * capacity, the heap's size).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -69,12 +74,16 @@
 #include "hash.h"
 #include "table.h"
 
-#define META_EMPTY	 0ull
-#define META_TOMB	 1ull
-#define SLOT_SIZE	 32u
-#define INLINE_MAX	 20u
-#define MIN_LOG2	 4u
-#define LOG_RESERVE	 256u /* entries kept for commit */
+#define META_EMPTY  0ull
+#define META_TOMB   1ull
+#define SLOT_SIZE   32u
+#define INLINE_MAX  20u
+#define MIN_LOG2    4u
+#define LOG_RESERVE 256u /* entries kept for commit */
+/* A commit logs at most one splice and one head per size class, and six
+ * state words: the reserve always holds them. */
+_Static_assert(2 * TABLE_CLASSES + 6 <= LOG_RESERVE, "commit must fit the log reserve");
+_Static_assert(SLOT_SIZE == 32 && INLINE_MAX + 12 == SLOT_SIZE, "slot layout");
 #define READ_TRIES	 64
 #define PUNCH_MIN	 4096u /* freed tables this big or bigger give pages back */
 #define MAX_FREED_TABLES 8
@@ -206,7 +215,7 @@ static uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
  * afterwards cannot widen what the caller reads. */
 static const uint8_t *slot_key_len(const struct view *v, const uint8_t *slot, uint32_t len)
 {
-	if (len > TABLE_KEY_MAX)
+	if (len > SHSET_KEY_MAX)
 		return NULL;
 	if (len <= INLINE_MAX)
 		return slot + 12;
@@ -798,19 +807,12 @@ int tx_fresh(struct tx *x, uint64_t keys)
 	return tx_rebuild(x, x->count + keys, NULL, NULL);
 }
 
-int tx_contains(struct tx *x, const void *key, size_t len)
-{
-	uint64_t pos, ins;
-
-	return probe(&x->v, x->tdesc, hash_bytes(x->v.seed, key, len), key, len, &pos, &ins);
-}
-
 int tx_insert(struct tx *x, const void *key, size_t len)
 {
 	uint64_t h, pos, ins, cap;
 	int err, was_tomb;
 
-	if (len > TABLE_KEY_MAX || x->cleared)
+	if (len > SHSET_KEY_MAX || x->cleared)
 		return -EINVAL;
 	h = hash_bytes(x->v.seed, key, len);
 	err = probe_at(&x->v, x->tdesc, h, key, len, &pos, &ins, &was_tomb);
@@ -886,7 +888,7 @@ static int remove_at(struct tx *x, uint8_t *t, uint64_t i, uint32_t len)
 	uint8_t *s = t + i * SLOT_SIZE;
 	int err;
 
-	if (len > TABLE_KEY_MAX)
+	if (len > SHSET_KEY_MAX)
 		return -EUCLEAN;
 	err = slot_write_prepare(x, tdesc_off(x->tdesc) + i * SLOT_SIZE);
 	if (err)
@@ -912,7 +914,7 @@ int tx_remove(struct tx *x, const void *key, size_t len)
 	uint64_t pos, ins, cap;
 	int res;
 
-	if (len > TABLE_KEY_MAX)
+	if (len > SHSET_KEY_MAX)
 		return 0;
 	res = probe(&x->v, x->tdesc, hash_bytes(x->v.seed, key, len), key, len, &pos, &ins);
 	if (res <= 0)
@@ -1006,7 +1008,7 @@ static void punch_freed(struct tx *x)
 	}
 }
 
-int tx_commit(struct tx *x)
+void tx_commit(struct tx *x)
 {
 	struct table_state *st = x->st;
 
@@ -1038,7 +1040,6 @@ int tx_commit(struct tx *x)
 		st->n_txns++;
 		punch_freed(x);
 	}
-	return 0;
 }
 
 void tx_abort(struct tx *x)
@@ -1075,7 +1076,8 @@ int table_init(struct region *r, uint64_t capacity)
 		tx_abort(x);
 		return err;
 	}
-	return tx_commit(x);
+	tx_commit(x);
+	return 0;
 }
 
 static int next_in(const struct view *v, uint64_t tdesc, uint64_t *pos, const uint8_t **key,

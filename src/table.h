@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 #include "region.h"
+#include "shset.h"
 
-#define TABLE_KEY_MAX 65535u
 #define TABLE_CLASSES 45u /* block sizes 2^0 .. 2^44; used from 2^5 */
 #define TABLE_MIN_LOG (64u * 1024)
 
@@ -67,9 +67,8 @@ struct tx *tx_begin(struct region *r, void *mem, int *err);
 int tx_fresh(struct tx *x, uint64_t keys);
 /* Undo log entries a transaction may still write without tx_fresh. */
 uint64_t tx_log_room(const struct tx *x);
-int tx_insert(struct tx *x, const void *key, size_t len);   /* 1 added, 0 present */
-int tx_remove(struct tx *x, const void *key, size_t len);   /* 1 removed, 0 absent */
-int tx_contains(struct tx *x, const void *key, size_t len); /* 1 / 0 */
+int tx_insert(struct tx *x, const void *key, size_t len); /* 1 added, 0 present */
+int tx_remove(struct tx *x, const void *key, size_t len); /* 1 removed, 0 absent */
 int tx_clear(struct tx *x);
 /* Removes one key, copying it to @buf (@cap bytes); *@len gets its length.
  * 1 popped, 0 empty, -ENOBUFS if @cap is too small (nothing removed). */
@@ -78,8 +77,8 @@ int tx_pop(struct tx *x, void *buf, size_t cap, size_t *len);
 int tx_filter(struct tx *x, int (*keep)(const void *k, size_t len, void *arg), void *arg);
 uint64_t tx_count(const struct tx *x);
 /* Publishes the transaction; it cannot fail once called with no error
- * pending. */
-int tx_commit(struct tx *x);
+ * pending (the log keeps a reserve for the commit's words). */
+void tx_commit(struct tx *x);
 /* Undoes everything the transaction wrote. */
 void tx_abort(struct tx *x);
 
