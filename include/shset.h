@@ -27,13 +27,12 @@
 #include <sys/types.h>
 
 #include "shset/lock.h"
+#include "shset/version.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define SHSET_VERSION_MAJOR 0
-#define SHSET_VERSION_MINOR 1
 
 typedef struct shset shset;
 

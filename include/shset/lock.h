@@ -17,7 +17,10 @@
 #define SHSET_LOCK_H
 
 #include <stdint.h>
-#include <time.h>
+
+/* Declared here so that the header compiles in strict C99, where <time.h>
+ * need not define it; callers include <time.h> to fill one. */
+struct timespec;
 
 #ifdef __cplusplus
 extern "C" {
