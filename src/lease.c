@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "prim.h"
 #include "lease.h"
 
 unsigned lease_forkgen;
@@ -95,15 +96,11 @@ static int claim(struct shset_lease *l)
 
 		if (fcntl(ofd, F_OFD_SETLK, &fl) == 0) {
 			struct shset_lease_slot *sl = &l->slots[s];
-			struct timespec ts;
 			uint32_t gen =
 			    __atomic_add_fetch(&sl->gen, 1, __ATOMIC_ACQ_REL) & LEASE_GEN_MASK;
 
-			clock_gettime(CLOCK_REALTIME, &ts);
 			__atomic_store_n(&sl->pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
-			__atomic_store_n(&sl->since_ns,
-					 (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
-					 __ATOMIC_RELAXED);
+			__atomic_store_n(&sl->since_ns, prim_real_ns(), __ATOMIC_RELAXED);
 			l->ofd = ofd;
 			l->slot = s;
 			l->gen = gen;

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "prim.h"
 #include "lease.h"
 #include "shset/lock.h"
 
@@ -89,15 +90,6 @@
 #define hg_post_unlock(m) ((void)0)
 #endif
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 /* Counters are written only by the owner; relaxed atomics keep TSan and
  * concurrent readers (inspect) well defined without a locked instruction. */
 static inline void bump(uint64_t *c)
@@ -123,14 +115,6 @@ static int futex_wait_rel(uint32_t *word, uint32_t val, const struct timespec *r
 static void futex_wake_one(uint32_t *word)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* --- which locks this process's threads hold ---------------------------------- */
@@ -385,7 +369,7 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 		     uint32_t me, uint64_t deadline_ns)
 {
 	uint32_t v, est = __atomic_load_n(&lk->spin, __ATOMIC_RELAXED);
-	uint64_t budget = (uint64_t)est * 2 + SPIN_NS_MIN, t0 = mono_ns();
+	uint64_t budget = (uint64_t)est * 2 + SPIN_NS_MIN, t0 = prim_mono_ns();
 	uintptr_t *entry = &t->held[i];
 
 	if (budget > SPIN_NS_MAX)
@@ -401,7 +385,7 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 			uint32_t nv = me | (v & (LOCK_WAITERS | LOCK_INCONSISTENT));
 
 			if (take(lk, &v, nv, entry)) {
-				int64_t took = (int64_t)(mono_ns() - t0);
+				int64_t took = (int64_t)(prim_mono_ns() - t0);
 				__atomic_store_n(
 				    &lk->spin, (uint32_t)((int64_t)est + (took - (int64_t)est) / 8),
 				    __ATOMIC_RELAXED);
@@ -410,7 +394,7 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 			}
 		}
 		if (!(n & 31)) {
-			uint64_t spent = mono_ns() - t0;
+			uint64_t spent = prim_mono_ns() - t0;
 			if (spent > budget)
 				break;
 			/* Past a short spin the owner may be preempted (more
@@ -421,7 +405,7 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 				continue;
 			}
 		}
-		cpu_relax();
+		prim_cpu_relax();
 	}
 	__atomic_store_n(&lk->spin, est + (SPIN_NS_MAX - est) / 8, __ATOMIC_RELAXED);
 
@@ -448,17 +432,15 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 		int r;
 		bump(&lk->futex_waits);
 		if (deadline_ns) {
-			uint64_t now = mono_ns();
+			uint64_t now = prim_mono_ns();
 			if (now >= deadline_ns)
 				return -ETIMEDOUT;
 			uint64_t until = now + check < deadline_ns ? now + check : deadline_ns;
-			struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
-					      .tv_nsec = (long)(until % 1000000000u)};
+			struct timespec ts = prim_ns_timespec(until);
 			r = futex_wait_abs(&lk->word, v, &ts);
 		} else {
 			/* No clock read on the common path: a relative wait. */
-			struct timespec ts = {.tv_sec = (time_t)(check / 1000000000u),
-					      .tv_nsec = (long)(check % 1000000000u)};
+			struct timespec ts = prim_ns_timespec(check);
 			r = futex_wait_rel(&lk->word, v, &ts);
 		}
 		if (r != -ETIMEDOUT)
@@ -592,7 +574,7 @@ int shset_lock_timedacquire(shset_lock *lk, shset_lease *l, const struct timespe
 	if (!deadline || deadline->tv_sec < 0 || deadline->tv_nsec < 0 ||
 	    deadline->tv_nsec >= 1000000000)
 		return -EINVAL;
-	uint64_t d = (uint64_t)deadline->tv_sec * 1000000000u + (uint64_t)deadline->tv_nsec;
+	uint64_t d = prim_timespec_ns(deadline);
 	return lock_common(lk, l, 0, d ? d : 1);
 }
 

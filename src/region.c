@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "prim.h"
 #include "crashpoint.h"
 #include "region.h"
 
@@ -91,7 +92,6 @@ int region_create(struct region **out, const struct region_opts *o)
 	struct region_opts d = {0};
 	struct region_hdr h = {0};
 	struct region *r;
-	struct timespec ts;
 	int err;
 
 	if (!out)
@@ -119,8 +119,7 @@ int region_create(struct region **out, const struct region_opts *o)
 	h.size = h.heap_off;
 	if (h.size > h.max_size)
 		return -ENOSPC;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	h.created_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	h.created_ns = prim_real_ns();
 	err = fill_random(h.uuid, sizeof(h.uuid));
 	if (!err && d.seed)
 		memcpy(h.seed, d.seed, sizeof(h.seed));

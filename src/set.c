@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "prim.h"
 #include "region.h"
 #include "set.h"
 #include "shset.h"
@@ -26,14 +27,6 @@
 /* How long the last copy or foreach of this process held the lock: for
  * the benchmarks, which compare it with a plain memcpy. */
 static uint64_t last_hold_ns;
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Touches every page of [p, p+len) so that faulting them in (costly on
  * some virtual machines) happens before the lock is taken, not under it. */
@@ -530,10 +523,10 @@ int shset_copy(shset *s, shset **out)
 	}
 	err = set_lock(s);
 	if (!err) {
-		uint64_t t0 = mono_ns();
+		uint64_t t0 = prim_mono_ns();
 		err = table_copy_into(s->r, c->r);
 		set_unlock(s);
-		__atomic_store_n(&last_hold_ns, mono_ns() - t0, __ATOMIC_RELAXED);
+		__atomic_store_n(&last_hold_ns, prim_mono_ns() - t0, __ATOMIC_RELAXED);
 	}
 	if (err) {
 		shset_close(c);
@@ -581,10 +574,10 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 		err = set_lock(s);
 		if (err)
 			break;
-		uint64_t t0 = mono_ns();
+		uint64_t t0 = prim_mono_ns();
 		err = table_collect(s->r, buf + headroom, cap, lenp, count, key_bytes);
 		set_unlock(s);
-		__atomic_store_n(&last_hold_ns, mono_ns() - t0, __ATOMIC_RELAXED);
+		__atomic_store_n(&last_hold_ns, prim_mono_ns() - t0, __ATOMIC_RELAXED);
 		if (err != -ENOBUFS)
 			break;
 		need = *lenp; /* grew meanwhile: try again with the size it has now */

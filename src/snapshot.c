@@ -76,6 +76,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "prim.h"
 #include "crashpoint.h"
 #include "set.h"
 #include "shset.h"
@@ -878,7 +879,6 @@ int shset_save_ex(shset *set, const char *path, unsigned flags)
 		}
 	}
 	struct snap_hdr h = {0};
-	struct timespec ts;
 	memcpy(h.magic, SNAP_MAGIC, 8);
 	h.version = SNAP_VERSION;
 	h.flags = (flags & SHSET_SAVE_SORTED) ? SNAP_FLAG_SORTED : 0;
@@ -887,10 +887,9 @@ int shset_save_ex(shset *set, const char *path, unsigned flags)
 	/* SOURCE_DATE_EPOCH makes files reproducible, byte for byte. */
 	const char *epoch = getenv("SOURCE_DATE_EPOCH");
 	if (epoch && *epoch) {
-		h.created_ns = strtoull(epoch, NULL, 10) * 1000000000ull;
+		h.created_ns = strtoull(epoch, NULL, 10) * PRIM_NS_PER_S;
 	} else {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		h.created_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		h.created_ns = prim_real_ns();
 	}
 	h.key_bytes = s.key_bytes;
 	h.key_type = (uint32_t)shset_key_type(set);

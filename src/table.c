@@ -70,6 +70,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "prim.h"
 #include "crashpoint.h"
 #include "hash.h"
 #include "table.h"
@@ -311,13 +312,6 @@ static inline int seq_retry(struct table_state *st, uint64_t s)
 	return __atomic_load_n(&st->seq, __ATOMIC_RELAXED) != s;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
 int table_contains_optimistic(struct region *r, const void *key, size_t len)
 {
 	struct table_state *st = state(r);
@@ -326,7 +320,7 @@ int table_contains_optimistic(struct region *r, const void *key, size_t len)
 	for (int tries = 0; tries < READ_TRIES; tries++) {
 		uint64_t s = seq_begin(st);
 		if (s & 1) {
-			cpu_relax();
+			prim_cpu_relax();
 			continue;
 		}
 		struct view v;
@@ -364,7 +358,7 @@ long long table_count_optimistic(struct region *r)
 	for (int tries = 0; tries < READ_TRIES; tries++) {
 		uint64_t s = seq_begin(st);
 		if (s & 1) {
-			cpu_relax();
+			prim_cpu_relax();
 			continue;
 		}
 		uint64_t c = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
@@ -1196,12 +1190,9 @@ static int snap_copy(struct region *r, struct table_snap *sn)
 int table_snap_optimistic(struct region *r, struct table_snap *sn, uint64_t timeout_ns)
 {
 	struct table_state *st = state(r);
-	struct timespec ts;
-	uint64_t start, now;
+	uint64_t start = prim_mono_ns();
 
 	memset(sn, 0, sizeof(*sn));
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	start = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	for (;;) {
 		uint64_t s = seq_begin(st);
 		if (!(s & 1)) {
@@ -1209,11 +1200,9 @@ int table_snap_optimistic(struct region *r, struct table_snap *sn, uint64_t time
 			if (!seq_retry(st, s))
 				return err;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-		if (now - start > timeout_ns)
+		if (prim_mono_ns() - start > timeout_ns)
 			return -EAGAIN;
-		cpu_relax();
+		prim_cpu_relax();
 	}
 }
 
