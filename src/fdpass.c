@@ -93,6 +93,8 @@ int fdpass_recv_fd(int sock, int *fdp)
 		err = -ECONNRESET;
 	else if (msg.msg_flags & MSG_CTRUNC)
 		err = -EMSGSIZE;
+	else if (msg.msg_flags & MSG_TRUNC)
+		err = -EBADMSG; /* a longer datagram: not ours, whatever it starts with */
 	else if (n != (ssize_t)sizeof(data) || memcmp(data, fdpass_magic, 6) != 0)
 		err = -EBADMSG;
 	else if (data[6] != FDPASS_PROTO || data[7] != REGION_VERSION)

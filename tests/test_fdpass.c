@@ -163,6 +163,24 @@ START_TEST(hostile_senders)
 	expect_refusal(good_tag, 3, &gfd, 1, -EBADMSG);
 	expect_refusal(badver, 8, &gfd, 1, -EPROTONOSUPPORT);
 
+	/* A datagram longer than the tag that starts like one is cut short
+	 * by the receive (MSG_TRUNC): refused, not taken for the tag. */
+	{
+		char longer[16];
+		memcpy(longer, good_tag, 8);
+		memset(longer + 8, 'x', 8);
+		int sp[2];
+		ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+		int before = count_fds();
+		send_raw(sp[0], longer, sizeof(longer), &gfd, 1);
+		shset *t = (shset *)1;
+		ck_assert_int_eq(shset_recv(sp[1], &t), -EBADMSG);
+		ck_assert_ptr_null(t);
+		ck_assert_int_eq(count_fds(), before);
+		close(sp[0]);
+		close(sp[1]);
+	}
+
 	/* A peer that closes without a word. */
 	int sv[2];
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
