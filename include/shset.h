@@ -14,10 +14,33 @@
  * are byte strings of 0 to SHSET_KEY_MAX bytes; the empty key is an element
  * like any other.  A handle (shset *) may be used by many threads at once.
  *
- * Errors shared by every function:
+ * Errors shared by every function that takes a handle:
  *   -EINVAL     NULL handle or bad argument
  *   -EUCLEAN    the shared region is inconsistent (a peer scribbled on it)
  *   -EUSERS     every process slot of the set is taken (see max_procs)
+ *   -ENOLCK     the calling thread holds too many shset locks at once
+ *               (SHSET_LOCK_HELD_MAX, include/shset/lock.h)
+ * Functions that change the set may also return -ENOSPC (max_bytes
+ * reached; the set is unchanged) and -E2BIG (one transaction needs more
+ * undo log than log_bytes gives it even on a fresh table; unchanged).
+ *
+ * Processes.  Each handle holds one process slot of its set (max_procs of
+ * them) from shset_create/shset_attach_fd to shset_close, and maps the
+ * set's whole max_bytes of address space.  Every descriptor the library
+ * opens is close-on-exec: a program started with exec() does not inherit
+ * the set (pass it with shset_send, or dup it without FD_CLOEXEC).  After
+ * fork() the child may use the parent's handles: on its first operation it
+ * takes a slot of its own, so its death is told apart from the parent's.
+ *
+ * ABI.  struct shset_opts, which callers fill, starts with a size field:
+ * 0 (what a zero-initialised struct holds) means the layout of this
+ * version, 0.1, the first with the field; a program built against a later
+ * header that adds fields at the end sets size = sizeof(the struct) to use
+ * them, and the library reads only that many bytes.  struct shset_stats,
+ * which the library fills, keeps its layout for a symbol version: when it
+ * grows, shset_stats gets a new version node (SHSET_0.2, ...) and programs
+ * linked against the old node keep getting the old layout.  Only shset_
+ * names are exported; until 1.0 the soname is libshset.so.0.
  */
 #ifndef SHSET_H
 #define SHSET_H
@@ -33,11 +56,12 @@
 extern "C" {
 #endif
 
-
 typedef struct shset shset;
 
 /* Zero-initialised fields take their defaults. */
 struct shset_opts {
+	uint32_t size;	    /* 0, or sizeof(struct shset_opts): see ABI above */
+	uint32_t key_type;  /* SHSET_KEYS_* recorded in the set (default bytes) */
 	uint64_t max_bytes; /* growth limit of the memfd (default 8 GiB);
 			       each process reserves this much address space */
 	uint32_t max_procs; /* process slots, at most 4095 (default 256) */
@@ -46,7 +70,6 @@ struct shset_opts {
 	uint64_t log_bytes; /* undo log area (default 1 MiB); bounds the
 			       in-place part of one atomic batch */
 	const char *name;   /* memfd name shown in /proc (default "shset") */
-	uint32_t key_type;  /* SHSET_KEYS_* recorded in the set (default bytes) */
 };
 
 /*
@@ -61,7 +84,9 @@ struct shset_opts {
 
 /*
  * Creates a new empty set in a new memfd.  @opts may be NULL.
- * Errors: -EINVAL, -ENOSPC (opts too small), -ENOMEM, memfd/mmap errors.
+ * Errors: -EINVAL (unknown flags or key type, a size smaller than this
+ * version's struct, max_procs over 4095), -ENOSPC (max_bytes too small for
+ * the header, log and first table), -ENOMEM, memfd_create/mmap errors.
  */
 int shset_create(shset **out, const struct shset_opts *opts);
 
@@ -89,7 +114,9 @@ int shset_slot(shset *s);
 /* The set's SHSET_KEYS_* (read when the handle was made), or -EINVAL. */
 int shset_key_type(const shset *s);
 
-/* Detaches.  The set lives on while any process holds its fd. */
+/* Detaches: releases the handle's process slot and mapping, closes its
+ * fd.  The set lives on while any process holds its fd.  Must not be
+ * called while another thread uses the handle. */
 void shset_close(shset *s);
 
 /* The longest key, in bytes.  Longer keys are refused with -EINVAL. */
@@ -110,8 +137,10 @@ int shset_clear(shset *s);
 
 /*
  * An atomic copy into a NEW set in a new memfd (*out, to close with
- * shset_close).  No process ever sees the copy hold a state the original
- * never had.  The lock is held only while the used bytes are copied.
+ * shset_close), with the same options and key type.  No process ever sees
+ * the copy hold a state the original never had.  The lock is held only
+ * while the used bytes are copied (their pages are faulted in before).
+ * Errors: those of shset_create, -ENOSPC, -EUCLEAN.
  */
 int shset_copy(shset *s, shset **out);
 
@@ -120,6 +149,11 @@ int shset_copy(shset *s, shset **out);
  * atomically; @fn runs without the lock and may use the set).  @fn returns
  * 0 to go on; any other value stops the walk and is returned.  Returns 0
  * after a complete walk.  @key is valid only during the call.
+ * Cost: the keys are first collected into one private buffer of
+ * 4 + length bytes per key (the whole set's keys, whatever @fn does), with
+ * the lock held for the walk of the table that collects them; the buffer
+ * is bounded by the memory the set's file holds.  Errors: -ENOMEM,
+ * -EUCLEAN.
  */
 typedef int (*shset_visit_fn)(const void *key, size_t len, void *arg);
 int shset_foreach(shset *s, shset_visit_fn fn, void *arg);
@@ -128,6 +162,9 @@ int shset_foreach(shset *s, shset_visit_fn fn, void *arg);
  * Batches: applied atomically, so no process sees part of a batch, and a
  * crash applies all of it or none.  Return how many keys were added or
  * removed.  A NULL @lens means every key is a NUL-terminated string.
+ * Errors: -EINVAL (a NULL key with a nonzero length, a key over
+ * SHSET_KEY_MAX: nothing applied), -ENOSPC, -E2BIG, -EUCLEAN; on any
+ * error the set is unchanged.
  */
 long long shset_add_batch(shset *s, const void *const *keys, const size_t *lens, size_t n);
 long long shset_remove_batch(shset *s, const void *const *keys, const size_t *lens, size_t n);
@@ -139,9 +176,11 @@ int shset_pop(shset *s, void *buf, size_t cap, size_t *len);
 
 /*
  * Set algebra between two sets (which may be the same set, through one
- * handle or two).  Both are locked in a global order (by uuid), so
- * concurrent calls on (a, b) and (b, a) cannot deadlock; each call is one
- * atomic step on @s.
+ * handle or two: a set is its memfd, so two handles name one set exactly
+ * when their files are the same inode).  Both are locked in a global order
+ * (by device and inode), so concurrent calls on (a, b) and (b, a) cannot
+ * deadlock; each call is one atomic step on @s.  Errors: -ENOSPC, -E2BIG,
+ * -EUCLEAN (either set), -ENOLCK.
  */
 long long shset_update(shset *s, shset *other);			     /* s |= other: added */
 long long shset_intersection_update(shset *s, shset *other);	     /* s &= other: removed */
@@ -173,7 +212,7 @@ struct shset_stats {
 	struct shset_lock_state lock;
 };
 /* Fills @st; -EUCLEAN (with @st filled as read) when the figures are more
- * than the region could hold: a peer wrote them. */
+ * than the region could hold: a peer wrote them.  Takes no lock. */
 int shset_stats(shset *s, struct shset_stats *st);
 
 /*
@@ -213,8 +252,10 @@ int shset_load(shset **out, const char *path, const struct shset_opts *opts);
 
 /*
  * Sharing over a Unix socket (stream or seqpacket).  shset_send sends the
- * set's memfd with a protocol tag; shset_recv takes one message, closes
- * every fd it carried unless it attaches, and returns:
+ * set's memfd with a protocol tag: 0, or -EINVAL, or the error of
+ * sendmsg (-EPIPE, -ECONNRESET, -EAGAIN on a non-blocking socket whose
+ * buffer is full, ...).  shset_recv takes one message, closes every fd it
+ * carried unless it attaches, and returns:
  *   -ECONNRESET       the peer closed without sending
  *   -EBADMSG          not a shset message
  *   -EPROTONOSUPPORT  a protocol or format version this library lacks
@@ -224,6 +265,10 @@ int shset_load(shset **out, const char *path, const struct shset_opts *opts);
  *   or any error of shset_attach_fd for the fd it carried.
  */
 int shset_send(int sock, const shset *s);
+/* Both block as the socket does: on a blocking socket shset_recv waits
+ * until a message or EOF arrives (use poll(), SO_RCVTIMEO or a
+ * non-blocking socket, which gives -EAGAIN, to bound the wait).  Signals
+ * do not interrupt them (EINTR is retried). */
 int shset_recv(int sock, shset **out);
 
 /* Who is on the other end of a connected Unix socket (SO_PEERCRED), so a

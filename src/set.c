@@ -83,7 +83,8 @@ static int opts_to_region(const struct shset_opts *opts, struct region_opts *ro)
 	ro->log_bytes = DEFAULT_LOG_BYTES;
 	if (!opts)
 		return 0;
-	if (opts->flags)
+	/* 0.1 is the first layout with a size: nothing is smaller. */
+	if (opts->flags || (opts->size && opts->size < sizeof(struct shset_opts)))
 		return -EINVAL;
 	ro->max_size = opts->max_bytes;
 	ro->nslots = opts->max_procs;
@@ -792,11 +793,12 @@ int shset_verify(shset *s)
 	return err;
 }
 
-int shset_stats(shset *s, struct shset_stats *st)
+int shset_stats(shset *s, struct shset_stats *out)
 {
 	struct table_stats ts;
+	struct shset_stats full, *st = &full;
 
-	if (!s || !st)
+	if (!s || !out)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	table_stats(s->r, &ts);
@@ -827,5 +829,6 @@ int shset_stats(shset *s, struct shset_stats *st)
 		    shset_lease_slot_alive(s->r->lease, i) == 1)
 			st->attached++;
 	int err = shset_lock_state(s->r->lock, &st->lock);
+	memcpy(out, st, sizeof(*st));
 	return err ? err : bad ? -EUCLEAN : 0;
 }

@@ -88,6 +88,13 @@ START_TEST(key_type_recorded)
 	shset_close(s);
 	o.key_type = 3;
 	ck_assert_int_eq(shset_create(&s, &o), -EINVAL);
+	/* The size field: 0 or this version's size; nothing smaller. */
+	struct shset_opts sized = {.size = sizeof(sized), .key_type = SHSET_KEYS_STR};
+	ck_assert_int_eq(shset_create(&s, &sized), 0);
+	ck_assert_int_eq(shset_key_type(s), SHSET_KEYS_STR);
+	shset_close(s);
+	sized.size = 8;
+	ck_assert_int_eq(shset_create(&s, &sized), -EINVAL);
 	ck_assert_int_eq(shset_key_type(NULL), -EINVAL);
 }
 END_TEST
