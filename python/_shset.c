@@ -1594,7 +1594,9 @@ static PyObject *Set_reduce(SetObject *self, PyObject *args)
 
 PyDoc_STRVAR(stats_doc, "stats($self, /)\n--\n\n"
 			"Return a dict of counters: keys, table capacity and load, memory,\n"
-			"transactions, repairs after dead processes, attached processes.");
+			"transactions, repairs after dead processes, attached processes, and\n"
+			"under 'lock' a racy view of the set's lock (held, owner slot, counters).\n"
+			"Reading them takes no lock.");
 
 static PyObject *Set_stats(SetObject *self, PyObject *unused)
 {
@@ -1609,15 +1611,25 @@ static PyObject *Set_stats(SetObject *self, PyObject *unused)
 	set_leave(self);
 	if (r < 0)
 		return err_lib(r);
+	PyObject *lock = Py_BuildValue(
+	    "{sOsisOsOsKsKsKsK}", "locked", st.lock.locked ? Py_True : Py_False, "owner_slot",
+	    st.lock.owner_slot, "waiters", st.lock.waiters ? Py_True : Py_False, "inconsistent",
+	    st.lock.inconsistent ? Py_True : Py_False, "acquisitions",
+	    (unsigned long long)st.lock.acquisitions, "contended",
+	    (unsigned long long)st.lock.contended, "futex_waits",
+	    (unsigned long long)st.lock.futex_waits, "owner_died",
+	    (unsigned long long)st.lock.owner_died);
+	if (!lock)
+		return NULL;
 	return Py_BuildValue(
-	    "{sKsKsKsdsKsKsKsKsdsKsKsKsIsI}", "count", (unsigned long long)st.count, "capacity",
+	    "{sKsKsKsdsKsKsKsKsdsKsKsKsIsIsN}", "count", (unsigned long long)st.count, "capacity",
 	    (unsigned long long)st.capacity, "tombstones", (unsigned long long)st.tombstones,
 	    "load", st.load, "key_bytes", (unsigned long long)st.key_bytes, "heap_bytes",
 	    (unsigned long long)st.heap_bytes, "file_bytes", (unsigned long long)st.file_bytes,
 	    "mem_bytes", (unsigned long long)st.mem_bytes, "bytes_per_key", st.bytes_per_key,
 	    "repairs", (unsigned long long)st.repairs, "resizes", (unsigned long long)st.resizes,
-	    "txns", (unsigned long long)st.txns, "max_procs", st.max_procs, "attached",
-	    st.attached);
+	    "txns", (unsigned long long)st.txns, "max_procs", st.max_procs, "attached", st.attached,
+	    "lock", lock);
 }
 
 static PyObject *Set_get_keys_type(SetObject *self, void *unused)
