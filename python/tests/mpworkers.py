@@ -3,6 +3,7 @@
 spawn and forkserver need)."""
 import os
 import threading
+import time
 
 import shset
 
@@ -93,15 +94,16 @@ def writer_pairs(s, n, done):
     done.set()
 
 
-def batch_looper(s, started, keys_per_batch):
-    """update() of distinct 10,000-key batches until killed; announces
-    each batch number before it starts."""
-    j = 0
-    while True:
-        keys = [f"k{j}-{i}" for i in range(keys_per_batch)]
+def batch_looper(s, started, keys_per_batch, tag):
+    """update() of distinct batches until killed; announces each batch
+    number before it starts.  Keys are made beforehand, so that most of
+    the time goes to the update itself."""
+    batches = [[f"k{tag}-{j}-{i}" for i in range(keys_per_batch)] for j in range(40)]
+    for j, keys in enumerate(batches):
         started.send(j)
         s.update(keys)
-        j += 1
+    started.send(len(batches))
+    time.sleep(600)
 
 
 def steady_worker(s, name, n):
