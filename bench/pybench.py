@@ -125,9 +125,12 @@ def main():
     n = a.keys
     keys = [f"key-{i:012d}" for i in range(n)]  # 16 characters
     rng = random.Random(42)
-    # Lookups use other str objects with the same text, in random order.
-    probe = [k[:8] + k[8:] for k in keys]
-    rng.shuffle(probe)
+    # Lookups use other str objects with the same text, in random order, as
+    # keys read from input would be (made in the order they are used).
+    order = list(keys)
+    rng.shuffle(order)
+    probe = [k[:8] + k[8:] for k in order]
+    del order
     # ... and the very objects the builtin set holds (its best case: an
     # identity check instead of a string comparison).
     same = list(keys)
@@ -252,7 +255,7 @@ def main():
               f"{fmt_ns(by.get('redis', [])):>22} {fmt_ratio(rr):>16}")
         rows.append((op, sh, by.get("set", []), rs, by.get("manager", []), rm,
                      by.get("redis", []), rr))
-    print("  k in s probes with str objects equal to the keys, in random order; "
+    print("  k in s probes with new str objects equal to the keys, in random order; "
           "'same' with the builtin set's own objects")
     print("  ratios: shset/set is how much slower than a private builtin set (lower is "
           "better);\n  mgr/shset and redis/shset are how much faster shset is (higher is better)")
