@@ -277,7 +277,8 @@ static int kbuf_put(struct kbuf *b, const void *key, size_t len)
 		b->cap = cap;
 	}
 	memcpy(b->p + b->len, &l, sizeof(l));
-	memcpy(b->p + b->len + sizeof(l), key, len);
+	if (len)
+		memcpy(b->p + b->len + sizeof(l), key, len);
 	b->len += sizeof(l) + len;
 	b->n++;
 	return 0;
@@ -342,7 +343,8 @@ static int kvec_put(struct kvec *v, const char *p, size_t n)
 		v->arena = a;
 		v->acap = cap;
 	}
-	memcpy(v->arena + v->alen, p, n);
+	if (n) /* the arena may not exist yet for an empty key */
+		memcpy(v->arena + v->alen, p, n);
 	v->off[v->n] = v->alen;
 	v->lens[v->n] = n;
 	v->alen += n;
