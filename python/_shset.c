@@ -536,8 +536,9 @@ PyDoc_STRVAR(Set_doc, "Set(iterable=(), /, *, keys=str, capacity=0, max_bytes=No
 		      "fork, spawn and forkserver): its file descriptor travels, not its keys.\n"
 		      "pickle.dumps refuses it.  Other programs get it with Set.attach(fd),\n"
 		      "Set.connect(socket) or Set.load(snapshot).  Keys are at most KEY_MAX\n"
-		      "(65535) bytes once encoded; longer keys raise ValueError.  Library\n"
-		      "errors raise OSError with the errno.");
+		      "(65535) bytes once encoded; adding or removing a longer key raises\n"
+		      "ValueError (`in` answers False).  Library errors raise OSError with\n"
+		      "the errno.");
 
 static PyObject *Set_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
@@ -682,13 +683,27 @@ static PyObject *Set_remove(SetObject *self, PyObject *key)
 	Py_RETURN_NONE;
 }
 
+/* key_get for lookups: a key that cannot be stored (over SHSET_KEY_MAX,
+ * text that is not encodable) is not an element, as a key of another
+ * type is not: 0, not an error. */
+static int key_get_lookup(int type, PyObject *o, struct key *k)
+{
+	int r = key_get(type, o, k);
+
+	if (r < 0 && PyErr_ExceptionMatches(PyExc_ValueError)) {
+		PyErr_Clear();
+		r = 0;
+	}
+	return r;
+}
+
 static int Set_contains(SetObject *self, PyObject *key)
 {
 	struct key k;
-	int r = key_get(self->type, key, &k);
+	int r = key_get_lookup(self->type, key, &k);
 
 	if (r <= 0)
-		return r; /* another type: not an element */
+		return r; /* not a key this set can hold: not an element */
 	shset *h = set_enter(self);
 	if (!h) {
 		key_release(&k);
@@ -781,7 +796,7 @@ static PyObject *Set_clear(SetObject *self, PyObject *unused)
 PyDoc_STRVAR(contains_many_doc,
 	     "contains_many($self, keys, /)\n--\n\n"
 	     "Return a list of bools: for each key of the iterable keys, whether it\n"
-	     "is in the set (False for a key of another type).\n\n"
+	     "is in the set (False for a key of another type or over KEY_MAX).\n\n"
 	     "One call for many lookups: faster than a loop of `in`.  Each lookup is\n"
 	     "atomic on its own; the whole call is not one snapshot (use snapshot()\n"
 	     "for that).");
@@ -805,7 +820,7 @@ static PyObject *Set_contains_many(SetObject *self, PyObject *keys)
 	}
 	for (Py_ssize_t i = 0; i < n; i++) {
 		struct key k;
-		int t = key_get(self->type, PySequence_Fast_GET_ITEM(seq, i), &k);
+		int t = key_get_lookup(self->type, PySequence_Fast_GET_ITEM(seq, i), &k);
 		if (t < 0)
 			goto out;
 		typed[i] = (char)t;

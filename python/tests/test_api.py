@@ -94,8 +94,26 @@ def test_str_set_with_non_utf8_bytes_from_c(clib):
     s.add("\udc80")
     assert clib.contains(s, b"\x80") == 1
     assert clib.contains(s, "é".encode()) == 0
+    # Not encodable even so: not an element; adding it is an error.
+    assert "\ud800" not in s
+    with pytest.raises(UnicodeEncodeError):
+        s.add("\ud800")
     s.add("é")
     assert clib.contains(s, "é".encode()) == 1
+
+
+def test_failing_iterable_changes_nothing():
+    s = shset.Set(["keep"])
+
+    def gen():
+        yield "a"
+        yield "b"
+        raise RuntimeError("input broke")
+    for op in (s.update, s.difference_update, s.intersection_update,
+               s.symmetric_difference_update):
+        with pytest.raises(RuntimeError):
+            op(gen())
+        assert s == {"keep"}, op
 
 
 def test_remove_discard_pop_clear():
