@@ -1707,6 +1707,8 @@ static PyMethodDef Set_methods[] = {
      "__copy__($self, /)\n--\n\ncopy.copy(s): the same as s.copy()."},
     {"__deepcopy__", (PyCFunction)Set_deepcopy, METH_O,
      "__deepcopy__($self, memo, /)\n--\n\ncopy.deepcopy(s): the same as s.copy()."},
+    {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,
+     "__class_getitem__($cls, item, /)\n--\n\nshset.Set[str] in annotations."},
     {"__reduce__", (PyCFunction)Set_reduce, METH_NOARGS,
      "__reduce__($self, /)\n--\n\nRaise TypeError: a Set is not picklable."},
     {"__reduce_ex__", (PyCFunction)Set_reduce, METH_O,

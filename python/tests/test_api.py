@@ -379,6 +379,11 @@ def test_stats_and_repr():
     assert repr(s).startswith("<shset.Set of str keys, 2 keys, fd ")
 
 
+def test_generic_alias_for_annotations():
+    alias = shset.Set[str]
+    assert alias.__origin__ is shset.Set and alias.__args__ == (str,)
+
+
 def test_docstrings_everywhere():
     assert shset.Set.__doc__ and "memfd" in shset.Set.__doc__
     for name in dir(shset.Set):
