@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: MIT
+"""shset: a set shared by processes, in a memfd, with atomic operations.
+
+    >>> import shset
+    >>> s = shset.Set()                  # str keys; keys=bytes or keys=int too
+    >>> s.add("apple"); "apple" in s
+    True
+
+A Set is passed to multiprocessing workers (Process and Pool arguments,
+Queue, Pipe; fork, spawn and forkserver): the file descriptor of its memfd
+travels, and every worker operates on the same keys in shared memory.
+Other programs get it with Set.attach(fd), Set.connect(socket) (from
+`shset serve`) or Set.load(snapshot).  See help(shset.Set).
+"""
+import collections.abc as _abc
+import os as _os
+
+from multiprocessing import reduction as _reduction
+
+from ._shset import KEY_MAX, Set
+
+__all__ = ["Set", "KEY_MAX"]
+
+_abc.MutableSet.register(Set)
+
+
+def _rebuild(dupfd):
+    # The receiving side: attach (which dups the fd), then close ours.
+    fd = dupfd.detach()
+    try:
+        return Set.attach(fd)
+    finally:
+        _os.close(fd)
+
+
+def _reduce(s):
+    # As multiprocessing.heap does for its arenas: DupFd sends the fd by the
+    # way the start method and the channel allow (inherited by a spawned
+    # child, the forkserver's socket, or the resource sharer for queues
+    # and pipes).
+    return _rebuild, (_reduction.DupFd(s.fileno()),)
+
+
+# multiprocessing pickles with its ForkingPickler, whose dispatch table
+# takes precedence over Set.__reduce_ex__ (which refuses plain pickle).
+_reduction.register(Set, _reduce)
