@@ -271,8 +271,8 @@ static int is_memfd(int fd)
 	return strncmp(link, "/memfd:", 7) == 0;
 }
 
-/* Reads and checks the header of @fd without mapping it, in the order and
- * with the errors of region_probe_fd. */
+/* Reads and checks the header of @fd without mapping it, with the errors
+ * of region_probe_fd. */
 static int values_probe_fd(int fd, struct values_hdr *h)
 {
 	struct values_layout lo;
@@ -291,8 +291,8 @@ static int values_probe_fd(int fd, struct values_hdr *h)
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals < 0)
 		return -EMEDIUMTYPE;
-	if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
-		return -EPERM;
+	/* pread cannot fault: the magic is read before the seals are judged,
+	 * so that a set's fd is named for what it is. */
 	if ((uint64_t)st.st_size < VALUES_PAGE)
 		return -ENODATA;
 	ssize_t n = pread(fd, h, sizeof(*h), 0);
@@ -304,6 +304,8 @@ static int values_probe_fd(int fd, struct values_hdr *h)
 		return -EPROTO;
 	if (h->version != VALUES_VERSION)
 		return -EPROTONOSUPPORT;
+	if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+		return -EPERM;
 	if (values_layout(h->kind, h->length, &lo) < 0 || h->data_off != lo.data_off ||
 	    h->size != lo.size || h->nslots != lo.nslots || (uint64_t)st.st_size != lo.size)
 		return -EUCLEAN;
@@ -836,8 +838,11 @@ static int bytes_create(shset_value **out, unsigned kind, size_t capacity, const
 {
 	int err;
 
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
 	if (len > capacity)
-		return out && capacity <= SHSET_BYTES_MAX ? -EMSGSIZE : -EINVAL;
+		return capacity <= SHSET_BYTES_MAX ? -EMSGSIZE : -EINVAL;
 	if (len && !init)
 		return -EINVAL;
 	err = value_create(out, kind, capacity);

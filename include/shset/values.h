@@ -86,13 +86,13 @@ int shset_uintarray_create(shset_value **out, size_t length);
  * validated before anything is mapped, with shset_attach_fd's errors:
  *   -EBADF            not an open fd
  *   -EMEDIUMTYPE      not a memfd
- *   -EPERM            not sealed against shrinking and growing
- *   -EACCES           not open for reading and writing
  *   -ENODATA          too small to hold a value
  *   -EPROTO           not a shset value (bad magic; a set's fd gives this)
  *   -EPROTONOSUPPORT  a format version this library does not know
+ *   -EPERM            not sealed against shrinking and growing
  *   -EUCLEAN          inconsistent header fields (kind, sizes, file size)
  *   -EPROTOTYPE       a valid value of another kind than @kind
+ *   -EACCES           not open for reading and writing
  */
 int shset_value_attach_fd(shset_value **out, int fd, unsigned kind);
 
