@@ -548,12 +548,15 @@ START_TEST(wrong_kind_is_einval)
 	ck_assert_int_eq(shset_value_fd(NULL), -EINVAL);
 	ck_assert_int_eq(shset_value_kind(NULL), -EINVAL);
 	ck_assert_int_eq(shset_int_create(NULL, 0), -EINVAL);
-	ck_assert_int_eq(shset_bytes_create(&b, 8, NULL, 1), -EINVAL);
+	shset_value *z;
+	ck_assert_int_eq(shset_bytes_create(&z, 8, NULL, 1), -EINVAL);
+	ck_assert_ptr_null(z);
 	shset_value_close(NULL);
 	/* Nothing changed. */
 	ck_assert_int_eq(shset_int_load(i, &x), 0);
 	ck_assert(x == 1);
 	shset_value_close(i);
+	shset_value_close(b);
 	shset_value_close(a);
 }
 END_TEST
@@ -893,7 +896,8 @@ static void *ex_thread(void *p)
 			e->failed = 1;
 		if (shset_intarray_fetch_add(e->a, (size_t)(e->id % EX_SLOTS), 1, NULL) ||
 		    shset_intarray_add_fetch(e->a, EX_SLOTS, 2, NULL) ||
-		    shset_intarray_fetch_or(e->a, EX_SLOTS + 1, 1ll << (e->id % 64), NULL))
+		    shset_intarray_fetch_or(e->a, EX_SLOTS + 1, (int64_t)(1ull << (e->id % 64)),
+					    NULL))
 			e->failed = 1;
 	}
 	/* The byte string holds a decimal count, incremented by compare-and-
