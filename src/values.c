@@ -387,6 +387,8 @@ int shset_value_recv(int sock, shset_value **out, unsigned kind)
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
+	if (kind > VALUES_KIND_MAX)
+		return -EINVAL; /* before the message is taken */
 	err = fdpass_recv(sock, &fd, values_tag, VALUES_VERSION);
 	if (err)
 		return err;

@@ -20,11 +20,14 @@
  *
  * Byte strings (and strings, which are byte strings recorded as UTF-8 text
  * for bindings and tools; the library does not check the encoding) hold 0
- * to `capacity` bytes.  Readers take no lock and write no shared memory;
- * they never see a torn value, however writers of different lengths
- * interleave.  Writers serialise on a robust lock and publish a new value
- * with one atomic store, so a writer killed at any instruction leaves the
- * old value or the new one.
+ * to `capacity` bytes.  Readers take no lock and write no shared memory
+ * (unless writers publish during 64 copies in a row: then the reader reads
+ * between two writers, under their lock); they never see a torn value,
+ * however writers of different lengths interleave.  Writers serialise on a
+ * robust lock and publish a new value with one atomic store, so a writer
+ * killed at any instruction leaves the old value or the new one.  A
+ * checksum per value turns a peer's scribble into -EUCLEAN instead of a
+ * value nobody stored.
  *
  * Conventions as in shset.h: >= 0 on success, -errno on failure, never an
  * abort on bad input.  Output pointers named @old may be NULL.  Errors
@@ -61,8 +64,9 @@ typedef struct shset_value shset_value;
 #define SHSET_BYTES_MAX (1ull << 30)
 #define SHSET_ARRAY_MAX (1ull << 32)
 
-/* Process slots of a byte string's writer lock: at most this many processes
- * hold a byte string open for writing at once (-EUSERS beyond). */
+/* Process slots of a byte string's writer lock.  A process claims one with
+ * its first write (or locked read) through a handle and keeps it until the
+ * handle is closed or the process dies; -EUSERS when all are held. */
 #define SHSET_VALUE_WRITERS 256u
 
 /* --- creating, attaching, sharing ------------------------------------------
