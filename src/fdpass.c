@@ -5,10 +5,10 @@
  *
  * One message: 8 data bytes (a 6-byte tag, protocol version, format
  * version) carrying exactly one fd in SCM_RIGHTS.  Sets use the tag "SHSETF"
- * and the region format version; values use their own (values.c).  The receiver takes every
- * fd the kernel delivered (MSG_CMSG_CLOEXEC, so none leaks into an exec),
- * refuses anything but one, and validates the memfd before attaching; on
- * any refusal it closes every fd it got.
+ * and the region format version; values use their own (values.c).  The
+ * receiver takes every fd the kernel delivered (MSG_CMSG_CLOEXEC, so none
+ * leaks into an exec), refuses anything but one, and validates the memfd
+ * before attaching; on any refusal it closes every fd it got.
  */
 #define _GNU_SOURCE
 #include <errno.h>

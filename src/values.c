@@ -32,11 +32,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fdpass.h"
 #include "hash.h"
+#include "prim.h"
 #include "shset/values.h"
 
 #ifndef MFD_NOEXEC_SEAL
@@ -209,7 +209,6 @@ static int value_create(shset_value **out, unsigned kind, uint64_t length)
 {
 	struct values_hdr h = {0};
 	struct values_layout lo;
-	struct timespec ts;
 	shset_value *v;
 	int fd, err;
 
@@ -244,8 +243,7 @@ static int value_create(shset_value **out, unsigned kind, uint64_t length)
 	h.data_off = lo.data_off;
 	h.size = lo.size;
 	h.nslots = lo.nslots;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	h.created_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	h.created_ns = prim_real_ns();
 	err = map_value(v, &h);
 	if (err) {
 		close(fd);

@@ -119,7 +119,8 @@ void shset_value_close(shset_value *v);
 int shset_value_send(int sock, const shset_value *v);
 int shset_value_recv(int sock, shset_value **out, unsigned kind);
 
-/* For inspection: a racy summary of a live value. */
+/* For inspection: a racy summary of a live value.  The library fills it,
+ * so its layout stays fixed for a symbol version, as shset_stats'. */
 struct shset_value_info {
 	unsigned kind;
 	uint64_t length;     /* as shset_value_length */
