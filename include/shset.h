@@ -51,6 +51,7 @@
 
 #include "shset/lock.h"
 #include "shset/version.h"
+#include "shset/values.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fdpass.c - hand a set's memfd to another process over a Unix socket.
+ * fdpass.c - hand a set's or a value's memfd to another process over a Unix
+ * socket.
  *
- * One message: 8 data bytes ("SHSETF", protocol version, region format
- * version) carrying exactly one fd in SCM_RIGHTS.  The receiver takes every
- * fd the kernel delivered (MSG_CMSG_CLOEXEC, so none leaks into an exec),
- * refuses anything but one, and validates the memfd before attaching; on
- * any refusal it closes every fd it got.
+ * One message: 8 data bytes (a 6-byte tag, protocol version, format
+ * version) carrying exactly one fd in SCM_RIGHTS.  Sets use the tag "SHSETF"
+ * and the region format version; values use their own (values.c).  The
+ * receiver takes every fd the kernel delivered (MSG_CMSG_CLOEXEC, so none
+ * leaks into an exec), refuses anything but one, and validates the memfd
+ * before attaching; on any refusal it closes every fd it got.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +24,7 @@
 #define FDPASS_MAX_FDS 8 /* room to notice and close extras */
 static const char fdpass_magic[6] = {'S', 'H', 'S', 'E', 'T', 'F'};
 
-int shset_send(int sock, const shset *s)
+int fdpass_send(int sock, int fd, const char tag[6], uint8_t format)
 {
 	char data[8];
 	union {
@@ -34,13 +36,12 @@ int shset_send(int sock, const shset *s)
 			     .msg_iovlen = 1,
 			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf)};
-	int fd = shset_fd(s);
 
 	if (sock < 0 || fd < 0)
 		return -EINVAL;
-	memcpy(data, fdpass_magic, 6);
+	memcpy(data, tag, 6);
 	data[6] = FDPASS_PROTO;
-	data[7] = REGION_VERSION;
+	data[7] = (char)format;
 	memset(u.buf, 0, sizeof(u.buf));
 	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
 	c->cmsg_level = SOL_SOCKET;
@@ -58,7 +59,12 @@ int shset_send(int sock, const shset *s)
 	}
 }
 
-int fdpass_recv_fd(int sock, int *fdp)
+int shset_send(int sock, const shset *s)
+{
+	return fdpass_send(sock, shset_fd(s), fdpass_magic, REGION_VERSION);
+}
+
+int fdpass_recv(int sock, int *fdp, const char tag[6], uint8_t format)
 {
 	char data[8];
 	union {
@@ -95,9 +101,9 @@ int fdpass_recv_fd(int sock, int *fdp)
 		err = -EMSGSIZE;
 	else if (msg.msg_flags & MSG_TRUNC)
 		err = -EBADMSG; /* a longer datagram: not ours, whatever it starts with */
-	else if (n != (ssize_t)sizeof(data) || memcmp(data, fdpass_magic, 6) != 0)
+	else if (n != (ssize_t)sizeof(data) || memcmp(data, tag, 6) != 0)
 		err = -EBADMSG;
-	else if (data[6] != FDPASS_PROTO || data[7] != REGION_VERSION)
+	else if (data[6] != FDPASS_PROTO || (uint8_t)data[7] != format)
 		err = -EPROTONOSUPPORT;
 	else if (nfds == 0)
 		err = -ENOMSG;
@@ -110,6 +116,11 @@ int fdpass_recv_fd(int sock, int *fdp)
 	for (int i = 0; i < nfds; i++)
 		close(fds[i]);
 	return err;
+}
+
+int fdpass_recv_fd(int sock, int *fdp)
+{
+	return fdpass_recv(sock, fdp, fdpass_magic, REGION_VERSION);
 }
 
 int shset_recv(int sock, shset **out)

@@ -1,7 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* fdpass.h - receiving a set's fd without attaching (private). */
+/* fdpass.h - passing a memfd with a tag, receiving without attaching (private). */
 #ifndef SHSET_FDPASS_H
 #define SHSET_FDPASS_H
+
+#include <stdint.h>
+
+/* Sends @fd with @tag and @format in one message (shset_send's format). */
+int fdpass_send(int sock, int fd, const char tag[6], uint8_t format);
+/* Receives one message with @tag: its single fd in *@fd (close-on-exec, not
+ * validated), or shset_recv's errors (-EBADMSG for another tag,
+ * -EPROTONOSUPPORT for another protocol or format version). */
+int fdpass_recv(int sock, int *fd, const char tag[6], uint8_t format);
 
 /* One shset message from @sock: its single fd in *@fd (close-on-exec, not
  * validated as a set), or the errors of shset_recv. */
