@@ -15,14 +15,19 @@ PY
 	fi
 done
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
 "$holder" "$dir/fruit.sock" 2 >"$dir/holder.out" &
-for _ in $(seq 100); do [ -S "$dir/fruit.sock" ] && break; sleep 0.05; done
-# Two clients: the holder looks for "pear" after serving the second, by
-# which time the first has added it and exited.
-"$user" "$dir/fruit.sock" | tee "$dir/user.out"
+holder_pid=$!
+trap 'kill $holder_pid 2>/dev/null; rm -rf "$dir"' EXIT
+# The socket file exists from bind(); connections succeed from listen().
+for _ in $(seq 100); do
+	"$user" "$dir/fruit.sock" >"$dir/user.out" 2>/dev/null && break
+	sleep 0.05
+done
+cat "$dir/user.out"
+# A second client: the holder looks for "pear" after serving it, by which
+# time the first has added it and exited.
 "$user" "$dir/fruit.sock" >/dev/null
-wait
+wait $holder_pid
 cat "$dir/holder.out"
 grep -qx "user: apple is there" "$dir/user.out"
 grep -qx "holder: pear is there" "$dir/holder.out"
