@@ -17,7 +17,7 @@ done
 dir=$(mktemp -d)
 "$holder" "$dir/fruit.sock" 2 >"$dir/holder.out" &
 holder_pid=$!
-trap 'kill $holder_pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $holder_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 # The socket file exists from bind(); connections succeed from listen().
 for _ in $(seq 100); do
 	"$user" "$dir/fruit.sock" >"$dir/user.out" 2>/dev/null && break
