@@ -177,23 +177,30 @@ static int is_memfd(int fd)
 	return strncmp(link, "/memfd:", 7) == 0;
 }
 
-int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size)
+int region_memfd_check(int fd, struct stat *st, int *seals)
 {
-	struct stat st;
-	int seals, m;
+	int m;
 
 	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
 		return -EBADF;
-	if (fstat(fd, &st) < 0)
+	if (fstat(fd, st) < 0)
 		return -errno;
 	m = is_memfd(fd);
 	if (m < 0)
 		return m;
-	if (!S_ISREG(st.st_mode) || !m)
+	if (!S_ISREG(st->st_mode) || !m)
 		return -EMEDIUMTYPE;
-	seals = fcntl(fd, F_GET_SEALS);
-	if (seals < 0)
-		return -EMEDIUMTYPE;
+	*seals = fcntl(fd, F_GET_SEALS);
+	return *seals < 0 ? -EMEDIUMTYPE : 0;
+}
+
+int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size)
+{
+	struct stat st;
+	int seals, err = region_memfd_check(fd, &st, &seals);
+
+	if (err)
+		return err;
 	if (!(seals & F_SEAL_SHRINK))
 		return -EPERM;
 	if ((uint64_t)st.st_size < REGION_PAGE)

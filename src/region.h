@@ -91,6 +91,11 @@ void region_populate(struct region *r);
 /* Reads one byte of every data page in [from, to): faults them in. */
 void region_prefetch(struct region *r, uint64_t from, uint64_t to);
 
+/* The checks every shared file passes first: an open fd (-EBADF), a
+ * memfd (-EMEDIUMTYPE), its stat and seals filled in. */
+struct stat;
+int region_memfd_check(int fd, struct stat *st, int *seals);
+
 /* Reads the header of @fd without mapping it; same errors as attach. */
 int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size);
 

@@ -37,6 +37,7 @@
 #include "fdpass.h"
 #include "hash.h"
 #include "prim.h"
+#include "region.h"
 #include "shset/values.h"
 
 #ifndef MFD_NOEXEC_SEAL
@@ -256,39 +257,16 @@ static int value_create(shset_value **out, unsigned kind, uint64_t length)
 	return 0;
 }
 
-static int is_memfd(int fd)
-{
-	char path[64], link[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
-		return -errno;
-	link[n] = 0;
-	return strncmp(link, "/memfd:", 7) == 0;
-}
-
 /* Reads and checks the header of @fd without mapping it, with the errors
  * of region_probe_fd. */
 static int values_probe_fd(int fd, struct values_hdr *h)
 {
 	struct values_layout lo;
 	struct stat st;
-	int seals, m;
+	int seals, err = region_memfd_check(fd, &st, &seals);
 
-	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
-		return -EBADF;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	m = is_memfd(fd);
-	if (m < 0)
-		return m;
-	if (!S_ISREG(st.st_mode) || !m)
-		return -EMEDIUMTYPE;
-	seals = fcntl(fd, F_GET_SEALS);
-	if (seals < 0)
-		return -EMEDIUMTYPE;
+	if (err)
+		return err;
 	/* pread cannot fault: the magic is read before the seals are judged,
 	 * so that a set's fd is named for what it is. */
 	if ((uint64_t)st.st_size < VALUES_PAGE)
