@@ -191,6 +191,15 @@ int shset_isdisjoint(shset *a, shset *b); /* 1 no common key, 0 otherwise */
 int shset_issubset(shset *a, shset *b);	  /* 1 if every key of a is in b */
 int shset_equal(shset *a, shset *b);	  /* 1 same keys */
 
+/*
+ * Takes the set's lock and releases it: repairs the set after a dead
+ * owner, and clears a lock word that a peer forged to name this process.
+ * Other processes wait on such a word until the named process next takes
+ * the lock, so a process that holds a set but may sit idle (a server)
+ * calls this now and then.  0 or -errno.
+ */
+int shset_recover(shset *s);
+
 /* Checks every invariant of the region and the table: 0 or -EUCLEAN. */
 int shset_verify(shset *s);
 

@@ -781,6 +781,17 @@ int shset_equal(shset *a, shset *b)
 
 /* --- checks and numbers -------------------------------------------------------- */
 
+int shset_recover(shset *s)
+{
+	if (!s)
+		return -EINVAL;
+	int err = set_lock(s);
+	if (err)
+		return err;
+	set_unlock(s);
+	return 0;
+}
+
 int shset_verify(shset *s)
 {
 	if (!s)

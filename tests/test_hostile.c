@@ -22,6 +22,7 @@
 
 #include "hash.h"
 #include "keys.h"
+#include "lease.h"
 #include "region.h"
 #include "set.h"
 #include "shset.h"
@@ -511,6 +512,52 @@ START_TEST(size_bounded_by_region)
 }
 END_TEST
 
+/* --- 7. a lock word naming an idle process --------------------------------------- */
+
+/*
+ * The peer writes the holder's own owner value into the free lock word and
+ * exits.  Another process then waits, as on any live holder, until the
+ * named process takes the lock again: shset_recover, which an idle holder
+ * (a server) calls now and then, takes it over and lets the waiter in.
+ */
+START_TEST(forged_word_cleared_by_recover)
+{
+	shset *s;
+
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(shset_add(s, "a", 1), 1);
+	int slot = shset_slot(s);
+	ck_assert_int_ge(slot, 0);
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	uint32_t gen = __atomic_load_n(
+	    &((struct shset_lease_slot *)(p.m + REGION_SLOTS_OFF))[slot].gen, __ATOMIC_RELAXED);
+	uint32_t forged = (uint32_t)(slot + 1) | (gen & LEASE_GEN_MASK) << LEASE_GEN_SHIFT;
+	pid_t peer = fork();
+	if (peer == 0) {
+		__atomic_store_n((uint32_t *)(p.m + REGION_LOCK_OFF), forged, __ATOMIC_RELEASE);
+		_exit(0);
+	}
+	ck_assert_int_eq(wait_status(peer), 0);
+	pid_t waiter = fork();
+	if (waiter == 0) {
+		shset *c;
+		alarm((unsigned)(30 * test_scale()));
+		if (shset_attach_fd(&c, shset_fd(s)))
+			_exit(10);
+		_exit(shset_add(c, "b", 1) == 1 ? 0 : 11);
+	}
+	usleep(300000);
+	int st;
+	ck_assert_int_eq(waitpid(waiter, &st, WNOHANG), 0); /* still waiting */
+	ck_assert_int_eq(shset_recover(s), 0);
+	ck_assert_int_eq(wait_status(waiter), 0);
+	ck_assert_int_eq(shset_contains(s, "b", 1), 1);
+	ck_assert_int_eq(shset_verify(s), 0);
+	shset_close(s);
+}
+END_TEST
+
 /* --- a peer writing random words while an honest process works ---------------------- */
 
 struct fuzz_arg {
@@ -745,6 +792,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, inspection_allocates_nothing);
 	tcase_add_test(tc, identity_is_the_memfd);
 	tcase_add_test(tc, size_bounded_by_region);
+	tcase_add_test(tc, forged_word_cleared_by_recover);
 	tcase_add_test(tc, random_words_peer);
 	suite_add_tcase(s, tc);
 	return s;
