@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,83 +15,6 @@
 
 #include "common.h"
 #include "shset.h"
-
-void key_print(FILE *f, const void *key, size_t len, enum key_format fmt)
-{
-	const unsigned char *k = key;
-
-	switch (fmt) {
-	case KEY_HEX:
-		for (size_t i = 0; i < len; i++)
-			fprintf(f, "%02x", k[i]);
-		fputc('\n', f);
-		break;
-	case KEY_NUL:
-		fwrite(k, 1, len, f);
-		fputc(0, f);
-		break;
-	case KEY_JSON:
-		json_string(f, k, len);
-		break;
-	case KEY_TEXT:
-		for (size_t i = 0; i < len; i++) {
-			if (k[i] == '\\')
-				fputs("\\\\", f);
-			else if (k[i] == '\n')
-				fputs("\\n", f);
-			else if (k[i] == '\t')
-				fputs("\\t", f);
-			else if (k[i] < 0x20 || k[i] >= 0x7f)
-				fprintf(f, "\\x%02x", k[i]);
-			else
-				fputc(k[i], f);
-		}
-		fputc('\n', f);
-		break;
-	}
-}
-
-void json_string(FILE *f, const void *s, size_t len)
-{
-	const unsigned char *k = s;
-
-	fputc('"', f);
-	for (size_t i = 0; i < len; i++) {
-		if (k[i] == '"' || k[i] == '\\')
-			fprintf(f, "\\%c", k[i]);
-		else if (k[i] < 0x20 || k[i] >= 0x7f)
-			fprintf(f, "\\u%04x", k[i]);
-		else
-			fputc(k[i], f);
-	}
-	fputc('"', f);
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-long hex_decode(char *s)
-{
-	size_t n = strlen(s);
-
-	if (n % 2)
-		return -1;
-	for (size_t i = 0; i < n; i += 2) {
-		int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		s[i / 2] = (char)(hi << 4 | lo);
-	}
-	return (long)(n / 2);
-}
 
 _Static_assert(SOCK_PATH_MAX == sizeof(((struct sockaddr_un *)0)->sun_path) - 1, "sun_path");
 
@@ -162,20 +86,53 @@ static int trusted(uid_t uid, const struct server_trust *t)
 	return uid == geteuid() || uid == 0 || (t && t->uid >= 0 && (long long)uid == t->uid);
 }
 
-int server_connect(const char *path, const struct server_trust *t, uid_t *server_uid)
+int timeout_parse(const char *arg, int *ms)
 {
-	struct shset_peer peer;
-	int fd = sock_connect(path), err;
+	char *end;
 
-	*server_uid = (uid_t)-1;
+	if (!((arg[0] >= '0' && arg[0] <= '9') || arg[0] == '.'))
+		return -EINVAL;
+	errno = 0;
+	double v = strtod(arg, &end);
+	if (errno || *end || !(v >= 0) || v > 86400 * 24)
+		return -EINVAL;
+	*ms = v == 0 ? -1 : (int)(v * 1000 + 0.999);
+	return 0;
+}
+
+/* Milliseconds left until @deadline (ns), for poll; -1 forever. */
+static int left_ms(uint64_t deadline)
+{
+	if (!deadline)
+		return -1;
+	uint64_t now = mono_ns();
+	return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+}
+
+/* connect() that gives up at @deadline: a server that does not accept
+ * fills its backlog, and a blocking connect would then wait for ever. */
+static int connect_until(const char *path, uint64_t deadline)
+{
+	struct sockaddr_un a;
+	int len = sock_addr(path, &a), fd, err = 0;
+
+	if (len < 0)
+		return len;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return fd;
-	/* The credentials the server had when it called listen(): a socket
-	 * passed on to someone else still names who bound it. */
-	err = shset_peer_cred(fd, &peer);
-	if (!err && !trusted(peer.uid, t)) {
-		*server_uid = peer.uid;
-		err = -EPERM;
+		return -errno;
+	while (connect(fd, (struct sockaddr *)&a, (socklen_t)len) < 0) {
+		err = -errno;
+		if (err == -EINTR)
+			continue;
+		if (err != -EAGAIN)
+			break;
+		if (left_ms(deadline) == 0) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		poll(NULL, 0, 10); /* the backlog is full: try again shortly */
+		err = 0;
 	}
 	if (err) {
 		close(fd);
@@ -184,22 +141,118 @@ int server_connect(const char *path, const struct server_trust *t, uid_t *server
 	return fd;
 }
 
-int server_perror(const char *prog, const char *path, int err, const struct server_trust *t,
-		  uid_t server_uid)
+int server_connect(struct client *c)
 {
-	if (err != -EPERM || server_uid == (uid_t)-1) {
-		sock_perror(prog, path, err);
-		return EXIT_CONNECT;
+	uint64_t deadline = c->timeout_ms < 0 ? 0 : mono_ns() + (uint64_t)c->timeout_ms * 1000000u;
+	struct shset_peer peer;
+	char buf[sizeof(c->reason) + 8];
+	int fd, err;
+
+	c->server_uid = (uid_t)-1;
+	c->reason[0] = 0;
+	fd = connect_until(c->path, deadline);
+	if (fd < 0)
+		return fd;
+	/* The credentials the server had when it called listen(): a socket
+	 * passed on to someone else still names who bound it. */
+	err = shset_peer_cred(fd, &peer);
+	if (!err && !trusted(peer.uid, &c->trust)) {
+		c->server_uid = peer.uid;
+		err = -EPERM;
 	}
-	char who[64];
-	unsigned me = (unsigned)geteuid();
-	int n = me ? snprintf(who, sizeof(who), "%u or 0", me) : snprintf(who, sizeof(who), "0");
-	if (t && t->uid >= 0)
-		snprintf(who + n, sizeof(who) - (size_t)n, " or %lld", t->uid);
-	fprintf(stderr,
-		"%s: refusing server on %s: it runs as uid %u, not %s; use --server-uid %u to "
-		"trust it\n",
-		prog, path, (unsigned)server_uid, who, (unsigned)server_uid);
+	while (!err) {
+		struct pollfd p = {fd, POLLIN, 0};
+		int n = poll(&p, 1, left_ms(deadline));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? -errno : -ETIMEDOUT;
+			break;
+		}
+		/* A peek leaves the message, and any fd it carries, in place. */
+		ssize_t got = recv(fd, buf, sizeof(buf) - 1, MSG_PEEK);
+		if (got < 0) {
+			err = errno == EINTR || errno == EAGAIN ? 0 : -errno;
+			continue;
+		}
+		if (got == 0)
+			err = -ECONNRESET;
+		else if (got >= 6 && !memcmp(buf, "SHSETF", 6))
+			break;
+		else if ((size_t)got >= strlen(REFUSAL_TAG) &&
+			 !memcmp(buf, REFUSAL_TAG, strlen(REFUSAL_TAG))) {
+			/* The whole line, which may come in pieces. */
+			size_t n2 = 0;
+			ssize_t r;
+			while (n2 < sizeof(buf) - 1 && left_ms(deadline) != 0 &&
+			       (r = recv(fd, buf + n2, sizeof(buf) - 1 - n2, 0)) != 0) {
+				if (r > 0)
+					n2 += (size_t)r;
+				else if (errno == EAGAIN)
+					poll(&p, 1, left_ms(deadline));
+				else if (errno != EINTR)
+					break;
+			}
+			buf[n2] = 0;
+			buf[strcspn(buf, "\n")] = 0;
+			size_t rl = strnlen(buf + strlen(REFUSAL_TAG), sizeof(c->reason) - 1);
+			memcpy(c->reason, buf + strlen(REFUSAL_TAG), rl);
+			c->reason[rl] = 0;
+			err = -EACCES;
+		} else
+			err = -EBADMSG;
+	}
+	if (err) {
+		close(fd);
+		return err;
+	}
+	/* shset_recv reads a whole message that is already there. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+int client_perror(const char *prog, const struct client *c, int err)
+{
+	const char *path = c->path;
+
+	if (err == -EPERM && c->server_uid != (uid_t)-1) {
+		char who[64];
+		unsigned me = (unsigned)geteuid();
+		int n = me ? snprintf(who, sizeof(who), "%u or 0", me)
+			   : snprintf(who, sizeof(who), "0");
+		if (c->trust.uid >= 0)
+			snprintf(who + n, sizeof(who) - (size_t)n, " or %lld", c->trust.uid);
+		fprintf(stderr,
+			"%s: refusing server on %s: it runs as uid %u, not %s; use --server-uid %u "
+			"to trust it\n",
+			prog, path, (unsigned)c->server_uid, who, (unsigned)c->server_uid);
+	} else if (err == -ENOENT || err == -ECONNREFUSED)
+		fprintf(stderr,
+			"%s: cannot reach a server on %s: %s (is `shset serve --socket %s` "
+			"running?)\n",
+			prog, path, strerror(-err), path);
+	else if (err == -ETIMEDOUT)
+		fprintf(stderr,
+			"%s: %s: no answer within %.1f s: is a shset server on it? (--timeout "
+			"SECONDS waits longer, 0 for ever)\n",
+			prog, path, c->timeout_ms / 1000.0);
+	else if (err == -EACCES && c->reason[0])
+		fprintf(stderr, "%s: %s: the server refused this client: %s\n", prog, path,
+			c->reason);
+	else if (err == -ECONNRESET)
+		fprintf(stderr,
+			"%s: %s: the server closed the connection without sending the set (see "
+			"its log)\n",
+			prog, path);
+	else if (err == -EBADMSG)
+		fprintf(stderr, "%s: %s: not a shset server: it sent something else\n", prog, path);
+	else if (err == -EPROTONOSUPPORT)
+		fprintf(stderr,
+			"%s: %s: the server speaks a protocol or set format this program does "
+			"not know (a different shset version?)\n",
+			prog, path);
+	else
+		sock_perror(prog, path, err);
 	return EXIT_CONNECT;
 }
 
@@ -242,18 +295,6 @@ int open_regular(const char *path, const char **what)
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	}
 	return fd;
-}
-
-int read_key(FILE *f, int nul, char **key, size_t *cap, size_t *len)
-{
-	ssize_t n = getdelim(key, cap, nul ? 0 : '\n', f);
-
-	if (n < 0)
-		return 0;
-	if (n > 0 && (*key)[n - 1] == (nul ? 0 : '\n'))
-		n--;
-	*len = (size_t)n;
-	return 1;
 }
 
 uint64_t mono_ns(void)

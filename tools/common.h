@@ -17,15 +17,7 @@ enum {
 	EXIT_IO = 5,	  /* reading input or a file failed */
 };
 
-enum key_format { KEY_TEXT, KEY_HEX, KEY_NUL, KEY_JSON };
-
-/* Prints a key: text escapes anything but printable ASCII (\n, \\, \xHH),
- * hex prints two digits a byte, NUL prints raw bytes, JSON a string with
- * \u00XX for every byte outside printable ASCII. */
-void key_print(FILE *f, const void *key, size_t len, enum key_format fmt);
-void json_string(FILE *f, const void *s, size_t len);
-/* Decodes hex in place; returns the length or -1. */
-long hex_decode(char *s);
+#include "keyfmt.h"
 
 /* The longest socket path: sun_path less its terminating (or, for an
  * abstract name, leading) NUL. */
@@ -50,23 +42,47 @@ struct server_trust {
 };
 /* Parses a --server-uid value (a number, not -1); 0 or -EINVAL. */
 int server_trust_parse(struct server_trust *t, const char *arg);
-/* Connects to the server on @path and checks its credentials before
- * anything is read.  Returns the fd, or -errno; -EPERM when the server
- * runs as an untrusted user, whose uid is then in *@server_uid. */
-int server_connect(const char *path, const struct server_trust *t, uid_t *server_uid);
-/* Prints why server_connect failed; returns EXIT_CONNECT. */
-int server_perror(const char *prog, const char *path, int err, const struct server_trust *t,
-		  uid_t server_uid);
+/*
+ * What a client needs to reach a server: its socket, whom to trust, and how
+ * long to wait (a socket that accepts and never answers, Redis's say, must
+ * not hang a script).
+ */
+struct client {
+	const char *path;
+	struct server_trust trust;
+	int timeout_ms; /* < 0: wait forever */
+	/* Filled when something fails, for client_perror: */
+	uid_t server_uid; /* an untrusted server's uid, or -1 */
+	char reason[256]; /* what a refusing server said */
+};
+#define CLIENT_TIMEOUT_MS 5000
+
+/* Parses seconds ("5", "0.5"; "0" waits forever) into milliseconds. */
+int timeout_parse(const char *arg, int *ms);
+
+/*
+ * Connects to the server on c->path, checks its credentials before anything
+ * is read, and waits (at most c->timeout_ms in all) until the server's
+ * message is there.  Returns the fd, ready for shset_recv, or -errno:
+ *   -EPERM      the server runs as an untrusted user (c->server_uid)
+ *   -EACCES     the server refused us and said why (c->reason)
+ *   -ETIMEDOUT  nothing came in time
+ *   -ECONNRESET the server closed without a word
+ *   -EBADMSG    it sent something that is not a shset message
+ */
+int server_connect(struct client *c);
+/* Prints why server_connect or shset_recv failed; returns EXIT_CONNECT. */
+int client_perror(const char *prog, const struct client *c, int err);
+
+/* The first bytes of a refusal: a server that will not hand its set to a
+ * client says why in one line, after this tag. */
+#define REFUSAL_TAG "SHSETE"
 
 /* Opens @path read-only without blocking (a FIFO with no writer, a
  * device) and returns the fd if it is a regular file, memfds included.
  * Anything else is -EINVAL (-EISDIR for a directory), *@what naming it
  * ("a FIFO"); errors of open leave *@what NULL. */
 int open_regular(const char *path, const char **what);
-
-/* Reads the next key from @f: lines, or NUL-separated with @nul.
- * Returns 1 with *@key (malloc'd buffer reused) and *@len, 0 at EOF. */
-int read_key(FILE *f, int nul, char **key, size_t *cap, size_t *len);
 
 uint64_t mono_ns(void);
 

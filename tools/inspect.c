@@ -75,6 +75,13 @@ static const char *key_type_name(uint32_t t)
 	return "unknown";
 }
 
+static int cannot(enum key_mode m)
+{
+	fflush(stdout);
+	fprintf(stderr, "shset-inspect: %s\n", keyfmt_cannot(m));
+	return EXIT_IO;
+}
+
 /* Opens @path as open_regular does, saying why it will not. */
 static int open_checked(const char *path)
 {
@@ -110,6 +117,8 @@ static int inspect_snapshot_fd(int fd, const char *path, const struct inspect_op
 	}
 	struct snap_hdr h = {0};
 	enum snap_defect d = snap_check(img, len, &h);
+	/* Past a bad magic the header is someone else's bytes: no fields. */
+	int fields = len >= SNAP_HDR_SIZE && d != SNAP_BAD_MAGIC;
 	int hdr_ok = len >= SNAP_HDR_SIZE && snap_crc32c(0, img, 60) == h.hdr_crc;
 	int body_ok = hdr_ok && h.body_len == len - SNAP_HDR_SIZE &&
 		      snap_crc32c(0, img + SNAP_HDR_SIZE, h.body_len) == h.body_crc;
@@ -122,14 +131,14 @@ static int inspect_snapshot_fd(int fd, const char *path, const struct inspect_op
 	}
 	if (o->json) {
 		fputs("{\"kind\": \"snapshot\", \"path\": ", f);
-		json_string(f, path, strlen(path));
+		json_text(f, path, strlen(path));
 		fprintf(f, ", \"file_bytes\": %zu, \"status\": \"%s\", \"defect\": ", len,
 			d == SNAP_OK ? "sound" : "corrupt");
 		if (d == SNAP_OK)
 			fputs("null", f);
 		else
-			json_string(f, snap_defect_str(d), strlen(snap_defect_str(d)));
-		if (len >= SNAP_HDR_SIZE) {
+			json_text(f, snap_defect_str(d), strlen(snap_defect_str(d)));
+		if (fields) {
 			fprintf(f,
 				", \"version\": %u, \"sorted\": %s, \"count\": %llu, "
 				"\"key_bytes\": %llu, \"body_bytes\": %llu, \"created\": ",
@@ -152,14 +161,14 @@ static int inspect_snapshot_fd(int fd, const char *path, const struct inspect_op
 			while (snap_next(img, len, &pos, &k, &kl) == 1) {
 				fputs(first ? "" : ", ", f);
 				first = 0;
-				json_string(f, k, kl);
+				json_key(f, k, kl);
 			}
 			fputs("]", f);
 		}
 		fputs("}\n", f);
 	} else if (!o->verify || !o->quiet) {
 		fprintf(f, "Snapshot %s\n", path);
-		if (len >= SNAP_HDR_SIZE) {
+		if (fields) {
 			fprintf(f, "  Format version: %u%s\n", h.version,
 				(h.flags & SNAP_FLAG_SORTED) ? " (sorted)" : "");
 			fputs("  Created: ", f);
@@ -171,15 +180,20 @@ static int inspect_snapshot_fd(int fd, const char *path, const struct inspect_op
 				hdr_ok ? "ok" : "bad", body_ok ? "ok" : "bad");
 		}
 		fprintf(f, "  File bytes: %zu\n  Status: %s%s%s\n", len,
-			d == SNAP_OK ? "sound" : "corrupt", d == SNAP_OK ? "" : ": ",
-			d == SNAP_OK ? "" : snap_defect_str(d));
+			d == SNAP_OK				   ? "sound"
+			: (d == SNAP_BAD_MAGIC || d == SNAP_SHORT) ? "not a shset snapshot"
+								   : "corrupt",
+			d == SNAP_OK ? "" : ": ", d == SNAP_OK ? "" : snap_defect_str(d));
 		if (d == SNAP_OK)
 			print_hist(f, hist, 0);
 		if (o->keys && d == SNAP_OK) {
 			size_t pos = SNAP_HDR_SIZE, kl;
 			const uint8_t *k;
 			while (snap_next(img, len, &pos, &k, &kl) == 1)
-				key_print(f, k, kl, o->fmt);
+				if (key_write(f, o->fmt, k, kl) == KEYFMT_CANNOT) {
+					free(img);
+					return cannot(o->fmt);
+				}
 		}
 	}
 	free(img);
@@ -245,7 +259,7 @@ int inspect_live(int fd, const char *name, const struct inspect_opts *o, FILE *f
 
 	if (o->json) {
 		fputs("{\"kind\": \"live\", \"path\": ", f);
-		json_string(f, name, strlen(name));
+		json_text(f, name, strlen(name));
 		fprintf(f, ", \"version\": %u, \"key_type\": \"%s\", \"uuid\": \"", r->hdr->version,
 			key_type_name(r->key_type));
 		print_uuid(f, r->uuid);
@@ -297,7 +311,7 @@ int inspect_live(int fd, const char *name, const struct inspect_opts *o, FILE *f
 			while (table_snap_next(&sn, &pos, &k, &kl) == 1) {
 				fputs(first ? "" : ", ", f);
 				first = 0;
-				json_string(f, k, kl);
+				json_key(f, k, kl);
 			}
 			fputs("]", f);
 		}
@@ -349,7 +363,11 @@ int inspect_live(int fd, const char *name, const struct inspect_opts *o, FILE *f
 			const uint8_t *k;
 			size_t kl;
 			while (table_snap_next(&sn, &pos, &k, &kl) == 1)
-				key_print(f, k, kl, o->fmt);
+				if (key_write(f, o->fmt, k, kl) == KEYFMT_CANNOT) {
+					table_snap_free(&sn);
+					region_close(r);
+					return cannot(o->fmt);
+				}
 		}
 	}
 	table_snap_free(&sn);

@@ -8,11 +8,11 @@
 #include "common.h"
 
 struct inspect_opts {
-	int keys;	     /* print the keys */
-	enum key_format fmt; /* how */
-	int json;	     /* one JSON object */
-	int verify;	     /* exit 0 sound, 1 corrupt */
-	int quiet;	     /* with verify: print nothing */
+	int keys;	   /* print the keys */
+	enum key_mode fmt; /* how */
+	int json;	   /* one JSON object */
+	int verify;	   /* exit 0 sound, 1 corrupt */
+	int quiet;	   /* with verify: print nothing */
 };
 
 /* Each returns the tool's exit code. */

@@ -8,79 +8,101 @@
 #include "fdpass.h"
 #include "inspect.h"
 
+#ifndef SHSET_TOOLS_VERSION
+#define SHSET_TOOLS_VERSION "unknown"
+#endif
+
 static int usage(FILE *f, int code)
 {
-	fputs("usage: shset-inspect [--keys] [--hex|-0] [--json] [--verify [-q]] FILE\n"
+	fputs("usage: shset-inspect [--keys [--hex|-0|--raw]] [--json] [--verify [-q]] FILE\n"
 	      "       shset-inspect [options] /proc/PID/fd/N\n"
-	      "       shset-inspect [options] [--server-uid UID] --socket PATH\n"
+	      "       shset-inspect [options] [--server-uid UID] [--timeout S] --socket PATH\n"
 	      "\n"
 	      "FILE is a snapshot written by shset_save; a memfd path or a served socket\n"
 	      "is a live set, read without stopping or writing to it.\n"
-	      "  --keys      print the keys (text, escaped: \\n \\\\ \\xHH)\n"
-	      "  --hex       keys in hex;  -0  keys raw, NUL-terminated\n"
-	      "  --json      one JSON object\n"
+	      "  --keys      print the keys, as `shset list` does: text (UTF-8 as it is,\n"
+	      "              \\\\ \\n \\t \\r, \\xHH for other bytes), or\n"
+	      "  --hex       two hex digits a byte;  -0  raw, NUL-ended;  --raw  raw lines\n"
+	      "  --json      one JSON object (keys: strings, or {\"base64\": ...} if not UTF-8)\n"
 	      "  --verify    exit 0 if sound, 1 if corrupt (2: usage, 3-5: other errors)\n"
 	      "  -q          with --verify: print nothing\n"
 	      "  --server-uid UID  trust a server run by UID (besides your own user\n"
-	      "              and root)\n",
+	      "              and root)\n"
+	      "  --timeout SECONDS  wait at most this long for the server (default 5)\n"
+	      "  --version   print the version\n",
 	      f);
 	return code;
 }
 
+static int usage_error(const char *msg, const char *arg)
+{
+	fprintf(stderr, "shset-inspect: ");
+	fprintf(stderr, msg, arg);
+	fputs(" ('shset-inspect --help')\n", stderr);
+	return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
-	struct inspect_opts o = {.fmt = KEY_TEXT};
-	const char *sock = NULL, *path = NULL;
-	struct server_trust trust = {.uid = -1};
+	struct inspect_opts o = {.fmt = KM_TEXT};
+	const char *path = NULL, *mode = NULL;
+	struct client cl = {.trust = {-1}, .timeout_ms = CLIENT_TIMEOUT_MS};
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		int more = i + 1 < argc;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
 			return usage(stdout, 0);
-		else if (!strcmp(a, "--keys"))
+		else if (!strcmp(a, "--version")) {
+			printf("shset-inspect %s\n", SHSET_TOOLS_VERSION);
+			return 0;
+		} else if (!strcmp(a, "--keys"))
 			o.keys = 1;
-		else if (!strcmp(a, "--hex"))
-			o.fmt = KEY_HEX;
-		else if (!strcmp(a, "-0"))
-			o.fmt = KEY_NUL;
-		else if (!strcmp(a, "--json"))
+		else if (!strcmp(a, "--hex") || !strcmp(a, "-0") || !strcmp(a, "--raw")) {
+			if (mode)
+				return usage_error("%s and another key mode exclude each other", a);
+			mode = a;
+			o.fmt = a[1] == '0' ? KM_NUL : a[2] == 'h' ? KM_HEX : KM_RAW;
+		} else if (!strcmp(a, "--json"))
 			o.json = 1;
 		else if (!strcmp(a, "--verify"))
 			o.verify = 1;
 		else if (!strcmp(a, "-q"))
 			o.quiet = 1;
-		else if (!strcmp(a, "--socket") && i + 1 < argc)
-			sock = argv[++i];
-		else if (!strcmp(a, "--server-uid") && i + 1 < argc) {
-			if (server_trust_parse(&trust, argv[++i]) < 0) {
-				fprintf(
-				    stderr,
-				    "shset-inspect: --server-uid needs a numeric uid, not '%s'\n",
-				    argv[i]);
-				return EXIT_USAGE;
-			}
+		else if (!strcmp(a, "--socket") && more)
+			cl.path = argv[++i];
+		else if (!strcmp(a, "--server-uid") && more) {
+			if (server_trust_parse(&cl.trust, argv[++i]) < 0)
+				return usage_error("--server-uid needs a numeric uid, not '%s'",
+						   argv[i]);
+		} else if (!strcmp(a, "--timeout") && more) {
+			if (timeout_parse(argv[++i], &cl.timeout_ms) < 0)
+				return usage_error("--timeout needs seconds, not '%s'", argv[i]);
 		} else if (a[0] == '-' && a[1])
-			return usage(stderr, EXIT_USAGE);
+			return usage_error("unknown or incomplete option '%s'", a);
 		else if (!path)
 			path = a;
 		else
-			return usage(stderr, EXIT_USAGE);
+			return usage_error("one FILE only, not also '%s'", a);
 	}
-	if (!!sock == !!path)
-		return usage(stderr, EXIT_USAGE);
+	if (!!cl.path == !!path)
+		return usage_error("give a FILE or --socket PATH%s", "");
+	if (mode && !o.keys)
+		return usage_error("%s describes keys: it goes with --keys", mode);
+	if (mode && o.json)
+		return usage_error("%s and --json exclude each other", mode);
+	if (o.quiet && !o.verify)
+		return usage_error("-q goes with --verify%s", "");
 	if (path)
 		return inspect_path(path, &o, stdout);
-	uid_t server_uid;
-	int c = server_connect(sock, &trust, &server_uid), fd;
+	int c = server_connect(&cl), fd;
 	if (c < 0)
-		return server_perror("shset-inspect", sock, c, &trust, server_uid);
+		return client_perror("shset-inspect", &cl, c);
 	int err = fdpass_recv_fd(c, &fd);
 	close(c);
-	if (err) {
-		fprintf(stderr, "shset-inspect: %s: %s\n", sock, strerror(-err));
-		return EXIT_CONNECT;
-	}
-	int code = inspect_live(fd, sock, &o, stdout);
+	if (err)
+		return client_perror("shset-inspect", &cl, err);
+	int code = inspect_live(fd, cl.path, &o, stdout);
 	close(fd);
 	return code;
 }
