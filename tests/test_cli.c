@@ -22,6 +22,7 @@
 
 static char dir[64], sock[96], snap[96], errpath[96];
 static char out[1 << 20], err[1 << 16];
+static size_t out_len; /* out may hold NULs */
 /* Seconds after which a run is killed (SIGALRM: status 142); 0: never. */
 static unsigned run_limit;
 
@@ -69,6 +70,7 @@ static int run_as(int uid, const char *in, size_t inlen, const char *const *argv
 	while ((r = read(op[0], out + n, sizeof(out) - 1 - n)) > 0)
 		n += (size_t)r;
 	out[n] = 0;
+	out_len = n;
 	close(op[0]);
 	int st = wait_status(pid);
 	ef = open(errpath, O_RDONLY | O_CLOEXEC);
@@ -557,6 +559,422 @@ START_TEST(inspect_key_type)
 }
 END_TEST
 
+/* --- keys through every mode ------------------------------------------------------------ */
+
+/* The set a served socket holds, through the library. */
+static shset *served(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	shset *s;
+	ck_assert_int_eq(shset_recv(fd, &s), 0);
+	close(fd);
+	return s;
+}
+
+static const struct {
+	const char *k;
+	size_t len;
+} hard[] = {
+#define K(lit)                                                                                     \
+	{                                                                                          \
+		lit, sizeof(lit) - 1                                                               \
+	}
+    K("caf\xc3\xa9"),
+    K("back\\slash"),
+    K(""),
+    K("\0"),
+    K("a\0b"),
+    K("line\nbreak"),
+    K("\xff\xfe binary"),
+    K("tab\there\r"),
+    K("\\x41 is not A"),
+    K("\\"),
+    K("\xc2\x85 C1"),
+    K("\xc0\xaf overlong"),
+    K("\xed\xa0\x80 surrogate"),
+    K("\xf0\x9f\x98\x80"),
+    K("\x7f del"),
+    K("\"quoted\""),
+    K("{\"base64\": \"AA==\"}"),
+    K("1) \"redis\""),
+    K(" spaces "),
+#undef K
+};
+#define NHARD (sizeof(hard) / sizeof(hard[0]))
+
+static char in_copy[1 << 20];
+static size_t in_len;
+
+/* Keeps what the last run printed, to feed it to later runs. */
+static void keep_output(void)
+{
+	ck_assert_uint_lt(out_len, sizeof(in_copy));
+	memcpy(in_copy, out, out_len);
+	in_len = out_len;
+}
+
+/* Feeds the kept output to `shset CMD --socket sock MODE`. */
+static int feed_back(const char *cmd, const char *mode)
+{
+	return run_as(-1, in_copy, in_len,
+		      (const char *const[]){SHSET_TOOL, cmd, "--socket", sock, mode, NULL});
+}
+
+/* Keeps the keys @keep accepts in the served set and in @ref. */
+static void only_keys(shset *h, shset *ref, int (*keep)(size_t))
+{
+	for (size_t i = 0; i < NHARD; i++)
+		if (!keep(i)) {
+			shset_remove(h, hard[i].k, hard[i].len);
+			shset_remove(ref, hard[i].k, hard[i].len);
+		}
+}
+
+static int no_nul(size_t i)
+{
+	return !memchr(hard[i].k, 0, hard[i].len);
+}
+
+static int no_newline(size_t i)
+{
+	return !memchr(hard[i].k, '\n', hard[i].len);
+}
+
+/* `list` in a mode, then `remove` and `add` in the same mode: the same keys. */
+static void round_trip_mode(const char *mode, shset *h, shset *ref, size_t n)
+{
+	char want[64];
+	int json = !strcmp(mode, "--json");
+	ck_assert_int_eq(SH("list", "--socket", sock, mode), 0);
+	keep_output();
+	ck_assert_int_eq(feed_back("remove", mode), 0);
+	snprintf(want, sizeof(want),
+		 json ? "{\"removed\": %zu, \"given\": %zu}\n" : "removed %zu of %zu\n", n, n);
+	ck_assert_msg(!strcmp(out, want), "%s: %s / %s", mode, out, err);
+	ck_assert_int_eq(shset_size(h), 0);
+	ck_assert_int_eq(feed_back("add", mode), 0);
+	snprintf(want, sizeof(want),
+		 json ? "{\"added\": %zu, \"given\": %zu}\n" : "added %zu of %zu\n", n, n);
+	ck_assert_msg(!strcmp(out, want), "%s: %s / %s", mode, out, err);
+	ck_assert_int_eq(shset_equal(h, ref), 1);
+}
+
+START_TEST(keys_round_trip_every_mode)
+{
+	start_server(sock, NULL, NULL);
+	shset *h = served(sock), *ref;
+	ck_assert_int_eq(shset_create(&ref, NULL), 0);
+	for (size_t i = 0; i < NHARD; i++) {
+		ck_assert_int_eq(shset_add(h, hard[i].k, hard[i].len), 1);
+		ck_assert_int_eq(shset_add(ref, hard[i].k, hard[i].len), 1);
+	}
+	round_trip_mode("--hex", h, ref, NHARD);
+	round_trip_mode("--json", h, ref, NHARD);
+	round_trip_mode("--", h, ref, NHARD); /* text */
+
+	/* Text: UTF-8 as it is, escapes for the rest; JSON: strings for
+	 * UTF-8, base64 for the others. */
+	ck_assert_int_eq(SH("list", "--socket", sock), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\ncaf\xc3\xa9\n") ? out : strstr(out, "caf\xc3\xa9\n"));
+	ck_assert_ptr_nonnull(strstr(out, "back\\\\slash\n"));
+	ck_assert_ptr_nonnull(strstr(out, "\\\\x41 is not A\n"));
+	ck_assert_ptr_nonnull(strstr(out, "\\xc2\\x85 C1\n"));
+	ck_assert_ptr_nonnull(strstr(out, "\xf0\x9f\x98\x80\n"));
+	ck_assert_ptr_nonnull(strstr(out, "\n\n")); /* the empty key: a blank line */
+	ck_assert_int_eq(SH("list", "--socket", sock, "--json"), 0);
+	ck_assert(json_valid(out));
+	ck_assert_ptr_nonnull(strstr(out, "\"caf\xc3\xa9\""));
+	ck_assert_ptr_nonnull(strstr(out, "\"line\\nbreak\""));
+	ck_assert_ptr_nonnull(strstr(out, "\"\\u0000\""));
+	ck_assert_ptr_nonnull(strstr(out, "{\"base64\": \"//4gYmluYXJ5\"}"));
+	ck_assert_ptr_nonnull(strstr(out, "\"{\\\"base64\\\": \\\"AA==\\\"}\""));
+
+	/* -0 and --raw refuse a set they cannot carry, and print nothing. */
+	ck_assert_int_eq(SH("list", "--socket", sock, "-0"), 5);
+	ck_assert_str_eq(out, "");
+	ck_assert_ptr_nonnull(strstr(err, "NUL byte, which -0 cannot carry: use --hex, --json"));
+	ck_assert_int_eq(SH("list", "--socket", sock, "--raw", "--sorted"), 5);
+	ck_assert_str_eq(out, "");
+	ck_assert_ptr_nonnull(strstr(err, "newline, which --raw cannot carry"));
+	size_t n0 = 0, nr = 0;
+	for (size_t i = 0; i < NHARD; i++) {
+		n0 += no_nul(i);
+		nr += no_nul(i) && no_newline(i);
+	}
+	only_keys(h, ref, no_nul);
+	round_trip_mode("-0", h, ref, n0);
+	only_keys(h, ref, no_newline);
+	round_trip_mode("--raw", h, ref, nr);
+
+	/* --sorted is byte order: what LC_ALL=C sort makes of the raw lines. */
+	ck_assert_int_eq(SH("list", "--socket", sock, "--raw", "--sorted"), 0);
+	char sorted[4096];
+	ck_assert_uint_lt(out_len, sizeof(sorted));
+	memcpy(sorted, out, out_len + 1);
+	ck_assert_int_eq(SH("list", "--socket", sock, "--raw"), 0);
+	keep_output();
+	setenv("LC_ALL", "C", 1);
+	ck_assert_int_eq(run_as(-1, in_copy, in_len, (const char *const[]){"/usr/bin/sort", NULL}),
+			 0);
+	ck_assert_str_eq(out, sorted);
+	shset_close(ref);
+	shset_close(h);
+	ck_assert_int_eq(stop_server(), 0);
+}
+END_TEST
+
+/* What the line modes read, exactly; and the errors, with line numbers. */
+START_TEST(keys_input_rules)
+{
+	start_server(sock, NULL, NULL);
+	shset *h = served(sock);
+	/* A blank line is the empty key; a final newline is not one more. */
+	ck_assert_int_eq(RUN("a\n\nb\n", SHSET_TOOL, "add", "--socket", sock), 0);
+	ck_assert_str_eq(out, "added 3 of 3\n");
+	ck_assert_int_eq(shset_contains(h, "", 0), 1);
+	ck_assert_int_eq(RUN("c", SHSET_TOOL, "add", "--socket", sock), 0);
+	ck_assert_str_eq(out, "added 1 of 1\n");
+	ck_assert_int_eq(RUN("", SHSET_TOOL, "add", "--socket", sock), 0);
+	ck_assert_str_eq(out, "added 0 of 0\n");
+	ck_assert_int_eq(RUN("caf\\xC3\\xA9\\t\\\\\n", SHSET_TOOL, "add", "--socket", sock), 0);
+	ck_assert_int_eq(shset_contains(h, "caf\xc3\xa9\t\\", 7), 1);
+	/* Arguments are keys as they are. */
+	ck_assert_int_eq(SH("add", "--socket", sock, "C:\\dir\\x41"), 0);
+	ck_assert_int_eq(shset_contains(h, "C:\\dir\\x41", 10), 1);
+
+	/* Errors name the line and the way out; nothing is added. */
+	long long before = shset_size(h);
+	ck_assert_int_eq(RUN("ok\nC:\\dir\n", SHSET_TOOL, "add", "--socket", sock), 5);
+	ck_assert_ptr_nonnull(strstr(err, "line 2: unknown escape '\\d'"));
+	ck_assert_ptr_nonnull(strstr(err, "--raw"));
+	ck_assert_int_eq(RUN("x\\\n", SHSET_TOOL, "add", "--socket", sock), 5);
+	ck_assert_ptr_nonnull(strstr(err, "line 1: a backslash ends the line"));
+	ck_assert_int_eq(RUN("\\x4\n", SHSET_TOOL, "add", "--socket", sock), 5);
+	ck_assert_ptr_nonnull(strstr(err, "two hex digits"));
+	ck_assert_int_eq(RUN("00ff\n\nzz\n", SHSET_TOOL, "add", "--socket", sock, "--hex"), 5);
+	ck_assert_ptr_nonnull(strstr(err, "line 3: not hex"));
+	ck_assert_int_eq(RUN("abc\n", SHSET_TOOL, "add", "--socket", sock, "--hex"), 5);
+	ck_assert_ptr_nonnull(strstr(err, "line 1: an odd number of hex digits"));
+	ck_assert_int_eq(RUN("[\"a\",\n 7]", SHSET_TOOL, "add", "--socket", sock, "--json"), 5);
+	ck_assert_ptr_nonnull(strstr(err, "line 2: malformed JSON"));
+	ck_assert_int_eq(
+	    RUN("[{\"base64\": \"!!\"}]", SHSET_TOOL, "add", "--socket", sock, "--json"), 5);
+	ck_assert_ptr_nonnull(strstr(err, "not base64"));
+	ck_assert_int_eq(RUN("[\"\\ud800\"]", SHSET_TOOL, "add", "--socket", sock, "--json"), 5);
+	ck_assert_ptr_nonnull(strstr(err, "surrogate"));
+	ck_assert_int_eq(RUN("[\"\xff\"]", SHSET_TOOL, "add", "--socket", sock, "--json"), 5);
+	ck_assert_ptr_nonnull(strstr(err, "not UTF-8"));
+	ck_assert_int_eq(shset_size(h), before);
+
+	/* JSON Lines, and escapes of every kind. */
+	ck_assert_int_eq(RUN("\"j1\"\n{\"base64\":\"AAE=\"}\n\"\\u00e9\\ud83d\\ude00\\/\"\n",
+			     SHSET_TOOL, "add", "--socket", sock, "--json"),
+			 0);
+	ck_assert_str_eq(out, "{\"added\": 3, \"given\": 3}\n");
+	ck_assert_int_eq(shset_contains(h, "\0\1", 2), 1);
+	ck_assert_int_eq(shset_contains(h, "\xc3\xa9\xf0\x9f\x98\x80/", 7), 1);
+
+	/* redis-cli --no-raw replies. */
+	ck_assert_int_eq(RUN(" 1) \"r\\xc3\\xa9\\n\\\"\"\n 2) \"\"\n10) \"ten\"\n", SHSET_TOOL,
+			     "remove", "--socket", sock, "--redis"),
+			 0);
+	ck_assert_int_eq(RUN(" 1) \"r\\xc3\\xa9\\n\\\"\"\n 2) \"\"\n10) \"ten\"\n", SHSET_TOOL,
+			     "add", "--socket", sock, "--redis"),
+			 0);
+	ck_assert_str_eq(out, "added 3 of 3\n");
+	ck_assert_int_eq(shset_contains(h, "r\xc3\xa9\n\"", 5), 1);
+	ck_assert_int_eq(RUN("(empty array)\n", SHSET_TOOL, "add", "--socket", sock, "--redis"), 0);
+	ck_assert_str_eq(out, "added 0 of 0\n");
+	ck_assert_int_eq(RUN("1) unquoted\n", SHSET_TOOL, "add", "--socket", sock, "--redis"), 5);
+	ck_assert_ptr_nonnull(strstr(err, "line 1"));
+
+	/* The key limit is named. */
+	static char big[70002];
+	memset(big, 'k', 70000);
+	big[70000] = '\n';
+	ck_assert_int_eq(
+	    run_as(-1, big, 70001,
+		   (const char *const[]){SHSET_TOOL, "add", "--socket", sock, "--raw", NULL}),
+	    5);
+	ck_assert_ptr_nonnull(strstr(err, "line 1: a key of 70000 bytes is longer than the limit "
+					  "of 65535 bytes"));
+	shset_close(h);
+	ck_assert_int_eq(stop_server(), 0);
+}
+END_TEST
+
+/* Each command takes its own options, and checks their values. */
+START_TEST(options_are_checked)
+{
+	const char *bad[][8] = {
+	    {"serve", "--socket", "S", "--save", "F", "--every", "abc"},
+	    {"serve", "--socket", "S", "--save", "F", "--every", "0"},
+	    {"serve", "--socket", "S", "--save", "F", "--every", "-3"},
+	    {"serve", "--socket", "S", "--save", "F", "--every", "5x"},
+	    {"serve", "--socket", "S", "--mode", "999"},
+	    {"serve", "--socket", "S", "--hex"},
+	    {"serve", "--socket", "S", "extra"},
+	    {"list", "--socket", "S", "--hex", "-0"},
+	    {"list", "--socket", "S", "--json", "--raw"},
+	    {"list", "--socket", "S", "--redis"},
+	    {"list", "--socket", "S", "extra"},
+	    {"size", "--socket", "S", "--workers", "5"},
+	    {"size", "--socket", "S", "--sorted"},
+	    {"size", "--socket", "S", "extra"},
+	    {"size", "--socket", "S", "--timeout", "abc"},
+	    {"size", "--socket", "S", "--timeout", "-1"},
+	    {"size", "--socket", "S", "--socket", "T"},
+	    {"add", "--socket", "S", "-0", "key"},
+	    {"add", "--socket", "S", "--raw", "key"},
+	    {"add", "--socket", "S", "--sorted"},
+	    {"add", "--socket", "S", "--hex=1"},
+	    {"save", "--socket", "S"},
+	    {"save", "--socket", "S", "a", "b"},
+	    {"export", "--socket", "S"},
+	    {"export", "--socket", "S", "--replace"},
+	    {"demo", "--workers", "1"},
+	    {"demo", "--workers", "two"},
+	    {"demo", "--keys", "10"},
+	    {"demo", "--socket", "S"},
+	    {"stats", "--socket"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *argv[10] = {SHSET_TOOL};
+		for (int j = 0; j < 8 && bad[i][j]; j++)
+			argv[j + 1] = bad[i][j];
+		int code = run_as(-1, NULL, 0, argv);
+		ck_assert_msg(code == 2, "%s %s %s %s: exit %d", bad[i][0], bad[i][3], bad[i][4],
+			      bad[i][5] ? bad[i][5] : "", code);
+		ck_assert_str_eq(out, "");
+		ck_assert_str_ne(err, "");
+	}
+	ck_assert_int_eq(SH("list", "--socket", "S", "--hex", "-0"), 2);
+	ck_assert_ptr_nonnull(strstr(err, "--hex and -0 exclude each other"));
+	ck_assert_int_eq(SH("size", "--socket", "S", "--workers", "5"), 2);
+	ck_assert_ptr_nonnull(strstr(err, "--workers is not an option of size"));
+	ck_assert_int_eq(SH("serve", "--socket", "S", "--save", "F", "--every", "0"), 2);
+	ck_assert_ptr_nonnull(strstr(err, "--every needs a whole number of seconds > 0, not '0'"));
+	ck_assert_int_eq(SH("size"), 2);
+	ck_assert_ptr_nonnull(strstr(err, "SHSET_SOCKET"));
+	/* --opt=value works as --opt value. */
+	ck_assert_int_eq(SH("size", "--socket=@shset-test-none", "--timeout=0.5"), 3);
+	ck_assert_int_eq(SH("--version"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "shset "));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--version"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "shset-inspect "));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--hex", "-0", "--keys", "x"), 2);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--hex", "x"), 2);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "-q", "x"), 2);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "a", "b"), 2);
+	/* Per-command help explains the modes and the JSON shapes. */
+	ck_assert_int_eq(SH("add", "--help"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "base64"));
+	ck_assert_ptr_nonnull(strstr(out, "blank line is the empty key"));
+	ck_assert_ptr_nonnull(strstr(out, "{\"added\": N, \"given\": M}"));
+	ck_assert_ptr_null(strstr(out, "--workers"));
+}
+END_TEST
+
+/* Messages say what failed and what to do. */
+START_TEST(messages_say_what_to_do)
+{
+	run_limit = (unsigned)(10 * test_scale());
+	/* A dead server (its socket left behind) and none at all. */
+	start_server(sock, NULL, NULL);
+	kill(server, SIGKILL);
+	wait_status(server);
+	ck_assert_int_eq(SH("size", "--socket", sock), 3);
+	ck_assert_ptr_nonnull(strstr(err, "Connection refused (is `shset serve --socket"));
+	unlink(sock);
+	ck_assert_int_eq(SH("list", "--socket", sock), 3);
+	ck_assert_ptr_nonnull(strstr(err, "No such file or directory (is `shset serve"));
+
+	/* --load of something that is not a snapshot names the defect. */
+	char file[160];
+	snprintf(file, sizeof(file), "%s/file", dir);
+	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	char junk[200];
+	memset(junk, 'j', sizeof(junk));
+	ck_assert_int_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	close(fd);
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--load", file), 5);
+	ck_assert_ptr_nonnull(strstr(err, "not a shset snapshot: bad magic"));
+	ck_assert_int_ne(access(sock, F_OK), 0);
+	/* ... as shset-inspect does, without fields read from junk. */
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, file), 4);
+	ck_assert_ptr_nonnull(strstr(out, "Status: not a shset snapshot: bad magic"));
+	ck_assert_ptr_null(strstr(out, "Keys:"));
+	ck_assert_ptr_null(strstr(out, "Format version"));
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--json", file), 4);
+	ck_assert(json_valid(out));
+	ck_assert_ptr_null(strstr(out, "\"count\""));
+	/* A damaged snapshot is named as one. */
+	start_server(sock, NULL, NULL);
+	ck_assert_int_eq(SH("add", "--socket", sock, "k"), 0);
+	ck_assert_int_eq(SH("save", "--socket", sock, snap), 0);
+	ck_assert_int_eq(stop_server(), 0);
+	fd = open(snap, O_RDWR);
+	ck_assert_int_eq(pwrite(fd, "X", 1, 66), 1); /* in the body */
+	close(fd);
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--load", snap), 5);
+	ck_assert_ptr_nonnull(strstr(err, "a damaged snapshot: body checksum mismatch"));
+
+	/* A refused client is told why (a second user: when we are root). */
+	if (getuid() == 0) {
+		start_server(sock, NULL, NULL);
+		chmod(dir, 0755);
+		chmod(sock, 0777);
+		ck_assert_int_eq(run_as(65534, NULL, 0,
+					(const char *const[]){SHSET_TOOL, "size", "--socket", sock,
+							      "--server-uid", "0", NULL}),
+				 3);
+		ck_assert_ptr_nonnull(strstr(err, "the server refused this client: uid 65534 is "
+						  "not admitted"));
+		ck_assert_ptr_nonnull(strstr(err, "--mode/--group"));
+		ck_assert_int_eq(stop_server(), 0);
+	}
+}
+END_TEST
+
+/* A socket that accepts and never answers (Redis's, say) does not hang a
+ * client: it gives up after --timeout. */
+START_TEST(timeout_on_a_mute_socket)
+{
+	run_limit = (unsigned)(20 * test_scale()); /* a hang dies of SIGALRM: 142 */
+	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	ck_assert_int_eq(SH("size", "--socket", sock, "--timeout", "0.3"), 3);
+	ck_assert_ptr_nonnull(strstr(err, "no answer within 0.3 s: is a shset server on it?"));
+	/* The backlog fills: connect itself must not block. */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(SH("list", "--socket", sock, "--timeout", "0.3"), 3);
+	ck_assert_int_eq(RUN(NULL, INSPECT_TOOL, "--socket", sock, "--timeout", "0.3"), 3);
+	ck_assert_ptr_nonnull(strstr(err, "no answer within"));
+	/* A server that answers something else. */
+	pid_t p = fork();
+	if (p == 0) {
+		for (;;) {
+			/* The clients that gave up are queued first: no SIGPIPE. */
+			int c = accept(l, NULL, NULL);
+			if (send(c, "-ERR unknown command\r\n", 22, MSG_NOSIGNAL) < 0)
+				(void)0;
+			close(c);
+		}
+	}
+	ck_assert_int_eq(SH("size", "--socket", sock), 3);
+	ck_assert_ptr_nonnull(strstr(err, "not a shset server"));
+	kill(p, SIGKILL);
+	wait_status(p);
+	close(l);
+}
+END_TEST
+
 START_TEST(demo_runs)
 {
 	ck_assert_int_eq(SH("demo", "--workers", "3", "--keys", "20000"), 0);
@@ -579,6 +997,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, serve_stops_on_sighup);
 	tcase_add_test(tc, inspect_refuses_non_files);
 	tcase_add_test(tc, inspect_key_type);
+	tcase_add_test(tc, keys_round_trip_every_mode);
+	tcase_add_test(tc, keys_input_rules);
+	tcase_add_test(tc, options_are_checked);
+	tcase_add_test(tc, messages_say_what_to_do);
+	tcase_add_test(tc, timeout_on_a_mute_socket);
 	tcase_add_test(tc, demo_runs);
 	suite_add_tcase(s, tc);
 	return s;

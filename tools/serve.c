@@ -260,7 +260,8 @@ static int load_checked(const char *path, shset **s, int *loaded)
 		size_t len;
 		uint64_t size;
 		enum snap_defect d = SNAP_OK;
-		if (!snap_read_checked(self, &img, &len, &size, &d, 0, NULL) && d != SNAP_OK)
+		int used;
+		if (!snap_read_checked(self, &img, &len, &size, &d, 0, &used) && d != SNAP_OK)
 			fprintf(stderr, "%s serve: %s: %s: %s (shset-inspect %s tells more)\n", cmd,
 				path,
 				d == SNAP_BAD_MAGIC || d == SNAP_SHORT ? "not a shset snapshot"
