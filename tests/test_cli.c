@@ -155,7 +155,8 @@ static void setup(void)
 static void teardown(void)
 {
 	char p[160];
-	const char *names[] = {"sock", "snap.shs", "copy.shs", "bad.shs", "stderr", "fifo", "file"};
+	const char *names[] = {"sock", "snap.shs",   "copy.shs", "bad.shs", "stderr", "fifo",
+			       "file", "redis.sock", "dump.rdb", "new.shs", "notify"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
 		unlink(p);
@@ -975,6 +976,113 @@ START_TEST(timeout_on_a_mute_socket)
 }
 END_TEST
 
+/* --- the bridge to Redis ------------------------------------------------------------------ */
+
+static pid_t redis;
+static char redis_sock[128];
+
+/* A throwaway redis-server: a Unix socket in our directory, no TCP port,
+ * no persistence. */
+static void start_redis(void)
+{
+	snprintf(redis_sock, sizeof(redis_sock), "%s/redis.sock", dir);
+	redis = fork();
+	if (redis == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", redis_sock,
+		       "--save", "", "--appendonly", "no", "--dir", dir, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 1000 && !listening(redis_sock); i++) {
+		ck_assert_msg(waitpid(redis, NULL, WNOHANG) == 0,
+			      "redis-server did not start (.ci/deps installs it)");
+		usleep(10000);
+	}
+	ck_assert_msg(listening(redis_sock), "redis-server did not come up");
+}
+
+static void stop_redis(void)
+{
+	kill(redis, SIGTERM);
+	wait_status(redis);
+	unlink(redis_sock);
+}
+
+#define REDIS_CLI(...) RUN(NULL, "/usr/bin/env", "redis-cli", "-s", redis_sock, __VA_ARGS__)
+
+/* shset -> Redis (export --resp | redis-cli --pipe) -> shset (redis-cli
+ * --no-raw SMEMBERS | add --redis): the same keys, binary and UTF-8 ones
+ * included. */
+START_TEST(redis_round_trip)
+{
+	run_limit = (unsigned)(30 * test_scale());
+	start_redis();
+	start_server(sock, NULL, NULL);
+	shset *h = served(sock), *ref;
+	ck_assert_int_eq(shset_create(&ref, NULL), 0);
+	for (size_t i = 0; i < NHARD; i++) {
+		ck_assert_int_eq(shset_add(h, hard[i].k, hard[i].len), 1);
+		ck_assert_int_eq(shset_add(ref, hard[i].k, hard[i].len), 1);
+	}
+	/* More than one SADD batch. */
+	char k[32];
+	for (int i = 0; i < 2500; i++) {
+		int n = snprintf(k, sizeof(k), "bulk-%d", i);
+		ck_assert_int_eq(shset_add(h, k, (size_t)n), 1);
+		ck_assert_int_eq(shset_add(ref, k, (size_t)n), 1);
+	}
+	long long total = shset_size(ref);
+
+	/* A stale member, which --replace drops. */
+	ck_assert_int_eq(REDIS_CLI("SADD", "{app}:keys", "stale"), 0);
+	ck_assert_int_eq(SH("export", "--socket", sock, "--resp", "{app}:keys", "--replace"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "*1\r\n$5\r\nMULTI\r\n"));
+	keep_output();
+	ck_assert_int_eq(run_as(-1, in_copy, in_len,
+				(const char *const[]){"/usr/bin/env", "redis-cli", "-s", redis_sock,
+						      "--pipe", NULL}),
+			 0);
+	ck_assert_ptr_nonnull(strstr(out, "errors: 0"));
+	ck_assert_int_eq(REDIS_CLI("SCARD", "{app}:keys"), 0);
+	char want[32];
+	snprintf(want, sizeof(want), "%lld\n", total);
+	ck_assert_str_eq(out, want);
+	ck_assert_int_eq(REDIS_CLI("SISMEMBER", "{app}:keys", "caf\xc3\xa9"), 0);
+	ck_assert_str_eq(out, "1\n");
+	ck_assert_int_eq(REDIS_CLI("SISMEMBER", "{app}:keys", "stale"), 0);
+	ck_assert_str_eq(out, "0\n");
+
+	/* Back: clear the shset and read Redis's members. */
+	ck_assert_int_eq(SH("clear", "--socket", sock), 0);
+	ck_assert_int_eq(REDIS_CLI("--no-raw", "SMEMBERS", "{app}:keys"), 0);
+	keep_output();
+	ck_assert_int_eq(feed_back("add", "--redis"), 0);
+	snprintf(want, sizeof(want), "added %lld of %lld\n", total, total);
+	ck_assert_str_eq(out, want);
+	ck_assert_int_eq(shset_equal(h, ref), 1);
+
+	/* redis-cli --raw is read by --raw, for members without a newline. */
+	only_keys(h, ref, no_newline);
+	ck_assert_int_eq(SH("export", "--socket", sock, "--resp", "plain", "--sorted"), 0);
+	keep_output();
+	ck_assert_int_eq(run_as(-1, in_copy, in_len,
+				(const char *const[]){"/usr/bin/env", "redis-cli", "-s", redis_sock,
+						      "--pipe", NULL}),
+			 0);
+	ck_assert_int_eq(SH("clear", "--socket", sock), 0);
+	ck_assert_int_eq(REDIS_CLI("--raw", "SMEMBERS", "plain"), 0);
+	keep_output();
+	ck_assert_int_eq(feed_back("add", "--raw"), 0);
+	ck_assert_int_eq(shset_equal(h, ref), 1);
+	shset_close(ref);
+	shset_close(h);
+	ck_assert_int_eq(stop_server(), 0);
+	stop_redis();
+}
+END_TEST
+
 START_TEST(demo_runs)
 {
 	ck_assert_int_eq(SH("demo", "--workers", "3", "--keys", "20000"), 0);
@@ -1002,6 +1110,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, options_are_checked);
 	tcase_add_test(tc, messages_say_what_to_do);
 	tcase_add_test(tc, timeout_on_a_mute_socket);
+	tcase_add_test(tc, redis_round_trip);
 	tcase_add_test(tc, demo_runs);
 	suite_add_tcase(s, tc);
 	return s;

@@ -216,8 +216,11 @@ static const char *admitted(int c, const struct shset_peer *p, const struct admi
 	if (p->uid == a->me || p->uid == 0 || a->everyone || (a->owner_ok && p->uid == a->owner) ||
 	    (a->group_ok && in_group(c, p, a->gid)))
 		return NULL;
-	int n = snprintf(buf, cap, "uid %u is not admitted: this server admits uid %u and root",
-			 (unsigned)p->uid, (unsigned)a->me);
+	int n =
+	    a->me ? snprintf(buf, cap, "uid %u is not admitted: this server admits uid %u and root",
+			     (unsigned)p->uid, (unsigned)a->me)
+		  : snprintf(buf, cap, "uid %u is not admitted: this server admits root",
+			     (unsigned)p->uid);
 	if (a->owner_ok && a->owner != a->me && a->owner != 0)
 		n += snprintf(buf + n, cap - (size_t)n, ", uid %u", (unsigned)a->owner);
 	if (a->group_ok)
