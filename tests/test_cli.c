@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -1083,6 +1084,183 @@ START_TEST(redis_round_trip)
 }
 END_TEST
 
+/* --- serve as a service ------------------------------------------------------------------- */
+
+/* Starts `shset serve` with @args (NULL-terminated) and waits for @path. */
+static void start_serve_args(const char *path, const char *const *args)
+{
+	const char *argv[16] = {SHSET_TOOL, "serve"};
+	int n = 2;
+	for (; *args && n < 15; args++)
+		argv[n++] = *args;
+	server = fork();
+	if (server == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execv(SHSET_TOOL, (char *const *)argv);
+		_exit(127);
+	}
+	for (int i = 0; i < 1000 && !listening(path); i++)
+		usleep(10000);
+	ck_assert_msg(listening(path), "server did not come up");
+}
+
+static ino_t inode_of(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* First boot, the --save check, and saves only when something changed. */
+START_TEST(serve_first_boot_and_saves)
+{
+	char fresh[160];
+	snprintf(fresh, sizeof(fresh), "%s/new.shs", dir);
+	run_limit = (unsigned)(10 * test_scale());
+	const char *args[] = {"--socket", sock, "--load", fresh, "--save", fresh, NULL};
+
+	/* A missing --load file: an empty set, saved on the way out. */
+	start_serve_args(sock, args);
+	ck_assert_int_eq(SH("size", "--socket", sock), 0);
+	ck_assert_str_eq(out, "0\n");
+	ck_assert_int_eq(SH("add", "--socket", sock, "first"), 0);
+	ck_assert_int_eq(stop_server(), 0);
+	ino_t ino = inode_of(fresh);
+	ck_assert_uint_ne(ino, 0);
+
+	/* Loaded and unchanged: the file is not rewritten. */
+	start_serve_args(sock, args);
+	ck_assert_int_eq(SH("contains", "--socket", sock, "first"), 0);
+	ck_assert_int_eq(stop_server(), 0);
+	ck_assert_uint_eq(inode_of(fresh), ino);
+	/* Changed: it is. */
+	start_serve_args(sock, args);
+	ck_assert_int_eq(SH("add", "--socket", sock, "second"), 0);
+	ck_assert_int_eq(stop_server(), 0);
+	ck_assert_uint_ne(inode_of(fresh), ino);
+	shset *l;
+	ck_assert_int_eq(shset_load(&l, fresh, NULL), 0);
+	ck_assert_int_eq(shset_size(l), 2);
+	shset_close(l);
+
+	/* --save is checked at start, before the socket exists. */
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--save", "/nonexistent-shset-dir/x.shs"),
+			 5);
+	ck_assert_ptr_nonnull(strstr(err, "cannot save to /nonexistent-shset-dir/x.shs"));
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--save", dir), 5);
+	ck_assert_ptr_nonnull(strstr(err, "Is a directory"));
+	ck_assert_int_ne(access(sock, F_OK), 0);
+	unlink(fresh);
+}
+END_TEST
+
+/* --mode and --group set the socket file's permissions, and the server
+ * admits whoever they let connect. */
+START_TEST(serve_mode_and_group)
+{
+	const char *args[] = {"--socket", sock, "--mode", "0660", "--group", "65534", NULL};
+	start_serve_args(sock, args);
+	struct stat st;
+	ck_assert_int_eq(stat(sock, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0660);
+	ck_assert_uint_eq(st.st_gid, 65534);
+	if (getuid() == 0) {
+		chmod(dir, 0755);
+		/* uid 65534 is in group 65534: admitted, and trusts root. */
+		ck_assert_int_eq(run_as(65534, NULL, 0,
+					(const char *const[]){SHSET_TOOL, "add", "--socket", sock,
+							      "member", NULL}),
+				 0);
+		ck_assert_str_eq(out, "added 1 of 1\n");
+	}
+	ck_assert_int_eq(stop_server(), 0);
+	if (getuid() == 0) {
+		/* Without the group, the same user is refused and told why. */
+		const char *other[] = {"--socket", sock, "--mode", "0660", "--group", "0", NULL};
+		start_serve_args(sock, other);
+		chmod(sock, 0666); /* admission follows what serve set, not a later chmod */
+		ck_assert_int_eq(
+		    run_as(65534, NULL, 0,
+			   (const char *const[]){SHSET_TOOL, "size", "--socket", sock, NULL}),
+		    3);
+		ck_assert_ptr_nonnull(strstr(err, "admits root, and members of group 0"));
+		ck_assert_int_eq(stop_server(), 0);
+		/* 0666: everyone. */
+		const char *all[] = {"--socket", sock, "--mode", "0666", NULL};
+		start_serve_args(sock, all);
+		ck_assert_int_eq(
+		    run_as(65534, NULL, 0,
+			   (const char *const[]){SHSET_TOOL, "size", "--socket", sock, NULL}),
+		    0);
+		ck_assert_int_eq(stop_server(), 0);
+	}
+	ck_assert_int_eq(SH("serve", "--socket", "@abstract", "--mode", "0600"), 2);
+	ck_assert_int_eq(SH("serve", "--socket", sock, "--group", "no-such-group-shset"), 2);
+}
+END_TEST
+
+/* Socket activation (LISTEN_FDS) and readiness (NOTIFY_SOCKET), as systemd
+ * runs the service. */
+START_TEST(serve_socket_activation)
+{
+	char notify_path[96], msg[512];
+	snprintf(notify_path, sizeof(notify_path), "%s/notify", dir);
+	int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", notify_path);
+	ck_assert_int_eq(bind(nfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	int l = socket(AF_UNIX, SOCK_STREAM, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(l, 16), 0);
+	for (int nfds = 2; nfds >= 1; nfds--) {
+		server = fork();
+		if (server == 0) {
+			char pid[16], n[16];
+			int devnull = open("/dev/null", O_WRONLY);
+			dup2(devnull, 1);
+			dup2(l, 3);
+			if (nfds == 2)
+				dup2(l, 4);
+			snprintf(pid, sizeof(pid), "%d", (int)getpid());
+			snprintf(n, sizeof(n), "%d", nfds);
+			setenv("LISTEN_PID", pid, 1);
+			setenv("LISTEN_FDS", n, 1);
+			setenv("NOTIFY_SOCKET", notify_path, 1);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			execl(SHSET_TOOL, SHSET_TOOL, "serve", (char *)NULL);
+			_exit(127);
+		}
+		if (nfds == 2) { /* one socket only */
+			ck_assert_int_eq(wait_status(server), 2);
+			continue;
+		}
+	}
+	/* Ready only once it serves. */
+	struct pollfd p = {nfd, POLLIN, 0};
+	ck_assert_int_eq(poll(&p, 1, 20000 * test_scale()), 1);
+	ssize_t n = recv(nfd, msg, sizeof(msg) - 1, 0);
+	ck_assert_int_gt(n, 0);
+	msg[n] = 0;
+	ck_assert_ptr_nonnull(strstr(msg, "READY=1\n"));
+	ck_assert_ptr_nonnull(strstr(msg, "MAINPID="));
+	ck_assert_int_eq(SH("add", "--socket", sock, "activated"), 0);
+	ck_assert_int_eq(SH("contains", "--socket", sock, "activated"), 0);
+	ck_assert_int_eq(stop_server(), 0);
+	ck_assert_int_eq(poll(&p, 1, 20000 * test_scale()), 1);
+	n = recv(nfd, msg, sizeof(msg) - 1, 0);
+	msg[n > 0 ? n : 0] = 0;
+	ck_assert_str_eq(msg, "STOPPING=1");
+	/* The socket is systemd's: it stays, for the next start. */
+	struct stat st;
+	ck_assert_int_eq(lstat(sock, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode));
+	close(l);
+	close(nfd);
+}
+END_TEST
+
 START_TEST(demo_runs)
 {
 	ck_assert_int_eq(SH("demo", "--workers", "3", "--keys", "20000"), 0);
@@ -1111,6 +1289,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, messages_say_what_to_do);
 	tcase_add_test(tc, timeout_on_a_mute_socket);
 	tcase_add_test(tc, redis_round_trip);
+	tcase_add_test(tc, serve_first_boot_and_saves);
+	tcase_add_test(tc, serve_mode_and_group);
+	tcase_add_test(tc, serve_socket_activation);
 	tcase_add_test(tc, demo_runs);
 	suite_add_tcase(s, tc);
 	return s;
