@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "snapshot.h"
+#include "shset/inspect.h"
 
 /*
  * Something is at @path where serve wants to bind.  Only a socket nobody
@@ -259,20 +259,20 @@ static int load_checked(const char *path, shset **s, int *loaded)
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
 	err = shset_load(s, self, NULL);
 	if (err == -EBADMSG || err == -EPROTONOSUPPORT) {
-		uint8_t *img = NULL;
-		size_t len;
-		uint64_t size;
-		enum snap_defect d = SNAP_OK;
-		int used;
-		if (!snap_read_checked(self, &img, &len, &size, &d, 0, &used) && d != SNAP_OK)
-			fprintf(stderr, "%s serve: %s: %s: %s (shset-inspect %s tells more)\n", cmd,
-				path,
-				d == SNAP_BAD_MAGIC || d == SNAP_SHORT ? "not a shset snapshot"
-								       : "a damaged snapshot",
-				snap_defect_str(d), path);
-		else
+		shset_snapfile *sf;
+		struct shset_snapfile_info si;
+		if (!shset_snapfile_open(&sf, self)) {
+			if (!shset_snapfile_info(sf, &si) && !si.sound)
+				fprintf(stderr,
+					"%s serve: %s: %s: %s (shset-inspect %s tells more)\n", cmd,
+					path,
+					si.magic_ok ? "a damaged snapshot" : "not a shset snapshot",
+					si.defect, path);
+			else
+				fail(0, path, err);
+			shset_snapfile_close(sf);
+		} else
 			fail(0, path, err);
-		free(img);
 		close(fd);
 		return EXIT_IO;
 	}
