@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fdpass.h"
 #include "inspect.h"
+#include "shset/inspect.h"
 
 #ifndef SHSET_TOOLS_VERSION
 #define SHSET_TOOLS_VERSION "unknown"
@@ -98,7 +98,7 @@ int main(int argc, char **argv)
 	int c = server_connect(&cl), fd;
 	if (c < 0)
 		return client_perror("shset-inspect", &cl, c);
-	int err = fdpass_recv_fd(c, &fd);
+	int err = shset_recv_fd(c, &fd);
 	close(c);
 	if (err)
 		return client_perror("shset-inspect", &cl, err);
