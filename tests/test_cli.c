@@ -652,12 +652,14 @@ static void round_trip_mode(const char *mode, shset *h, shset *ref, size_t n)
 	int json = !strcmp(mode, "--json");
 	ck_assert_int_eq(SH("list", "--socket", sock, mode), 0);
 	keep_output();
-	ck_assert_int_eq(feed_back("remove", mode), 0);
+	int code = feed_back("remove", mode);
+	ck_assert_msg(code == 0, "remove %s: exit %d: %s", mode, code, err);
 	snprintf(want, sizeof(want),
 		 json ? "{\"removed\": %zu, \"given\": %zu}\n" : "removed %zu of %zu\n", n, n);
 	ck_assert_msg(!strcmp(out, want), "%s: %s / %s", mode, out, err);
 	ck_assert_int_eq(shset_size(h), 0);
-	ck_assert_int_eq(feed_back("add", mode), 0);
+	code = feed_back("add", mode);
+	ck_assert_msg(code == 0, "add %s: exit %d: %s", mode, code, err);
 	snprintf(want, sizeof(want),
 		 json ? "{\"added\": %zu, \"given\": %zu}\n" : "added %zu of %zu\n", n, n);
 	ck_assert_msg(!strcmp(out, want), "%s: %s / %s", mode, out, err);
