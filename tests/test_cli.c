@@ -773,6 +773,12 @@ START_TEST(keys_input_rules)
 	ck_assert_ptr_nonnull(strstr(err, "not UTF-8"));
 	ck_assert_int_eq(shset_size(h), before);
 
+	/* The empty key first, before any buffer exists (UBSan: memcpy from
+	 * NULL). */
+	ck_assert_int_eq(RUN("[\"\", \"x\"]", SHSET_TOOL, "remove", "--socket", sock, "--json"), 0);
+	ck_assert_int_eq(RUN("[\"\", \"x\"]", SHSET_TOOL, "add", "--socket", sock, "--json"), 0);
+	ck_assert_str_eq(out, "{\"added\": 2, \"given\": 2}\n");
+
 	/* JSON Lines, and escapes of every kind. */
 	ck_assert_int_eq(RUN("\"j1\"\n{\"base64\":\"AAE=\"}\n\"\\u00e9\\ud83d\\ude00\\/\"\n",
 			     SHSET_TOOL, "add", "--socket", sock, "--json"),

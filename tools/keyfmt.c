@@ -618,6 +618,11 @@ static int json_read(struct key_reader *r, size_t *len)
 
 int key_read(struct key_reader *r, size_t *len)
 {
+	/* r->key is never NULL after a key, even the empty one. */
+	int err = key_reserve(r, 1);
+
+	if (err)
+		return err;
 	r->err[0] = 0;
 	return r->mode == KM_JSON ? json_read(r, len) : line_read(r, len);
 }

@@ -440,7 +440,8 @@ static int keys_push(struct keys *ks, const void *k, size_t len)
 	ks->k[ks->n] = malloc(len + 1);
 	if (!ks->k[ks->n])
 		return -ENOMEM;
-	memcpy(ks->k[ks->n], k, len);
+	if (len) /* the empty key may come with no buffer at all */
+		memcpy(ks->k[ks->n], k, len);
 	ks->len[ks->n++] = len;
 	return 0;
 }
