@@ -160,9 +160,11 @@ int key_write(FILE *f, enum key_mode m, const void *key, size_t len)
 	case KM_NUL:
 	case KM_RAW: {
 		int sep = m == KM_NUL ? 0 : '\n';
-		if (memchr(k, sep, len))
+		/* len 0: k may be NULL. */
+		if (len && memchr(k, sep, len))
 			return KEYFMT_CANNOT;
-		fwrite(k, 1, len, f);
+		if (len)
+			fwrite(k, 1, len, f);
 		fputc(sep, f);
 		return 0;
 	}
