@@ -16,6 +16,7 @@
 
 #include "json.h"
 #include "shset.h"
+#include "shset/inspect.h"
 
 #if !defined(SHSET_TOOL) || !defined(INSPECT_TOOL)
 #error "SHSET_TOOL and INSPECT_TOOL must name the programs"
@@ -1270,6 +1271,38 @@ START_TEST(serve_socket_activation)
 }
 END_TEST
 
+/* A peer writes the server's own owner value into the set's free lock
+ * word and leaves: clients would wait on it until the server next takes
+ * the lock, which it does once a second (shset_recover). */
+START_TEST(serve_clears_a_forged_lock_word)
+{
+	start_server(sock, NULL, NULL);
+	shset *h = served(sock);
+	shset_view *v;
+	struct shset_view_proc p;
+	ck_assert_int_eq(shset_view_open(&v, shset_fd(h)), 0);
+	int slot = -1;
+	for (uint32_t i = 0; i < 256 && slot < 0; i++)
+		if (shset_view_proc(v, i, &p) == 1 && p.alive && p.pid == (uint32_t)server)
+			slot = (int)i;
+	shset_view_close(v);
+	ck_assert_int_ge(slot, 0);
+	uint8_t *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, shset_fd(h), 0);
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	/* The owner value: slot + 1 and the slot's generation (17 bits). */
+	uint32_t forged = (uint32_t)(slot + 1) | (p.gen & 0x1ffffu) << 12;
+	__atomic_store_n((uint32_t *)(m + 256), forged, __ATOMIC_RELEASE);
+	munmap(m, 4096);
+	shset_close(h);
+	run_limit = (unsigned)(20 * test_scale());
+	const char *add[] = {SHSET_TOOL, "add", "--socket", sock, "after", NULL};
+	ck_assert_int_eq(run_as(-1, NULL, 0, add), 0);
+	const char *has[] = {SHSET_TOOL, "contains", "--socket", sock, "after", NULL};
+	ck_assert_int_eq(run_as(-1, NULL, 0, has), 0);
+	ck_assert_int_eq(stop_server(), 0);
+}
+END_TEST
+
 START_TEST(demo_runs)
 {
 	ck_assert_int_eq(SH("demo", "--workers", "3", "--keys", "20000"), 0);
@@ -1301,6 +1334,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, serve_first_boot_and_saves);
 	tcase_add_test(tc, serve_mode_and_group);
 	tcase_add_test(tc, serve_socket_activation);
+	tcase_add_test(tc, serve_clears_a_forged_lock_word);
 	tcase_add_test(tc, demo_runs);
 	suite_add_tcase(s, tc);
 	return s;

@@ -12,6 +12,7 @@
 #include <grp.h>
 #include <libgen.h>
 #include <poll.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -448,9 +449,22 @@ int cmd_serve(struct opts *o)
 		       shset_size(s), activated ? ", socket from systemd" : "");
 		fflush(stdout);
 	}
+	struct timespec last_recover;
+	clock_gettime(CLOCK_MONOTONIC, &last_recover);
 	for (;;) {
 		struct pollfd p[3] = {{lfd, POLLIN, 0}, {sfd, POLLIN, 0}, {tfd, POLLIN, 0}};
-		if (poll(p, tfd >= 0 ? 3 : 2, -1) < 0) {
+		/* Once a second, take and release the lock: a lock word a peer
+		 * forged to name this (otherwise idle) process would hold every
+		 * client until then. */
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > last_recover.tv_sec) {
+			last_recover = now;
+			if ((err = shset_recover(s)) < 0)
+				fprintf(stderr, "%s serve: taking the lock: %s\n", cmd,
+					strerror(-err));
+		}
+		if (poll(p, tfd >= 0 ? 3 : 2, 1000) < 0) {
 			if (errno == EINTR)
 				continue;
 			code = fail(EXIT_IO, "poll", errno);
