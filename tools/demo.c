@@ -103,17 +103,37 @@ int cmd_demo(struct opts *o)
 		struct opts so = {.client.path = sock, .mode = -1, .quiet = 1};
 		_exit(cmd_serve(&so));
 	}
-	if (wait_for_server(sock, server))
-		return fail(EXIT_CONNECT, "server did not start", ETIMEDOUT);
+	/* From here every early exit goes through `abort_demo`, which stops
+	 * the server and the workers and removes the directory. */
+	pid_t *pids = NULL;
+	shset *s = NULL, *c = NULL;
+	int code = 0, res[2] = {-1, -1}, ack[2] = {-1, -1};
+	if (server < 0) {
+		code = fail(EXIT_IO, "fork", errno);
+		goto abort_demo;
+	}
+	if (wait_for_server(sock, server)) {
+		code = fail(EXIT_CONNECT, "server did not start", ETIMEDOUT);
+		goto abort_demo;
+	}
 
 	/* 2. Workers, each receiving the set's fd from the server. */
-	int res[2], ack[2];
-	if (pipe(res) || pipe(ack))
-		return fail(EXIT_IO, "pipe", errno);
-	pid_t *pids = calloc((size_t)nw, sizeof(pid_t));
+	if (pipe(res) || pipe(ack)) {
+		code = fail(EXIT_IO, "pipe", errno);
+		goto abort_demo;
+	}
+	pids = calloc((size_t)nw, sizeof(pid_t));
+	if (!pids) {
+		code = fail(EXIT_IO, "workers", ENOMEM);
+		goto abort_demo;
+	}
 	uint64_t t0 = mono_ns();
 	for (long w = 0; w < nw; w++) {
 		pids[w] = fork();
+		if (pids[w] < 0) {
+			code = fail(EXIT_IO, "fork", errno);
+			goto abort_demo;
+		}
 		if (pids[w] == 0) {
 			struct opts co = {
 			    .client = {.path = sock, .trust = {-1}, .timeout_ms = -1}};
@@ -135,15 +155,19 @@ int cmd_demo(struct opts *o)
 	}
 	close(ack[1]);
 	close(res[1]);
+	ack[1] = res[1] = -1;
 
 	/* 3. Kill the victim while it holds the lock, mid-batch. */
 	struct opts co = {.client = {.path = sock, .trust = {-1}, .timeout_ms = -1}};
-	shset *s;
-	if (open_served(&co, &s))
-		return EXIT_CONNECT;
+	if (open_served(&co, &s)) {
+		code = EXIT_CONNECT;
+		goto abort_demo;
+	}
 	uint64_t b, acked = 0, vslot = UINT64_MAX;
-	if (read(ack[0], &vslot, sizeof(vslot)) != sizeof(vslot))
-		return fail(EXIT_SET, "worker 0", EIO);
+	if (read(ack[0], &vslot, sizeof(vslot)) != sizeof(vslot)) {
+		code = fail(EXIT_SET, "worker 0", EIO);
+		goto abort_demo;
+	}
 	while (acked < 5 && read(ack[0], &b, sizeof(b)) == sizeof(b))
 		acked++;
 	struct shset_stats st;
@@ -211,12 +235,13 @@ int cmd_demo(struct opts *o)
 	       whole ? "every acknowledged batch, the one in flight all or nothing" : "MISMATCH");
 
 	/* 6. An atomic copy and a snapshot. */
-	shset *c;
 	uint64_t tc = mono_ns();
 	int cerr = shset_copy(s, &c);
 	uint64_t tc1 = mono_ns();
-	if (cerr)
-		return fail(EXIT_SET, "copy", cerr);
+	if (cerr) {
+		code = fail(EXIT_SET, "copy", cerr);
+		goto abort_demo;
+	}
 	int serr = shset_save(s, snap);
 	uint64_t tc2 = mono_ns();
 	struct stat sst = {0};
@@ -246,8 +271,35 @@ int cmd_demo(struct opts *o)
 		rmdir(dir);
 	}
 	free(pids);
+	close(ack[0]);
+	close(res[0]);
 	int ok = !verr && whole && !tot.errors && !serr && !icode && sock_gone && WIFEXITED(sst2) &&
 		 WEXITSTATUS(sst2) == 0;
 	printf("  %s\n", ok ? "demo OK" : "demo FAILED");
 	return ok ? 0 : EXIT_SET;
+
+abort_demo:
+	for (long w = 0; pids && w < nw; w++)
+		if (pids[w] > 0) {
+			kill(pids[w], SIGKILL);
+			waitpid(pids[w], NULL, 0);
+		}
+	if (server > 0) {
+		kill(server, SIGTERM);
+		waitpid(server, NULL, 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		if (res[i] >= 0)
+			close(res[i]);
+		if (ack[i] >= 0)
+			close(ack[i]);
+	}
+	shset_close(c);
+	shset_close(s);
+	free(pids);
+	unlink(snap);
+	unlink(sock);
+	rmdir(dir);
+	printf("  demo FAILED\n");
+	return code;
 }
