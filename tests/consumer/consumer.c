@@ -2,6 +2,7 @@
 /* consumer.c - a program outside the project, built against an installed
  * shset: it must compile as strict C99 and link with the public names. */
 #include <shset.h>
+#include <shset/inspect.h>
 #include <stdio.h>
 #include <string.h>
 
