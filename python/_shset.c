@@ -27,6 +27,8 @@
 
 #include <shset.h>
 
+#include "_values.h"
+
 /* --- errors ------------------------------------------------------------------ */
 
 /* Raises OSError (the subclass for the errno) for a library result < 0. */
@@ -1752,7 +1754,8 @@ static PyTypeObject SetType = {
 
 /* --- the module ------------------------------------------------------------------------ */
 
-PyDoc_STRVAR(module_doc, "The C part of the shset package: use `import shset` and shset.Set.");
+PyDoc_STRVAR(module_doc, "The C part of the shset package: use `import shset`, shset.Set and\n"
+			 "the shared values (shset.Int, shset.Bytes, shset.IntArray, ...).");
 
 static struct PyModuleDef shset_module = {
     PyModuleDef_HEAD_INIT,
@@ -1778,7 +1781,7 @@ PyMODINIT_FUNC PyInit__shset(void)
 	if (!m)
 		return NULL;
 	if (PyModule_AddObjectRef(m, "Set", (PyObject *)&SetType) < 0 ||
-	    PyModule_AddIntConstant(m, "KEY_MAX", SHSET_KEY_MAX) < 0) {
+	    PyModule_AddIntConstant(m, "KEY_MAX", SHSET_KEY_MAX) < 0 || values_register(m) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}
