@@ -1303,6 +1303,41 @@ START_TEST(serve_clears_a_forged_lock_word)
 }
 END_TEST
 
+/* shset-inspect shows a live value or array: its type, value or length and
+ * first elements. */
+START_TEST(inspect_values)
+{
+	shset_value *i, *b, *a;
+	char path[64];
+	ck_assert_int_eq(shset_int_create(&i, -42), 0);
+	ck_assert_int_eq(shset_bytes_create(&b, 16, "caf\xc3\xa9", 5), 0);
+	ck_assert_int_eq(shset_intarray_create(&a, 3), 0);
+	int64_t old;
+	ck_assert_int_eq(shset_intarray_fetch_add(a, 1, 7, &old), 0);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), shset_value_fd(i));
+	const char *ins[] = {INSPECT_TOOL, path, NULL};
+	ck_assert_int_eq(run_as(-1, NULL, 0, ins), 0);
+	ck_assert_ptr_nonnull(strstr(out, "Type: int\n"));
+	ck_assert_ptr_nonnull(strstr(out, "Value: -42\n"));
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), shset_value_fd(b));
+	ck_assert_int_eq(run_as(-1, NULL, 0, ins), 0);
+	ck_assert_ptr_nonnull(strstr(out, "Type: bytes\n"));
+	ck_assert_ptr_nonnull(strstr(out, "Value: caf\xc3\xa9\n"));
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), shset_value_fd(a));
+	ck_assert_int_eq(run_as(-1, NULL, 0, ins), 0);
+	ck_assert_ptr_nonnull(strstr(out, "Type: intarray\n"));
+	ck_assert_ptr_nonnull(strstr(out, "Length: 3\n"));
+	ck_assert_ptr_nonnull(strstr(out, "First elements: 0 7 0\n"));
+	const char *js[] = {INSPECT_TOOL, "--json", path, NULL};
+	ck_assert_int_eq(run_as(-1, NULL, 0, js), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\"first\": [0, 7, 0]"));
+	ck_assert(json_valid(out));
+	shset_value_close(i);
+	shset_value_close(b);
+	shset_value_close(a);
+}
+END_TEST
+
 START_TEST(demo_runs)
 {
 	ck_assert_int_eq(SH("demo", "--workers", "3", "--keys", "20000"), 0);
@@ -1335,6 +1370,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, serve_mode_and_group);
 	tcase_add_test(tc, serve_socket_activation);
 	tcase_add_test(tc, serve_clears_a_forged_lock_word);
+	tcase_add_test(tc, inspect_values);
 	tcase_add_test(tc, demo_runs);
 	suite_add_tcase(s, tc);
 	return s;

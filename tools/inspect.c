@@ -361,6 +361,134 @@ int inspect_live(int fd, const char *name, const struct inspect_opts *o, FILE *f
 	return snap_err ? (o->verify ? EXIT_NO : EXIT_SET) : 0;
 }
 
+static const char *value_kind_name(int kind)
+{
+	static const char *names[] = {"any",   "int",	 "uint",     "float",
+				      "bytes", "string", "intarray", "uintarray"};
+	return kind >= 0 && kind < (int)(sizeof(names) / sizeof(names[0])) ? names[kind]
+									   : "unknown";
+}
+
+/* Prints element @i of an array (or the single value, i == 0) in decimal. */
+static int value_print_number(FILE *f, shset_value *v, int kind, size_t i)
+{
+	int64_t si;
+	uint64_t ui;
+	double d;
+	int err = 0;
+
+	switch (kind) {
+	case SHSET_VALUE_INT:
+		if (!(err = shset_int_load(v, &si)))
+			fprintf(f, "%lld", (long long)si);
+		break;
+	case SHSET_VALUE_UINT:
+		if (!(err = shset_uint_load(v, &ui)))
+			fprintf(f, "%llu", (unsigned long long)ui);
+		break;
+	case SHSET_VALUE_FLOAT:
+		if (!(err = shset_float_load(v, &d)))
+			fprintf(f, "%.17g", d);
+		break;
+	case SHSET_VALUE_INTARRAY:
+		if (!(err = shset_intarray_load(v, i, &si)))
+			fprintf(f, "%lld", (long long)si);
+		break;
+	case SHSET_VALUE_UINTARRAY:
+		if (!(err = shset_uintarray_load(v, i, &ui)))
+			fprintf(f, "%llu", (unsigned long long)ui);
+		break;
+	}
+	return err;
+}
+
+#define VALUE_SHOWN 16 /* array elements and bytes a summary shows */
+
+/*
+ * A live shared value or array (shset/values.h): its kind, its value, or
+ * its length and first elements.  Attaching reads only: a value's writer
+ * slot is claimed on its first store, which inspection never makes.
+ */
+static int inspect_value(int fd, const char *name, const struct inspect_opts *o, FILE *f)
+{
+	char self[64];
+	shset_value *v;
+	struct shset_value_info vi;
+
+	/* Values are attached read-write (their bytes are read through the
+	 * writers' seqlock); the path may have been opened read-only. */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	int rw = open(self, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	int err = rw < 0 ? -errno : shset_value_attach_fd(&v, rw, SHSET_VALUE_ANY);
+	if (rw >= 0)
+		close(rw);
+	if (err)
+		return err;
+	int verr = shset_value_info(v, &vi), kind = (int)vi.kind;
+	size_t n = vi.length;
+	int arr = kind == SHSET_VALUE_INTARRAY || kind == SHSET_VALUE_UINTARRAY;
+	int text = kind == SHSET_VALUE_BYTES || kind == SHSET_VALUE_STRING;
+	uint8_t *buf = text ? malloc(n ? n : 1) : NULL;
+	size_t blen = 0;
+	if (text && !buf) {
+		shset_value_close(v);
+		return -ENOMEM;
+	}
+	if (text && !verr)
+		verr = shset_bytes_load(v, buf, n, &blen);
+	if (o->json) {
+		fprintf(f, "{\"kind\": \"live value\", \"path\": ");
+		json_text(f, name, strlen(name));
+		fprintf(f, ", \"type\": \"%s\", \"file_bytes\": %llu", value_kind_name(kind),
+			(unsigned long long)vi.file_bytes);
+		if (arr)
+			fprintf(f, ", \"length\": %zu, \"first\": [", n);
+		else if (text)
+			fprintf(f, ", \"capacity\": %zu, \"stores\": %llu, \"value\": ", n,
+				(unsigned long long)vi.stores);
+		else
+			fprintf(f, ", \"value\": ");
+		if (text && !verr)
+			json_key(f, buf, blen);
+		else if (text)
+			fprintf(f, "null");
+		for (size_t i = 0; !text && i < (arr ? (n < VALUE_SHOWN ? n : VALUE_SHOWN) : 1);
+		     i++) {
+			fprintf(f, "%s", i ? ", " : "");
+			if (value_print_number(f, v, kind, i))
+				fprintf(f, "null");
+		}
+		fprintf(f, "%s, \"status\": \"%s\"}\n", arr ? "]" : "", verr ? "corrupt" : "sound");
+	} else {
+		fprintf(f, "Live value %s\n  Type: %s\n  File bytes: %llu\n", name,
+			value_kind_name(kind), (unsigned long long)vi.file_bytes);
+		if (arr) {
+			fprintf(f, "  Length: %zu\n  First elements:", n);
+			for (size_t i = 0; i < n && i < VALUE_SHOWN; i++) {
+				fputc(' ', f);
+				value_print_number(f, v, kind, i);
+			}
+			fprintf(f, "%s\n", n > VALUE_SHOWN ? " ..." : "");
+		} else if (text) {
+			fprintf(
+			    f, "  Capacity: %zu bytes\n  Stores: %llu\n  Length: %zu\n  Value: ", n,
+			    (unsigned long long)vi.stores, blen);
+			if (!verr)
+				key_write(f, KM_TEXT, buf, blen < 256 ? blen : 256);
+			else
+				fputc('\n', f);
+		} else {
+			fprintf(f, "  Value: ");
+			value_print_number(f, v, kind, 0);
+			fputc('\n', f);
+		}
+		fprintf(f, "  Status: %s\n", verr ? strerror(-verr) : "sound");
+	}
+	free(buf);
+	shset_value_close(v);
+	return verr ? (o->verify ? EXIT_NO : EXIT_SET) : 0;
+}
+
 int inspect_path(const char *path, const struct inspect_opts *o, FILE *f)
 {
 	int fd = open_checked(path);
@@ -372,10 +500,19 @@ int inspect_path(const char *path, const struct inspect_opts *o, FILE *f)
 	shset_view *v = NULL;
 	int probe = shset_view_open(&v, fd), code;
 	shset_view_close(v);
-	if (probe == -EMEDIUMTYPE)
+	if (probe == -EMEDIUMTYPE) {
 		code = inspect_snapshot_fd(fd, path, o, f);
-	else
+	} else if (probe == -EPROTO) {
+		/* A memfd that is not a set may be a shared value. */
+		code = inspect_value(fd, path, o, f);
+		if (code < 0) {
+			fprintf(stderr, "shset-inspect: %s: neither a live set nor a value\n",
+				path);
+			code = EXIT_SET;
+		}
+	} else {
 		code = inspect_live(fd, path, o, f);
+	}
 	close(fd);
 	return code;
 }
