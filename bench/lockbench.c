@@ -9,7 +9,7 @@
  * row (above 1x shset is ahead), as in setbench.  Processes are forked; the
  * locks live in one MAP_SHARED memfd.
  *
- * --only LOCK, --procs N, --duration S and --contended-only narrow a run,
+ * --only LOCK (repeatable), --procs N, --duration S and --contended-only narrow a run,
  * for profiling one configuration (perf stat, strace -c -f).
  */
 #define _GNU_SOURCE
@@ -270,6 +270,18 @@ static struct contended bench_contended(int which, int procs)
 	close(pp[0]);
 	close(pp[1]);
 	r.mops = (double)total / ((double)(t1 - t0) / 1e9) / 1e6;
+	if (which == L_SHSET && getenv("LOCKBENCH_COUNTERS")) {
+		struct shset_lock_state st;
+		static struct shset_lock_state last;
+		shset_lock_state(&S->slock, &st);
+		fprintf(stderr,
+			"shset %d procs: %.1f Mops/s, %llu acquisitions, %llu contended, "
+			"%llu futex waits\n",
+			procs, r.mops, (unsigned long long)(st.acquisitions - last.acquisitions),
+			(unsigned long long)(st.contended - last.contended),
+			(unsigned long long)(st.futex_waits - last.futex_waits));
+		last = st;
+	}
 	r.p50 = lat_pct(hist, n, 0.50);
 	r.p99 = lat_pct(hist, n, 0.99);
 	r.p999 = lat_pct(hist, n, 0.999);
@@ -373,6 +385,7 @@ static void fmt_ratio(char *buf, size_t n, double r)
 }
 
 static FILE *csv;
+static int use_shset = 1; /* without it (--only), no ratios */
 
 /* The spread of one figure over the runs. */
 struct spread {
@@ -404,7 +417,7 @@ static double row(const char *test, int which, const char *metric, struct spread
 	char range[48], rs[16];
 	double ratio = 0;
 
-	if (v.med > 0 && shset.med > 0)
+	if (v.med > 0 && shset.med > 0 && use_shset)
 		ratio = higher_better ? shset.med / v.med : v.med / shset.med;
 	fmt_ratio(rs, sizeof(rs), ratio);
 	if (runs > 1)
@@ -429,11 +442,11 @@ static int parse_lock(const char *name)
 
 /* Goals checked in every run (README "Goals"); the process counts tested. */
 #define NPROCS 3
-static const int procs_list[NPROCS] = {2, 4, 8};
+static int procs_list[NPROCS] = {2, 4, 8};
 
 int main(int argc, char **argv)
 {
-	int quick = 0, runs = 5, only = -1, only_procs = 0, skip_uncontended = 0;
+	int quick = 0, runs = 5, only = 0, only_procs = 0, skip_uncontended = 0;
 	const char *csv_path = NULL;
 	double dur = 0;
 
@@ -451,11 +464,12 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--contended-only"))
 			skip_uncontended = 1;
 		else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
-			only = parse_lock(argv[++i]);
-			if (only < 0) {
+			int l = parse_lock(argv[++i]);
+			if (l < 0) {
 				fprintf(stderr, "lockbench: no lock named like %s\n", argv[i]);
 				return 2;
 			}
+			only |= 1 << l;
 		} else {
 			fprintf(stderr, "usage: lockbench [--quick] [--csv FILE] [--runs N] "
 					"[--duration S] [--procs N] [--only LOCK] "
@@ -501,9 +515,10 @@ int main(int argc, char **argv)
 
 	int use[NLOCKS];
 	for (int l = 0; l < NLOCKS; l++)
-		use[l] = only < 0 || l == only || l == L_SHSET;
+		use[l] = !only || (only & (1 << l));
+	use_shset = use[L_SHSET];
 	double v[NLOCKS][4][MAX_RUNS];
-	struct spread sp[NLOCKS][4];
+	struct spread sp[NLOCKS][4] = {0};
 	double goal_tp[NPROCS] = {0}, goal_p99[NPROCS] = {0}, goal_unc = 0, goal_unc_rob = 0,
 	       goal_hand = 0;
 
@@ -531,8 +546,10 @@ int main(int argc, char **argv)
 		int np = procs_list[pi];
 		char test[32];
 
-		if (only_procs && np != only_procs)
-			continue;
+		if (only_procs && pi > 0)
+			break;
+		if (only_procs)
+			np = only_procs;
 		snprintf(test, sizeof(test), "contended %d procs", np);
 		for (int r = 0; r < runs; r++) {
 			for (int l = 0; l < NLOCKS; l++) {
@@ -565,7 +582,7 @@ int main(int argc, char **argv)
 		}
 		puts("");
 	}
-	if (!only_procs || only_procs == 2) {
+	if (!skip_uncontended && (!only_procs || only_procs == 2)) {
 		int rounds = quick ? 2000 : 10000;
 		for (int r = 0; r < runs; r++) {
 			for (int l = 0; l < NLOCKS; l++) {
