@@ -10,7 +10,8 @@
  * locks live in one MAP_SHARED memfd.
  *
  * --only LOCK (repeatable), --procs N, --duration S and --contended-only narrow a run,
- * for profiling one configuration (perf stat, strace -c -f).
+ * for profiling one configuration (perf stat, strace -c -f);
+ * LOCKBENCH_COUNTERS=1 prints the shset lock's counters after each run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
