@@ -3,9 +3,15 @@
  * lockbench - the shset futex lock against the locks a C programmer would
  * otherwise put in shared memory, measured side by side in one run.
  *
- * Every figure is also given as a ratio to the process-shared, non-robust
- * pthread mutex of the same run.  Processes are forked; the locks live in
- * one MAP_SHARED memfd.
+ * Each figure is the median of several runs, given with its minimum and
+ * maximum: the runs are interleaved across the locks, so a noisy moment of
+ * the machine falls on all of them.  The ratio is shset's advantage over the
+ * row (above 1x shset is ahead), as in setbench.  Processes are forked; the
+ * locks live in one MAP_SHARED memfd.
+ *
+ * --only LOCK (repeatable), --procs N, --duration S and --contended-only narrow a run,
+ * for profiling one configuration (perf stat, strace -c -f);
+ * LOCKBENCH_COUNTERS=1 prints the shset lock's counters after each run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +34,7 @@ static const char *lock_name[NLOCKS] = {"shset futex",	    "pthread mutex",   "p
 					"pthread spinlock", "posix semaphore", "ofd fcntl lock"};
 
 #define MAX_PROCS 8
+#define MAX_RUNS  15
 #define HIST_NS	  (1 << 20) /* latency histogram: 1 ns buckets up to ~1 ms */
 
 struct shared {
@@ -264,6 +271,18 @@ static struct contended bench_contended(int which, int procs)
 	close(pp[0]);
 	close(pp[1]);
 	r.mops = (double)total / ((double)(t1 - t0) / 1e9) / 1e6;
+	if (which == L_SHSET && getenv("LOCKBENCH_COUNTERS")) {
+		struct shset_lock_state st;
+		static struct shset_lock_state last;
+		shset_lock_state(&S->slock, &st);
+		fprintf(stderr,
+			"shset %d procs: %.1f Mops/s, %llu acquisitions, %llu contended, "
+			"%llu futex waits\n",
+			procs, r.mops, (unsigned long long)(st.acquisitions - last.acquisitions),
+			(unsigned long long)(st.contended - last.contended),
+			(unsigned long long)(st.futex_waits - last.futex_waits));
+		last = st;
+	}
 	r.p50 = lat_pct(hist, n, 0.50);
 	r.p99 = lat_pct(hist, n, 0.99);
 	r.p999 = lat_pct(hist, n, 0.999);
@@ -346,44 +365,136 @@ static struct contended bench_handoff(int which, int rounds)
 
 /* --- output -------------------------------------------------------------------------- */
 
-static FILE *csv;
-
-static void row(const char *test, int which, const char *metric, double v, double base,
-		int lower_better)
+/*
+ * Ratios read the same way here and in setbench: shset's advantage over the
+ * row, its throughput over the row's or the row's time over its own, so
+ * above 1x shset is ahead.  Three significant digits: a ratio far below one
+ * never prints as 0.00x.
+ */
+static void fmt_ratio(char *buf, size_t n, double r)
 {
-	double ratio = base > 0 ? v / base : 0;
-	printf("  %-22s %-17s %-12s %12.1f %8.2fx%s\n", test, lock_name[which], metric, v, ratio,
-	       lower_better ? "" : " ");
-	if (csv)
-		fprintf(csv, "%s,%s,%s,%.3f,%.4f\n", test, lock_name[which], metric, v, ratio);
+	if (r <= 0)
+		snprintf(buf, n, "-");
+	else if (r >= 100)
+		snprintf(buf, n, "%.0fx", r);
+	else if (r >= 10)
+		snprintf(buf, n, "%.1fx", r);
+	else if (r >= 0.1)
+		snprintf(buf, n, "%.2fx", r);
+	else
+		snprintf(buf, n, "%.3gx", r);
 }
+
+static FILE *csv;
+static int use_shset = 1; /* without it (--only), no ratios */
+
+/* The spread of one figure over the runs. */
+struct spread {
+	double med, min, max;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static struct spread spread_of(const double *v, int n)
+{
+	double s[MAX_RUNS];
+
+	memcpy(s, v, sizeof(double) * (size_t)n);
+	qsort(s, (size_t)n, sizeof(double), cmp_double);
+	/* The median of an even count is the lower middle: a sample, not a
+	 * mean of two. */
+	return (struct spread){s[(n - 1) / 2], s[0], s[n - 1]};
+}
+
+/* @shset is the same figure for the shset lock; @higher_better says which
+ * way the figure reads (throughput) or not (times). */
+static double row(const char *test, int which, const char *metric, struct spread v,
+		  struct spread shset, int higher_better, int runs)
+{
+	char range[48], rs[16];
+	double ratio = 0;
+
+	if (v.med > 0 && shset.med > 0 && use_shset)
+		ratio = higher_better ? shset.med / v.med : v.med / shset.med;
+	fmt_ratio(rs, sizeof(rs), ratio);
+	if (runs > 1)
+		snprintf(range, sizeof(range), "%.1f-%.1f", v.min, v.max);
+	else
+		snprintf(range, sizeof(range), "-");
+	printf("  %-19s %-17s %-9s %10.1f  %-19s %8s\n", test, lock_name[which], metric, v.med,
+	       range, rs);
+	if (csv)
+		fprintf(csv, "%s,%s,%s,%.3f,%.3f,%.3f,%.4f\n", test, lock_name[which], metric,
+			v.med, v.min, v.max, ratio);
+	return ratio;
+}
+
+static int parse_lock(const char *name)
+{
+	for (int l = 0; l < NLOCKS; l++)
+		if (strstr(lock_name[l], name))
+			return l;
+	return -1;
+}
+
+/* Goals checked in every run (README "Goals"); the process counts tested. */
+#define NPROCS 3
+static int procs_list[NPROCS] = {2, 4, 8};
 
 int main(int argc, char **argv)
 {
-	int quick = 0;
+	int quick = 0, runs = 5, only = 0, only_procs = 0, skip_uncontended = 0;
 	const char *csv_path = NULL;
+	double dur = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
 			quick = 1;
 		else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
 			csv_path = argv[++i];
-		else {
-			fprintf(stderr, "usage: lockbench [--quick] [--csv FILE]\n");
+		else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+			runs = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--duration") && i + 1 < argc)
+			dur = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--procs") && i + 1 < argc)
+			only_procs = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--contended-only"))
+			skip_uncontended = 1;
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+			int l = parse_lock(argv[++i]);
+			if (l < 0) {
+				fprintf(stderr, "lockbench: no lock named like %s\n", argv[i]);
+				return 2;
+			}
+			only |= 1 << l;
+		} else {
+			fprintf(stderr, "usage: lockbench [--quick] [--csv FILE] [--runs N] "
+					"[--duration S] [--procs N] [--only LOCK] "
+					"[--contended-only]\n");
 			return 2;
 		}
 	}
+	if (runs < 1 || runs > MAX_RUNS || only_procs < 0 || only_procs > MAX_PROCS) {
+		fprintf(stderr, "lockbench: --runs 1..%d, --procs 1..%d\n", MAX_RUNS, MAX_PROCS);
+		return 2;
+	}
 	if (quick) {
-		duration = 0.3;
+		duration = 0.2;
 		uncontended_iters = 2000000;
 	}
+	if (dur > 0)
+		duration = dur;
 	if (csv_path) {
 		csv = fopen(csv_path, "w");
 		if (!csv) {
 			perror(csv_path);
 			return 1;
 		}
-		fprintf(csv, "test,lock,metric,value,ratio_to_pthread\n");
+		fprintf(csv, "test,lock,metric,median,min,max,shset_advantage\n");
 	}
 	area_fd = memfd_create("lockbench", MFD_CLOEXEC);
 	ofd_file = memfd_create("lockbench-ofd", MFD_CLOEXEC);
@@ -396,38 +507,127 @@ int main(int argc, char **argv)
 	init_locks();
 	attach_process();
 
-	printf("lockbench (%s): %ld cpus; ratio = value / pthread mutex (process-shared, "
-	       "non-robust) of this run\n\n",
-	       quick ? "quick" : "full", sysconf(_SC_NPROCESSORS_ONLN));
-	printf("  %-22s %-17s %-12s %12s %9s\n", "test", "lock", "metric", "value", "ratio");
+	printf("lockbench (%s): %ld cpus; each figure the median of %d runs (interleaved across "
+	       "locks) with min-max;\nratio = shset's advantage over the row: shset's throughput / "
+	       "the row's, or the row's time / shset's (above 1x shset is ahead)\n\n",
+	       quick ? "quick" : "full", sysconf(_SC_NPROCESSORS_ONLN), runs);
+	printf("  %-19s %-17s %-9s %10s  %-19s %8s\n", "test", "lock", "metric", "median",
+	       "min-max", "ratio");
 
-	double base = bench_uncontended(L_PTHREAD);
+	int use[NLOCKS];
 	for (int l = 0; l < NLOCKS; l++)
-		row("uncontended", l, "ns/op", l == L_PTHREAD ? base : bench_uncontended(l), base,
-		    1);
-	puts("");
-	int procs[] = {2, 4, 8};
-	for (int pi = 0; pi < 3; pi++) {
-		char test[32];
-		snprintf(test, sizeof(test), "contended %d procs", procs[pi]);
-		struct contended b = bench_contended(L_PTHREAD, procs[pi]);
+		use[l] = !only || (only & (1 << l));
+	use_shset = use[L_SHSET];
+	double v[NLOCKS][4][MAX_RUNS];
+	struct spread sp[NLOCKS][4] = {0};
+	double goal_tp[NPROCS] = {0}, goal_p99[NPROCS] = {0}, goal_unc = 0, goal_unc_rob = 0,
+	       goal_hand = 0;
+
+	if (!skip_uncontended) {
+		for (int r = 0; r < runs; r++)
+			for (int l = 0; l < NLOCKS; l++)
+				if (use[l])
+					v[l][0][r] = bench_uncontended(l);
+		for (int l = 0; l < NLOCKS; l++)
+			if (use[l])
+				sp[l][0] = spread_of(v[l][0], runs);
 		for (int l = 0; l < NLOCKS; l++) {
-			if (l == L_OFD && procs[pi] > 2 && quick)
+			if (!use[l])
 				continue;
-			struct contended c = l == L_PTHREAD ? b : bench_contended(l, procs[pi]);
-			row(test, l, "Mops/s", c.mops, b.mops, 0);
-			row(test, l, "p50 ns", (double)c.p50, (double)b.p50, 1);
-			row(test, l, "p99 ns", (double)c.p99, (double)b.p99, 1);
-			row(test, l, "p99.9 ns", (double)c.p999, (double)b.p999, 1);
+			double ra =
+			    row("uncontended", l, "ns/op", sp[l][0], sp[L_SHSET][0], 0, runs);
+			if (l == L_PTHREAD)
+				goal_unc = ra;
+			if (l == L_ROBUST)
+				goal_unc_rob = ra;
 		}
 		puts("");
 	}
-	int rounds = quick ? 2000 : 10000;
-	struct contended hb = bench_handoff(L_PTHREAD, rounds);
-	for (int l = 0; l < NLOCKS; l++) {
-		struct contended h = l == L_PTHREAD ? hb : bench_handoff(l, rounds);
-		row("handoff 2 procs", l, "p50 ns", (double)h.p50, (double)hb.p50, 1);
-		row("handoff 2 procs", l, "p99 ns", (double)h.p99, (double)hb.p99, 1);
+	for (int pi = 0; pi < NPROCS; pi++) {
+		int np = procs_list[pi];
+		char test[32];
+
+		if (only_procs && pi > 0)
+			break;
+		if (only_procs)
+			np = only_procs;
+		snprintf(test, sizeof(test), "contended %d procs", np);
+		for (int r = 0; r < runs; r++) {
+			for (int l = 0; l < NLOCKS; l++) {
+				if (!use[l] || (l == L_OFD && np > 2 && quick))
+					continue;
+				struct contended c = bench_contended(l, np);
+				v[l][0][r] = c.mops;
+				v[l][1][r] = (double)c.p50;
+				v[l][2][r] = (double)c.p99;
+				v[l][3][r] = (double)c.p999;
+			}
+		}
+		for (int l = 0; l < NLOCKS; l++) {
+			if (!use[l] || (l == L_OFD && np > 2 && quick))
+				continue;
+			for (int m = 0; m < 4; m++)
+				sp[l][m] = spread_of(v[l][m], runs);
+		}
+		for (int l = 0; l < NLOCKS; l++) {
+			if (!use[l] || (l == L_OFD && np > 2 && quick))
+				continue;
+			double tp = row(test, l, "Mops/s", sp[l][0], sp[L_SHSET][0], 1, runs);
+			row(test, l, "p50 ns", sp[l][1], sp[L_SHSET][1], 0, runs);
+			double p99 = row(test, l, "p99 ns", sp[l][2], sp[L_SHSET][2], 0, runs);
+			row(test, l, "p99.9 ns", sp[l][3], sp[L_SHSET][3], 0, runs);
+			if (l == L_PTHREAD) {
+				goal_tp[pi] = tp;
+				goal_p99[pi] = p99;
+			}
+		}
+		puts("");
+	}
+	if (!skip_uncontended && (!only_procs || only_procs == 2)) {
+		int rounds = quick ? 2000 : 10000;
+		for (int r = 0; r < runs; r++) {
+			for (int l = 0; l < NLOCKS; l++) {
+				if (!use[l])
+					continue;
+				struct contended h = bench_handoff(l, rounds);
+				v[l][1][r] = (double)h.p50;
+				v[l][2][r] = (double)h.p99;
+			}
+		}
+		for (int l = 0; l < NLOCKS; l++) {
+			if (!use[l])
+				continue;
+			sp[l][1] = spread_of(v[l][1], runs);
+			sp[l][2] = spread_of(v[l][2], runs);
+		}
+		for (int l = 0; l < NLOCKS; l++) {
+			if (!use[l])
+				continue;
+			row("handoff 2 procs", l, "p50 ns", sp[l][1], sp[L_SHSET][1], 0, runs);
+			row("handoff 2 procs", l, "p99 ns", sp[l][2], sp[L_SHSET][2], 0, runs);
+		}
+		goal_hand = sp[L_SHSET][1].med;
+	}
+	if (use[L_PTHREAD] && use[L_ROBUST] && !skip_uncontended && !only_procs) {
+		char a[16], b[16];
+		/* The goals as the README states them: shset over pthread. */
+		printf("\n  goals (shset against the pthread mutex, medians):\n");
+		for (int pi = 0; pi < NPROCS; pi++) {
+			fmt_ratio(a, sizeof(a), goal_tp[pi]);
+			fmt_ratio(b, sizeof(b), goal_p99[pi]);
+			printf("    %d procs: throughput %s (>= 1.2x: %s), p99 %s as fast "
+			       "(>= 1x: %s)\n",
+			       procs_list[pi], a, goal_tp[pi] >= 1.2 ? "met" : "MISSED", b,
+			       goal_p99[pi] >= 1.0 ? "met" : "MISSED");
+		}
+		fmt_ratio(a, sizeof(a), goal_unc > 0 ? 1 / goal_unc : 0);
+		fmt_ratio(b, sizeof(b), goal_unc_rob > 0 ? 1 / goal_unc_rob : 0);
+		printf("    uncontended: %s the pthread mutex's time (<= 1.0x: %s), %s the robust "
+		       "one's (<= 0.8x: %s)\n",
+		       a, goal_unc >= 1.0 ? "met" : "MISSED", b,
+		       goal_unc_rob >= 1.25 ? "met" : "MISSED");
+		printf("    handoff p50: %.0f ns (<= 300 ns: %s)\n", goal_hand,
+		       goal_hand <= 300 ? "met" : "MISSED");
 	}
 	if (csv)
 		fclose(csv);

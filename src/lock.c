@@ -51,6 +51,7 @@
 #define LOCK_WAITERS	  0x80000000u
 #define SPIN_NS_MIN	  1000u	 /* the least a contended acquire spins, ns */
 #define SPIN_NS_MAX	  20000u /* about a futex sleep and wake on a VM */
+#define BACKOFF_NS	  1000u	 /* a sleeper's pause after a futile wake (+ timer slack) */
 
 #if defined(__SANITIZE_THREAD__)
 #define SHSET_TSAN 1
@@ -362,23 +363,30 @@ static int took_over(shset_lock *lk, uint32_t nv)
 }
 
 /*
- * The contended path.  @deadline_ns is CLOCK_MONOTONIC, 0 for none.
- * Returns 0/OWNER_DIED with the lock held, or -ETIMEDOUT.
+ * Spins while the owner is likely running a short section: 1 with the lock
+ * taken (word *@nvp), 0 to go to sleep.
+ *
+ * The budget is time, not iterations (a pause costs 5 to 150 cycles
+ * depending on the CPU), and adapts to how long spinning took when it
+ * worked; a spin that ran out moves it towards the maximum.
+ *
+ * A spin also ends as soon as anyone else acquires the lock: the owner is
+ * then cycling (releasing and taking it again at once, or handing it to a
+ * barger), and a spinner cannot win against a holder whose cache already has
+ * the line; its polling only steals that line from the holder on every
+ * round, halving the holder's rate, and a spinner that does win moves the
+ * line over and starts the same fight from the other side.  acquisitions
+ * sits in the word's cache line, so watching it costs nothing extra; a peer
+ * writing it can only make us sleep sooner.
  */
-static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *t, int i,
-		     uint32_t me, uint64_t deadline_ns)
+static int spin_phase(shset_lock *lk, uintptr_t *entry, uint32_t me, uint32_t *nvp)
 {
 	uint32_t v, est = __atomic_load_n(&lk->spin, __ATOMIC_RELAXED);
 	uint64_t budget = (uint64_t)est * 2 + SPIN_NS_MIN, t0 = prim_mono_ns();
-	uintptr_t *entry = &t->held[i];
+	uint64_t acq0 = __atomic_load_n(&lk->acquisitions, __ATOMIC_RELAXED);
 
 	if (budget > SPIN_NS_MAX)
 		budget = SPIN_NS_MAX;
-	/* Phase 1: spin while the owner is likely running its short section.
-	 * The budget is time, not iterations (a pause costs 5 to 150 cycles
-	 * depending on the CPU), and adapts to how long spinning took when it
-	 * worked; a failed spin moves it towards the maximum, since the sleep
-	 * that follows costs more than the spin did. */
 	for (uint32_t n = 1;; n++) {
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
 		if (!(v & LEASE_OWNER_MASK)) {
@@ -389,10 +397,12 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 				__atomic_store_n(
 				    &lk->spin, (uint32_t)((int64_t)est + (took - (int64_t)est) / 8),
 				    __ATOMIC_RELAXED);
-				bump(&lk->contended);
-				return acquired(lk, nv);
+				*nvp = nv;
+				return 1;
 			}
 		}
+		if (__atomic_load_n(&lk->acquisitions, __ATOMIC_RELAXED) != acq0)
+			return 0;
 		if (!(n & 31)) {
 			uint64_t spent = prim_mono_ns() - t0;
 			if (spent > budget)
@@ -408,6 +418,49 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 		prim_cpu_relax();
 	}
 	__atomic_store_n(&lk->spin, est + (SPIN_NS_MAX - est) / 8, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
+ * A sleeper woke (or its wait found the word changed) and the lock is held
+ * again: the owner is cycling faster than a wake-up travels.  Asking for
+ * another wake at once would cost the owner a FUTEX_WAKE on its next release
+ * and us a wait that finds the word changed again, round after round (on 2
+ * vCPUs half a million futex calls a second, most of them futile).  Instead
+ * sleep once without asking (the kernel's timer slack makes this about 50
+ * us), then compete again; the owner meanwhile runs with its cache line to
+ * itself.  Within @deadline_ns (0: none).
+ */
+static void back_off(uint64_t deadline_ns)
+{
+	uint64_t ns = BACKOFF_NS;
+
+	if (deadline_ns) {
+		uint64_t now = prim_mono_ns();
+		if (now >= deadline_ns)
+			return;
+		if (deadline_ns - now < ns)
+			ns = deadline_ns - now;
+	}
+	struct timespec ts = prim_ns_timespec(ns);
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * The contended path.  @deadline_ns is CLOCK_MONOTONIC, 0 for none.
+ * Returns 0/OWNER_DIED with the lock held, or -ETIMEDOUT.
+ */
+static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *t, int i,
+		     uint32_t me, uint64_t deadline_ns)
+{
+	uint32_t v, nv;
+	uintptr_t *entry = &t->held[i];
+
+	/* Phase 1: spin. */
+	if (spin_phase(lk, entry, me, &nv)) {
+		bump(&lk->contended);
+		return acquired(lk, nv);
+	}
 
 	/* Phase 2: sleep, waking at least every check interval to see whether
 	 * the owner still lives. */
@@ -415,7 +468,7 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 	for (;;) {
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
 		if (!(v & LEASE_OWNER_MASK)) {
-			uint32_t nv = me | LOCK_WAITERS | (v & LOCK_INCONSISTENT);
+			nv = me | LOCK_WAITERS | (v & LOCK_INCONSISTENT);
 
 			if (take(lk, &v, nv, entry)) {
 				bump(&lk->contended);
@@ -443,11 +496,15 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 			struct timespec ts = prim_ns_timespec(check);
 			r = futex_wait_rel(&lk->word, v, &ts);
 		}
-		if (r != -ETIMEDOUT)
+		if (r != -ETIMEDOUT) {
+			if ((r == 0 || r == -EAGAIN) &&
+			    (__atomic_load_n(&lk->word, __ATOMIC_RELAXED) & LEASE_OWNER_MASK))
+				back_off(deadline_ns);
 			continue;
+		}
 		/* Nobody released it for a whole interval: is the owner alive? */
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
-		uint32_t owner = v & LEASE_OWNER_MASK, nv;
+		uint32_t owner = v & LEASE_OWNER_MASK;
 		if (!owner)
 			continue;
 		int alive = lease_owner_alive(l, owner);
