@@ -688,7 +688,8 @@ START_TEST(keys_round_trip_every_mode)
 	ck_assert_ptr_nonnull(strstr(out, "\\\\x41 is not A\n"));
 	ck_assert_ptr_nonnull(strstr(out, "\\xc2\\x85 C1\n"));
 	ck_assert_ptr_nonnull(strstr(out, "\xf0\x9f\x98\x80\n"));
-	ck_assert_ptr_nonnull(strstr(out, "\n\n")); /* the empty key: a blank line */
+	/* The empty key: a blank line (the first line, if it is listed first). */
+	ck_assert(out[0] == '\n' || strstr(out, "\n\n"));
 	ck_assert_int_eq(SH("list", "--socket", sock, "--json"), 0);
 	ck_assert(json_valid(out));
 	ck_assert_ptr_nonnull(strstr(out, "\"caf\xc3\xa9\""));
