@@ -280,6 +280,11 @@ int shset_send(int sock, const shset *s);
  * non-blocking socket, which gives -EAGAIN, to bound the wait).  Signals
  * do not interrupt them (EINTR is retried). */
 int shset_recv(int sock, shset **out);
+/* shset_recv that waits at most @timeout_ms (< 0: forever) for a message:
+ * -ETIMEDOUT if nothing came, else shset_recv's result (a message that
+ * arrives short is refused at once, never waited for).  Signals neither
+ * shorten nor end the wait. */
+int shset_recv_timeout(int sock, shset **out, int timeout_ms);
 
 /* Who is on the other end of a connected Unix socket (SO_PEERCRED), so a
  * server can refuse other users. */

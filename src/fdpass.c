@@ -12,10 +12,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "prim.h"
 #include "fdpass.h"
 #include "region.h"
 #include "shset.h"
@@ -136,6 +138,35 @@ int shset_recv(int sock, shset **out)
 	err = shset_attach_fd(out, fd); /* validates first; dup's on success */
 	close(fd);
 	return err;
+}
+
+int shset_recv_timeout(int sock, shset **out, int timeout_ms)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (sock < 0)
+		return -EINVAL;
+	uint64_t deadline = timeout_ms < 0 ? 0 : prim_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+	for (;;) {
+		int left = -1;
+		if (timeout_ms >= 0) {
+			uint64_t now = prim_mono_ns();
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			/* Rounded up: a wait never ends before the deadline. */
+			left = (int)((deadline - now + 999999u) / 1000000u);
+		}
+		struct pollfd p = {.fd = sock, .events = POLLIN};
+		int n = poll(&p, 1, left);
+		if (n < 0 && errno == EINTR)
+			continue; /* with the time that is left */
+		if (n < 0)
+			return -errno;
+		if (n > 0)
+			break; /* a message, EOF or an error: shset_recv says which */
+	}
+	return shset_recv(sock, out);
 }
 
 int shset_peer_cred(int sock, struct shset_peer *peer)

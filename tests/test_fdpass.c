@@ -181,6 +181,26 @@ START_TEST(hostile_senders)
 		close(sp[1]);
 	}
 
+	/* A peer that says nothing: the deadline ends the wait; a message
+	 * that is there is taken at once; EOF is told as such. */
+	{
+		int sp[2];
+		ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+		shset *t = (shset *)1;
+		uint64_t t0 = now_ns();
+		ck_assert_int_eq(shset_recv_timeout(sp[1], &t, 200), -ETIMEDOUT);
+		ck_assert_ptr_null(t);
+		ck_assert_uint_ge(now_ns() - t0, 200000000ull);
+		ck_assert_int_eq(shset_send(sp[0], good), 0);
+		ck_assert_int_eq(shset_recv_timeout(sp[1], &t, 200), 0);
+		ck_assert_ptr_nonnull(t);
+		shset_close(t);
+		ck_assert_int_eq(shset_recv_timeout(sp[1], NULL, 0), -EINVAL);
+		close(sp[0]);
+		ck_assert_int_eq(shset_recv_timeout(sp[1], &t, -1), -ECONNRESET);
+		close(sp[1]);
+	}
+
 	/* A peer that closes without a word. */
 	int sv[2];
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
