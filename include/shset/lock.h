@@ -45,11 +45,13 @@ extern "C" {
 typedef struct shset_lock {
 	uint32_t word;	    /* futex word: owner slot+1, slot gen, flags */
 	uint32_t owner_tid; /* owner's thread id, informational; under the lock */
-	uint32_t spin;	    /* adaptive spin estimate; written by owners */
+	uint32_t spin;	    /* adaptive spin estimate; written by owners and by
+			       waiters whose spin failed (relaxed, racy) */
 	uint32_t pad;
-	uint64_t acquisitions; /* counters: written by the owner only */
+	uint64_t acquisitions; /* counters, relaxed: written by the owner... */
 	uint64_t contended;
-	uint64_t futex_waits;
+	uint64_t futex_waits; /* ...except this one, bumped by each sleeper
+				 (racy: a statistic, may miss counts) */
 	uint64_t owner_died;
 	uint64_t reserved[2];
 } __attribute__((aligned(64))) shset_lock;
