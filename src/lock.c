@@ -107,12 +107,6 @@ static int futex_wait_abs(uint32_t *word, uint32_t val, const struct timespec *a
 	return r < 0 ? -errno : 0;
 }
 
-static int futex_wait_rel(uint32_t *word, uint32_t val, const struct timespec *rel)
-{
-	long r = syscall(SYS_futex, word, FUTEX_WAIT, val, rel, NULL, 0);
-	return r < 0 ? -errno : 0;
-}
-
 static void futex_wake_one(uint32_t *word)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
@@ -465,6 +459,10 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 	/* Phase 2: sleep, waking at least every check interval to see whether
 	 * the owner still lives. */
 	uint64_t check = lease_check_ns(l);
+	/* Absolute: a wait that a signal ends early (EINTR, with SA_RESTART
+	 * too) must not start a new full interval, or a process receiving
+	 * signals more often than the interval never checks the owner. */
+	uint64_t next_check = prim_mono_ns() + check;
 	for (;;) {
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
 		if (!(v & LEASE_OWNER_MASK)) {
@@ -484,24 +482,24 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 		}
 		int r;
 		bump(&lk->futex_waits);
-		if (deadline_ns) {
-			uint64_t now = prim_mono_ns();
-			if (now >= deadline_ns)
-				return -ETIMEDOUT;
-			uint64_t until = now + check < deadline_ns ? now + check : deadline_ns;
+		uint64_t now = prim_mono_ns();
+		if (deadline_ns && now >= deadline_ns)
+			return -ETIMEDOUT;
+		if (now < next_check) {
+			uint64_t until =
+			    deadline_ns && deadline_ns < next_check ? deadline_ns : next_check;
 			struct timespec ts = prim_ns_timespec(until);
 			r = futex_wait_abs(&lk->word, v, &ts);
-		} else {
-			/* No clock read on the common path: a relative wait. */
-			struct timespec ts = prim_ns_timespec(check);
-			r = futex_wait_rel(&lk->word, v, &ts);
+			if (r != -ETIMEDOUT) {
+				if ((r == 0 || r == -EAGAIN) &&
+				    (__atomic_load_n(&lk->word, __ATOMIC_RELAXED) &
+				     LEASE_OWNER_MASK))
+					back_off(deadline_ns);
+				if (prim_mono_ns() < next_check)
+					continue;
+			}
 		}
-		if (r != -ETIMEDOUT) {
-			if ((r == 0 || r == -EAGAIN) &&
-			    (__atomic_load_n(&lk->word, __ATOMIC_RELAXED) & LEASE_OWNER_MASK))
-				back_off(deadline_ns);
-			continue;
-		}
+		next_check = prim_mono_ns() + check;
 		/* Nobody released it for a whole interval: is the owner alive? */
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
 		uint32_t owner = v & LEASE_OWNER_MASK;

@@ -627,6 +627,7 @@ int shset_foreach(shset *s, shset_visit_fn fn, void *arg)
 struct two_arg {
 	struct shset *other;
 	int mode;
+	uint8_t *key; /* SHSET_KEY_MAX bytes: the other set's key, copied once */
 };
 
 enum { ALG_UNION, ALG_INTER, ALG_DIFF, ALG_SYMDIFF };
@@ -653,6 +654,11 @@ static long long do_two(struct tx *x, void *arg)
 	table_iter_start(o, &it);
 	while ((r = table_iter_next(&it, &k, &len)) == 1) {
 		int res;
+		/* The other set's key bytes are shared memory: hashed and
+		 * stored from one private copy, so a peer changing them
+		 * between the two cannot make this set disagree with itself. */
+		memcpy(a->key, k, len);
+		k = a->key;
 		if (a->mode == ALG_UNION) {
 			res = tx_insert(x, k, len);
 		} else if (a->mode == ALG_DIFF) {
@@ -679,17 +685,26 @@ static long long algebra(shset *s, shset *other, int mode)
 			return 0;
 		return locked_tx(s, do_clear, NULL, 0);
 	}
+	struct two_arg a = {other, mode, malloc(SHSET_KEY_MAX)};
+	if (!a.key)
+		return -ENOMEM;
 	int err = lock_two(s, other);
-	if (err)
+	if (err) {
+		free(a.key);
 		return err;
-	struct two_arg a = {other, mode};
-	/* How many keys may change: the other's count, trusted no further
-	 * than its table's capacity. */
-	struct table_stats os;
-	table_stats(other->r, &os);
-	uint64_t writes = os.count < os.capacity ? os.count : os.capacity;
+	}
+	/* How many keys may change, to size a fresh table: the other's count
+	 * only if its table fits its file, and no more keys than the memory
+	 * its file holds could store (32 bytes a slot); a peer holding only
+	 * the other set must not make this one allocate. */
+	long long n = table_count_locked(other->r);
+	struct stat ost;
+	uint64_t writes = n > 0 ? (uint64_t)n : 0;
+	if (fstat(other->r->fd, &ost) < 0 || writes > (uint64_t)ost.st_blocks * 512 / 32)
+		writes = 0; /* unsized: the log's room decides, E2BIG retries fresh */
 	long long res = run_tx(s, do_two, &a, mode == ALG_INTER ? 0 : writes);
 	unlock_two(s, other);
+	free(a.key);
 	return res;
 }
 

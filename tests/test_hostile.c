@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 
 #include "hash.h"
 #include "keys.h"
@@ -558,6 +559,88 @@ START_TEST(forged_word_cleared_by_recover)
 }
 END_TEST
 
+/* --- set algebra reads the other set's words no further than they hold ---------- */
+
+/*
+ * A peer holding only B writes B's count and a table descriptor of 2^40
+ * slots: shset_update(A, B) must not size (and fault in) a table in A from
+ * them, a set the peer cannot even reach.
+ */
+START_TEST(algebra_sized_by_what_the_other_holds)
+{
+	shset *a, *b;
+	struct shset_opts oa = {.max_bytes = 1ull << 30};
+
+	ck_assert_int_eq(shset_create(&a, &oa), 0);
+	ck_assert_int_eq(shset_create(&b, NULL), 0);
+	for (uint32_t i = 0; i < 10; i++) {
+		ck_assert_int_eq(shset_add(a, &i, sizeof(i)), 1);
+		ck_assert_int_eq(shset_add(b, &i, sizeof(i)), 1);
+	}
+	struct peer p;
+	peer_map(&p, shset_fd(b));
+	poke(&p, STATE_OFF(tdesc), (40ull << 56) | 0x100000);
+	poke(&p, STATE_OFF(count), 1ull << 22);
+	uint64_t before = allocated(shset_fd(a));
+	long long r = shset_update(a, b);
+	ck_assert(r == -EUCLEAN || r >= 0);
+	ck_assert_msg(allocated(shset_fd(a)) - before < (8ull << 20), "A grew by %llu bytes",
+		      (unsigned long long)(allocated(shset_fd(a)) - before));
+	ck_assert_int_eq(shset_size(a), 10);
+	ck_assert_int_eq(shset_verify(a), 0);
+	shset_close(b);
+	shset_close(a);
+}
+END_TEST
+
+/* --- signals do not keep a waiter from taking over a dead owner's lock ------------ */
+
+static void on_tick(int sig)
+{
+	(void)sig;
+}
+
+static void honest_add_under_signals(void *arg)
+{
+	shset *c;
+	struct sigaction sa = {.sa_handler = on_tick}; /* no SA_RESTART */
+	struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1};
+	struct itimerspec it = {{0, 2000000}, {0, 2000000}}, off = {{0, 0}, {0, 0}};
+	timer_t tm;
+
+	if (shset_attach_fd(&c, shset_fd((shset *)arg)))
+		_exit(10);
+	/* A wall-clock timer: it fires while the waiter sleeps. */
+	sigaction(SIGUSR1, &sa, NULL);
+	if (timer_create(CLOCK_MONOTONIC, &ev, &tm) || timer_settime(tm, 0, &it, NULL))
+		_exit(12);
+	int r = shset_add(c, "after", 5);
+	timer_settime(tm, 0, &off, NULL);
+	_exit(r == 1 ? 0 : 11);
+}
+
+/*
+ * The lock word names no live process (a dead owner, or a peer's word)
+ * while the waiter gets a signal every 2 ms, more often than its liveness
+ * check interval: each interrupted wait must not restart the interval.
+ */
+START_TEST(signals_do_not_stop_takeover)
+{
+	shset *s;
+
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	/* Slot 3 + 1, generation 7: nobody holds that slot. */
+	__atomic_store_n((uint32_t *)(p.m + REGION_LOCK_OFF), 4u | 7u << LEASE_GEN_SHIFT,
+			 __ATOMIC_RELEASE);
+	int st = run_honest(honest_add_under_signals, s, (unsigned)(10 * test_scale()));
+	ck_assert_msg(st == 0, "honest process: status %d (142: it never took the lock over)", st);
+	ck_assert_int_eq(shset_contains(s, "after", 5), 1);
+	shset_close(s);
+}
+END_TEST
+
 /* --- a peer writing random words while an honest process works ---------------------- */
 
 struct fuzz_arg {
@@ -793,6 +876,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, identity_is_the_memfd);
 	tcase_add_test(tc, size_bounded_by_region);
 	tcase_add_test(tc, forged_word_cleared_by_recover);
+	tcase_add_test(tc, algebra_sized_by_what_the_other_holds);
+	tcase_add_test(tc, signals_do_not_stop_takeover);
 	tcase_add_test(tc, random_words_peer);
 	suite_add_tcase(s, tc);
 	return s;
