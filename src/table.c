@@ -511,7 +511,7 @@ static void tx_touch(struct tx *x)
 static int tx_log_limit(struct tx *x, uint64_t off, uint64_t limit)
 {
 	struct table_state *st = x->st;
-	uint64_t n = st->log_n;
+	uint64_t n = __atomic_load_n(&st->log_n, __ATOMIC_RELAXED); /* once */
 
 	if (n >= limit)
 		return -E2BIG;
@@ -535,7 +535,8 @@ static int tx_log(struct tx *x, uint64_t off)
 
 uint64_t tx_log_room(const struct tx *x)
 {
-	uint64_t cap = log_cap(x->r) - LOG_RESERVE, n = x->st->log_n;
+	uint64_t cap = log_cap(x->r) - LOG_RESERVE,
+		 n = __atomic_load_n(&x->st->log_n, __ATOMIC_RELAXED);
 	return n < cap ? cap - n : 0;
 }
 
@@ -563,12 +564,14 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	}
 	x->r = r;
 	x->st = st;
-	x->tdesc = st->tdesc;
-	x->count = st->count;
-	x->tombs = st->tombs;
-	x->brk = st->brk;
-	x->key_bytes = st->key_bytes;
-	x->arena_bytes = st->arena_bytes;
+	/* Each state word read once (atomically: the compiler must not read
+	 * it again); the transaction works on these copies. */
+	x->tdesc = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
+	x->count = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
+	x->tombs = __atomic_load_n(&st->tombs, __ATOMIC_RELAXED);
+	x->brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
+	x->key_bytes = __atomic_load_n(&st->key_bytes, __ATOMIC_RELAXED);
+	x->arena_bytes = __atomic_load_n(&st->arena_bytes, __ATOMIC_RELAXED);
 	x->head_mask = 0;
 	x->pend_mask = 0;
 	x->dirty = 0;
@@ -596,7 +599,7 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 static inline uint64_t *tx_head(struct tx *x, unsigned c)
 {
 	if (!(x->head_mask & (1ull << c))) {
-		x->head[c] = x->st->head[c];
+		x->head[c] = __atomic_load_n(&x->st->head[c], __ATOMIC_RELAXED);
 		x->head_mask |= 1ull << c;
 	}
 	return &x->head[c];
@@ -928,7 +931,7 @@ int tx_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 	uint8_t *t = view_table(&x->v, x->tdesc, &cap);
 	if (!t)
 		return -EUCLEAN;
-	uint64_t start = x->st->pop_hint & (cap - 1);
+	uint64_t start = __atomic_load_n(&x->st->pop_hint, __ATOMIC_RELAXED) & (cap - 1);
 	for (uint64_t n = 0; n < cap; n++) {
 		uint64_t i = (start + n) & (cap - 1);
 		const uint8_t *s = t + i * SLOT_SIZE;
