@@ -60,6 +60,13 @@ int utf8_valid(const void *s, size_t len)
 	return 1;
 }
 
+/* The letter of a control character's short escape in both the text and
+ * the JSON modes (\n \t \r), or 0. */
+static char short_escape(uint8_t c)
+{
+	return c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : 0;
+}
+
 /* The body of a JSON string for valid UTF-8 (@fffd: replace invalid bytes). */
 static void json_chars(FILE *f, const uint8_t *k, size_t len)
 {
@@ -73,12 +80,8 @@ static void json_chars(FILE *f, const uint8_t *k, size_t len)
 		}
 		if (c == '"' || c == '\\')
 			fprintf(f, "\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", f);
-		else if (c == '\t')
-			fputs("\\t", f);
-		else if (c == '\r')
-			fputs("\\r", f);
+		else if (short_escape(c))
+			fprintf(f, "\\%c", short_escape(c));
 		else if (c < 0x20 || c == 0x7f)
 			fprintf(f, "\\u%04x", c);
 		else
@@ -131,12 +134,8 @@ static void text_write(FILE *f, const uint8_t *k, size_t len)
 			l = 0;
 		if (c == '\\')
 			fputs("\\\\", f);
-		else if (c == '\n')
-			fputs("\\n", f);
-		else if (c == '\t')
-			fputs("\\t", f);
-		else if (c == '\r')
-			fputs("\\r", f);
+		else if (short_escape(c))
+			fprintf(f, "\\%c", short_escape(c));
 		else if (c < 0x20 || c == 0x7f || l == 0) {
 			fprintf(f, "\\x%02x", c);
 			l = 1;
