@@ -737,6 +737,28 @@ static int read_body(int fd, uint8_t *buf, size_t from, size_t len, int no_uring
 	return stuck ? 1 : err;
 }
 
+/* A new buffer of @want bytes holding the @have bytes at @head and the rest
+ * of the file read after them.  A stuck read (read_body > 0) leaves its
+ * buffer to the kernel: never freed, -EIO. */
+static int read_alloc(int fd, const uint8_t *head, size_t have, size_t want, int no_uring,
+		      int *used_uring, uint8_t **out)
+{
+	uint8_t *buf = malloc(want ? want : 1);
+
+	if (!buf)
+		return -ENOMEM;
+	if (have)
+		memcpy(buf, head, have);
+	int err = read_body(fd, buf, have, want, no_uring, used_uring);
+	if (err) {
+		if (err < 0)
+			free(buf);
+		return err < 0 ? err : -EIO;
+	}
+	*out = buf;
+	return 0;
+}
+
 int snap_read_file(const char *path, uint8_t **img, size_t *len, int no_uring, int *used_uring)
 {
 	struct stat st;
@@ -748,18 +770,11 @@ int snap_read_file(const char *path, uint8_t **img, size_t *len, int no_uring, i
 	fd = open_regular(path, &st);
 	if (fd < 0)
 		return fd;
-	size_t size = (size_t)st.st_size;
-	uint8_t *buf = malloc(size ? size : 1);
-	err = buf ? read_body(fd, buf, 0, size, no_uring, used_uring) : -ENOMEM;
+	err = read_alloc(fd, NULL, 0, (size_t)st.st_size, no_uring, used_uring, img);
 	close(fd);
-	if (err) {
-		if (err < 0)
-			free(buf);
-		return err < 0 ? err : -EIO;
-	}
-	*img = buf;
-	*len = size;
-	return 0;
+	if (!err)
+		*len = (size_t)st.st_size;
+	return err;
 }
 
 int snap_read_checked(const char *path, uint8_t **img, size_t *len, uint64_t *file_size,
@@ -787,19 +802,10 @@ int snap_read_checked(const char *path, uint8_t **img, size_t *len, uint64_t *fi
 		goto out;
 	*defect = snap_check_header(hdr, hl, size, &h);
 	size_t want = *defect == SNAP_OK ? size : hl;
-	uint8_t *buf = malloc(want ? want : 1);
-	if (!buf) {
-		err = -ENOMEM;
+	uint8_t *buf;
+	err = read_alloc(fd, hdr, hl, want, no_uring, used_uring, &buf);
+	if (err)
 		goto out;
-	}
-	memcpy(buf, hdr, hl);
-	err = read_body(fd, buf, hl, want, no_uring, used_uring);
-	if (err) {
-		if (err < 0)
-			free(buf);
-		err = err < 0 ? err : -EIO;
-		goto out;
-	}
 	if (*defect == SNAP_OK)
 		*defect = snap_check(buf, want, &h);
 	*img = buf;
