@@ -129,8 +129,8 @@ static int pt_run(void *ctx, struct op *ops, int n)
 			bad += table_contains_locked(r, ops[i].key, ops[i].len) < 0;
 		} else {
 			struct tx *x = tx_begin(r, pt_txmem, &err);
-			int res = ops[i].type == OP_ADD ? tx_insert(x, ops[i].key, ops[i].len)
-							: tx_remove(x, ops[i].key, ops[i].len);
+			int res = ops[i].type == OP_ADD ? table_insert(x, ops[i].key, ops[i].len)
+							: table_remove(x, ops[i].key, ops[i].len);
 			if (res < 0) {
 				tx_abort(x);
 				bad++;
@@ -367,12 +367,12 @@ static void preload(size_t klen, uint64_t *redis_mem)
 	int err;
 	pthread_mutex_lock(pt_mutex);
 	struct tx *x = tx_begin(pt_region, pt_txmem, &err);
-	tx_clear(x);
+	table_clear(x);
 	tx_commit(x);
 	x = tx_begin(pt_region, pt_txmem, &err);
-	tx_fresh(x, PRELOAD);
+	table_fresh(x, PRELOAD);
 	for (uint32_t i = 0; i < PRELOAD; i++)
-		tx_insert(x, kp[i], klen);
+		table_insert(x, kp[i], klen);
 	tx_commit(x);
 	pthread_mutex_unlock(pt_mutex);
 

@@ -89,7 +89,7 @@ static int opts_to_region(const struct shset_opts *opts, struct region_opts *ro)
 	ro->max_size = opts->max_bytes;
 	ro->nslots = opts->max_procs;
 	if (opts->log_bytes)
-		ro->log_bytes = opts->log_bytes < TABLE_MIN_LOG ? TABLE_MIN_LOG : opts->log_bytes;
+		ro->log_bytes = opts->log_bytes < TX_MIN_LOG ? TX_MIN_LOG : opts->log_bytes;
 	ro->name = opts->name;
 	if (opts->key_type > SHSET_KEYS_INT)
 		return -EINVAL;
@@ -157,7 +157,7 @@ int shset_attach_fd(shset **out, int fd)
 	err = handle_init(s);
 	if (!err)
 		err = region_attach(&s->r, fd, 0);
-	if (!err && s->r->log_bytes < TABLE_MIN_LOG)
+	if (!err && s->r->log_bytes < TX_MIN_LOG)
 		err = -EUCLEAN;
 	if (!err)
 		err = handle_identify(s);
@@ -207,7 +207,7 @@ static int set_lock(struct shset *s)
 		return res;
 	if (res == SHSET_LOCK_OWNER_DIED) {
 		/* The dead owner's transaction is undone before anyone looks. */
-		int err = table_repair(r);
+		int err = tx_repair(r);
 		if (err) {
 			shset_lock_release(r->lock, r->lease);
 			return err;
@@ -285,7 +285,7 @@ static long long run_tx(struct shset *s, tx_fn fn, void *arg, uint64_t expect_wr
 		if (!x)
 			return err;
 		if (fresh || expect_writes * 2 > tx_log_room(x)) {
-			err = tx_fresh(x, expect_writes);
+			err = table_fresh(x, expect_writes);
 			if (err) {
 				tx_abort(x);
 				return err;
@@ -332,13 +332,13 @@ static int key_ok(const struct shset *s, const void *key, size_t len)
 static long long do_add(struct tx *x, void *arg)
 {
 	struct key_arg *k = arg;
-	return tx_insert(x, k->key, k->len);
+	return table_insert(x, k->key, k->len);
 }
 
 static long long do_remove(struct tx *x, void *arg)
 {
 	struct key_arg *k = arg;
-	return tx_remove(x, k->key, k->len);
+	return table_remove(x, k->key, k->len);
 }
 
 int shset_add(shset *s, const void *key, size_t len)
@@ -397,8 +397,8 @@ long long shset_size(shset *s)
 static long long do_clear(struct tx *x, void *arg)
 {
 	(void)arg;
-	long long n = (long long)tx_count(x);
-	int err = tx_clear(x);
+	long long n = (long long)table_tx_count(x);
+	int err = table_clear(x);
 	return err ? err : n;
 }
 
@@ -419,7 +419,7 @@ struct pop_arg {
 static long long do_pop(struct tx *x, void *arg)
 {
 	struct pop_arg *p = arg;
-	return tx_pop(x, p->buf, p->cap, p->len);
+	return table_pop(x, p->buf, p->cap, p->len);
 }
 
 int shset_pop(shset *s, void *buf, size_t cap, size_t *len)
@@ -453,8 +453,8 @@ static long long do_batch(struct tx *x, void *arg)
 
 	for (size_t i = 0; i < b->n; i++) {
 		const void *k = b->keys[i] ? b->keys[i] : "";
-		int r =
-		    b->add ? tx_insert(x, k, batch_len(b, i)) : tx_remove(x, k, batch_len(b, i));
+		int r = b->add ? table_insert(x, k, batch_len(b, i))
+			       : table_remove(x, k, batch_len(b, i));
 		if (r < 0)
 			return r;
 		done += r;
@@ -648,7 +648,7 @@ static long long do_two(struct tx *x, void *arg)
 	int r;
 
 	if (a->mode == ALG_INTER) {
-		r = tx_filter(x, keep_if_in_other, o);
+		r = table_filter(x, keep_if_in_other, o);
 		return r;
 	}
 	table_iter_start(o, &it);
@@ -660,13 +660,13 @@ static long long do_two(struct tx *x, void *arg)
 		memcpy(a->key, k, len);
 		k = a->key;
 		if (a->mode == ALG_UNION) {
-			res = tx_insert(x, k, len);
+			res = table_insert(x, k, len);
 		} else if (a->mode == ALG_DIFF) {
-			res = tx_remove(x, k, len);
+			res = table_remove(x, k, len);
 		} else {
-			res = tx_remove(x, k, len);
+			res = table_remove(x, k, len);
 			if (res == 0)
-				res = tx_insert(x, k, len);
+				res = table_insert(x, k, len);
 		}
 		if (res < 0)
 			return res;

@@ -1,38 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * table.c - the set's hash table, key arena and undo log, all inside the
- * region and all addressed by offsets.
+ * table.c - the set's hash table, inside the region and addressed by
+ * offsets; its memory comes from alloc.c, its changes go through tx.c.
  *
- * Table.  Open addressing with linear probing over 32-byte slots, capacity
- * a power of two, at most 3/4 full counting tombstones:
+ * Open addressing with linear probing over 32-byte slots, capacity a power
+ * of two, at most 3/4 full counting tombstones:
  *
  *   slot: meta u64 | len u32 | 20 bytes: the key inline (len <= 20)
- *                                       or 4 pad + u64 arena block offset
+ *                                       or 4 pad + u64 key block offset
  *   meta: 0 EMPTY, 1 TOMBSTONE, else LIVE: the key's hash with low bits 10
  *
  * The probe starts at the hash's top bits.  A hit needs the full meta and
  * length to match before the key bytes are compared, so a probe usually
- * touches one cache line.  Longer keys live in arena blocks: 2^k bytes, an
- * 8-byte header (free-list link | stamp) then the key.
- *
- * Heap.  [heap_off, brk) holds tables and arena blocks, both power-of-two
- * sized.  A free block's first word links it into head[class]; popping
- * leaves the link in place.  clear() empties everything by resetting brk.
- *
- * Transactions.  Every mutation runs inside one, lock held:
- *
- *   IDLE --first write--> DIRTY (seq odd) --commit--> IDLE (seq even)
- *                              \--crash/abort: roll back--> IDLE
- *
- * Before a word that a committed state depends on is overwritten, its
- * offset and old value are appended to the undo log and log_n is bumped;
- * then the word is written.  The state words (tdesc, count, heads, ...) are
- * kept in the process's struct tx and written, logged, only at commit; the
- * commit point is the store log_n = 0.  A crash before it leaves log_n > 0,
- * and the next lock holder (told by SHSET_LOCK_OWNER_DIED) restores the
- * logged words newest first: the set is exactly as before the dead
- * transaction, which never returned to its caller.  Readers never see a
- * half-done transaction: seq is odd from the first write to the commit.
+ * touches one cache line.  Longer keys live in key blocks (alloc.c).
+ * clear() empties everything by resetting brk.
  *
  * What needs no logging, and why:
  *   - the body of an EMPTY slot: meta decides, and meta is logged (a
@@ -40,58 +21,40 @@
  *     a rollback then needs the key it held);
  *   - anything in a table allocated by this transaction (tx->fresh): the
  *     logged tdesc still points at the old table after a rollback.  Big
- *     batches therefore start with tx_fresh() and log O(1) words;
- *   - memory past the committed brk;
- *   - the header of an arena block freed by this transaction: freed blocks
- *     go to private pending lists and reach head[] only at commit, so no
- *     block freed in a transaction is reused by it.  The exception is a
- *     block popped from a free list in this same transaction (its link is
- *     still needed by the committed list): popping stamps the header with
- *     the transaction number, and freeing a block with the current stamp
- *     logs the header first.  Tables have no header, so their first word is
- *     always logged when they are freed or popped.
+ *     batches therefore start with table_fresh() and log O(1) words.
  *
  * The region is shared with processes that may be hostile, so every word
  * read from it is read once into a local (a slot is copied whole when
  * several of its fields decide something), checked, and used from the
- * local; offsets and lengths of heap objects are checked by view_at() /
- * view_heap() against the bytes known to exist, state words by the checks
- * at the top of each entry point; any failure is -EUCLEAN.  Every loop
- * over shared memory is bounded by a number already checked (a table's
- * capacity, the heap's size).
+ * local; offsets and lengths of heap objects are checked by view.h against
+ * the bytes known to exist, state words by the checks at the top of each
+ * entry point; any failure is -EUCLEAN.  Every loop over shared memory is
+ * bounded by a number already checked (a table's capacity, the heap's
+ * size).
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "prim.h"
+#include "alloc.h"
 #include "crashpoint.h"
 #include "hash.h"
+#include "prim.h"
 #include "table.h"
+#include "tx.h"
+#include "view.h"
 
-#define META_EMPTY  0ull
-#define META_TOMB   1ull
-#define SLOT_SIZE   32u
-#define INLINE_MAX  20u
-#define MIN_LOG2    4u
-#define LOG_RESERVE 256u /* entries kept for commit */
-/* A commit logs at most one splice and one head per size class, and six
- * state words: the reserve always holds them. */
-_Static_assert(2 * TABLE_CLASSES + 6 <= LOG_RESERVE, "commit must fit the log reserve");
+#define META_EMPTY 0ull
+#define META_TOMB  1ull
+#define SLOT_SIZE  32u
+#define INLINE_MAX 20u
+#define MIN_LOG2   4u
 _Static_assert(SLOT_SIZE == 32 && INLINE_MAX + 12 == SLOT_SIZE, "slot layout");
-#define READ_TRIES	 64
-#define PUNCH_MIN	 4096u /* freed tables this big or bigger give pages back */
-#define MAX_FREED_TABLES 8
-
-#define BLK_NEXT_MASK ((1ull << 40) - 1)
-#define BLK_STAMP(w)  ((uint32_t)((w) >> 40))
-#define STAMP_MASK    0xffffffu
+#define READ_TRIES 64
 
 #if defined(__SANITIZE_THREAD__)
 #define SEQ_FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
@@ -125,82 +88,12 @@ static inline unsigned tdesc_log2(uint64_t d)
 	return (unsigned)(d >> 56);
 }
 
-static inline unsigned class_of(uint64_t bytes)
+static inline struct tx_state *state(struct region *r)
 {
-	unsigned c = 5;
-
-	while ((1ull << c) < bytes)
-		c++;
-	return c;
+	return tx_state(r);
 }
 
-static inline uint64_t ld64(const uint8_t *p)
-{
-	return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
-}
-
-static inline uint32_t ld32(const uint8_t *p)
-{
-	return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
-}
-
-static inline void st64(uint8_t *p, uint64_t v)
-{
-	__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
-}
-
-static inline void st32(uint8_t *p, uint32_t v)
-{
-	__atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED);
-}
-
-static inline struct table_state *state(struct region *r)
-{
-	return r->state;
-}
-
-/* --- views: bounds-checked access to a region or to a private copy ------ */
-
-struct view {
-	struct region *r;   /* a live region, or NULL for a copy */
-	const uint8_t *buf; /* copy: byte at offset o is buf[o - bias] */
-	uint64_t bias, end;
-	uint64_t heap_off, brk; /* tables and blocks must lie in [heap_off, brk) */
-	uint64_t seed[2];
-};
-
-static inline void view_region(struct view *v, struct region *r, uint64_t brk)
-{
-	v->r = r;
-	v->buf = NULL;
-	v->bias = 0;
-	v->end = 0;
-	v->heap_off = r->heap_off;
-	v->brk = brk;
-	v->seed[0] = r->seed[0];
-	v->seed[1] = r->seed[1];
-}
-
-/* The one bounds check: a pointer to [off, off+len) or NULL. */
-static inline uint8_t *view_at(const struct view *v, uint64_t off, uint64_t len)
-{
-	if (off + len < off)
-		return NULL;
-	if (v->r)
-		return region_check(v->r, off, len) ? NULL : v->r->base + off;
-	if (off < v->bias || off + len > v->end)
-		return NULL;
-	return (uint8_t *)v->buf + (off - v->bias);
-}
-
-/* A heap object (table or block) of @len bytes at @off. */
-static inline uint8_t *view_heap(const struct view *v, uint64_t off, uint64_t len)
-{
-	if (off < v->heap_off || off + len > v->brk || off + len < off || (off & 31))
-		return NULL;
-	return view_at(v, off, len);
-}
-
+/* --- slots ------------------------------------------------------------------ */
 static uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
 {
 	unsigned l2 = tdesc_log2(tdesc);
@@ -220,15 +113,15 @@ static const uint8_t *slot_key_len(const struct view *v, const uint8_t *slot, ui
 		return NULL;
 	if (len <= INLINE_MAX)
 		return slot + 12;
-	uint64_t off = ld64(slot + 16);
-	const uint8_t *b = view_heap(v, off, 8 + (uint64_t)len);
-	return b ? b + 8 : NULL;
+	uint64_t off = prim_ld64(slot + 16);
+	const uint8_t *b = view_heap(v, off, ALLOC_HDR + (uint64_t)len);
+	return b ? b + ALLOC_HDR : NULL;
 }
 
 /* The key bytes of a live slot, checked; its length read once. */
 static const uint8_t *slot_key(const struct view *v, const uint8_t *slot, uint32_t *lenp)
 {
-	*lenp = ld32(slot + 8);
+	*lenp = prim_ld32(slot + 8);
 	return slot_key_len(v, slot, *lenp);
 }
 
@@ -237,7 +130,7 @@ static const uint8_t *slot_key(const struct view *v, const uint8_t *slot, uint32
 static inline void slot_read(uint8_t *dst, const uint8_t *slot)
 {
 	for (unsigned w = 0; w < SLOT_SIZE / 8; w++)
-		st64(dst + w * 8, ld64(slot + w * 8));
+		prim_st64(dst + w * 8, prim_ld64(slot + w * 8));
 }
 
 /*
@@ -262,7 +155,7 @@ static int probe_at(const struct view *v, uint64_t tdesc, uint64_t h, const void
 	uint64_t mask = cap - 1, i = h >> (64 - tdesc_log2(tdesc));
 	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & mask) {
 		const uint8_t *s = t + i * SLOT_SIZE;
-		uint64_t m = ld64(s);
+		uint64_t m = prim_ld64(s);
 
 		if (m == META_EMPTY) {
 			if (*ins == UINT64_MAX)
@@ -276,7 +169,7 @@ static int probe_at(const struct view *v, uint64_t tdesc, uint64_t h, const void
 			}
 			continue;
 		}
-		if (m != want || ld32(s + 8) != len)
+		if (m != want || prim_ld32(s + 8) != len)
 			continue;
 		/* The length just compared is the one checked and compared:
 		 * slot_key_len does not read it again. */
@@ -301,12 +194,12 @@ static int probe(const struct view *v, uint64_t tdesc, uint64_t h, const void *k
 
 /* --- lock-free readers ---------------------------------------------------- */
 
-static inline uint64_t seq_begin(struct table_state *st)
+static inline uint64_t seq_begin(struct tx_state *st)
 {
 	return __atomic_load_n(&st->seq, __ATOMIC_ACQUIRE);
 }
 
-static inline int seq_retry(struct table_state *st, uint64_t s)
+static inline int seq_retry(struct tx_state *st, uint64_t s)
 {
 	SEQ_FENCE();
 	return __atomic_load_n(&st->seq, __ATOMIC_RELAXED) != s;
@@ -314,7 +207,7 @@ static inline int seq_retry(struct table_state *st, uint64_t s)
 
 int table_contains_optimistic(struct region *r, const void *key, size_t len)
 {
-	struct table_state *st = state(r);
+	struct tx_state *st = state(r);
 	uint64_t h = hash_bytes(r->seed, key, len);
 
 	for (int tries = 0; tries < READ_TRIES; tries++) {
@@ -353,7 +246,7 @@ static long long count_checked(struct region *r, uint64_t tdesc, uint64_t count)
 
 long long table_count_optimistic(struct region *r)
 {
-	struct table_state *st = state(r);
+	struct tx_state *st = state(r);
 
 	for (int tries = 0; tries < READ_TRIES; tries++) {
 		uint64_t s = seq_begin(st);
@@ -392,296 +285,21 @@ int table_contains_locked(struct region *r, const void *key, size_t len)
 		     hash_bytes(r->seed, key, len), key, len, &pos, &ins);
 }
 
-/* --- the undo log --------------------------------------------------------- */
+/* --- mutations ------------------------------------------------------------- */
 
-struct log_entry {
-	uint64_t off;
-	uint64_t old;
-};
-
-static inline struct log_entry *log_base(struct region *r)
+int table_begin(struct tx *x)
 {
-	return (struct log_entry *)(r->base + r->log_off);
-}
-
-static inline uint64_t log_cap(struct region *r)
-{
-	return r->log_bytes / sizeof(struct log_entry);
-}
-
-/* A word the log may restore: in the state area past seq, or in the heap. */
-static int log_target_ok(struct region *r, uint64_t off)
-{
-	uint64_t lo = REGION_STATE_OFF + 64, hi = REGION_STATE_OFF + sizeof(struct table_state);
-
-	if (off & 7)
-		return 0;
-	if (off >= lo && off + 8 <= hi)
-		return 1;
-	return off >= r->heap_off && region_check(r, off, 8) == 0;
-}
-
-/*
- * Restores every logged word, newest first, then empties the log.  The
- * entries are copied out once, checked, and applied from the copy: a peer
- * rewriting an offset after the check must not steer the store.
- */
-static int log_rollback(struct region *r)
-{
-	struct table_state *st = state(r);
-	const uint8_t *lg = r->base + r->log_off;
-	uint64_t n = __atomic_load_n(&st->log_n, __ATOMIC_ACQUIRE);
-
-	if (n > log_cap(r))
-		return -EUCLEAN;
-	struct log_entry *copy = malloc(n ? n * sizeof(*copy) : 1);
-	if (!copy)
-		return -ENOMEM;
-	int err = 0;
-	/* Check everything before writing anything. */
-	for (uint64_t i = 0; i < n && !err; i++) {
-		copy[i].off = ld64(lg + i * sizeof(struct log_entry));
-		copy[i].old = ld64(lg + i * sizeof(struct log_entry) + 8);
-		if (!log_target_ok(r, copy[i].off))
-			err = -EUCLEAN;
-	}
-	for (uint64_t i = n; !err && i-- > 0;) {
-		st64(r->base + copy[i].off, copy[i].old);
-		CRASH_POINT("rollback: word restored");
-	}
-	free(copy);
-	if (err)
-		return err;
-	__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
-	CRASH_POINT("rollback: log emptied");
-	return 0;
-}
-
-int table_repair(struct region *r)
-{
-	struct table_state *st = state(r);
-	int err = log_rollback(r);
-
-	if (err)
-		return err;
-	uint64_t s = __atomic_load_n(&st->seq, __ATOMIC_RELAXED);
-	if (s & 1)
-		__atomic_store_n(&st->seq, s + 1, __ATOMIC_RELEASE);
-	st->n_repairs++;
-	return 0;
-}
-
-/* --- transactions ----------------------------------------------------------- */
-
-struct tx {
-	struct region *r;
-	struct table_state *st;
-	struct view v;
-	uint64_t tdesc, count, tombs, brk, key_bytes, arena_bytes;
-	/* Free-list heads this transaction has read (head_mask) and blocks it
-	 * freed (pend_mask), by class: only those are touched at commit. */
-	uint64_t head_mask, pend_mask;
-	uint64_t head[TABLE_CLASSES];
-	uint64_t pend_head[TABLE_CLASSES], pend_tail[TABLE_CLASSES];
-	uint64_t seq0;
-	uint32_t stamp;
-	int dirty;
-	int cleared; /* clear() ran: nothing else may follow in this one */
-	int fresh;   /* the current table was allocated by this transaction */
-	uint64_t fresh_tdesc;
-	int nfreed_tables;
-	struct freed {
-		uint64_t off, size;
-	} freed_tables[MAX_FREED_TABLES];
-};
-
-/* Marks the set as being changed: readers retry until commit.  The
- * exchange (acquire) keeps the writes that follow after it. */
-static void tx_touch(struct tx *x)
-{
-	if (x->dirty)
-		return;
-	uint64_t s = __atomic_load_n(&x->st->seq, __ATOMIC_RELAXED);
-	x->seq0 = s | 1;
-	__atomic_exchange_n(&x->st->seq, x->seq0, __ATOMIC_ACQ_REL);
-	x->dirty = 1;
-	CRASH_POINT("tx: seq odd");
-}
-
-static int tx_log_limit(struct tx *x, uint64_t off, uint64_t limit)
-{
-	struct table_state *st = x->st;
-	uint64_t n = __atomic_load_n(&st->log_n, __ATOMIC_RELAXED); /* once */
-
-	if (n >= limit)
-		return -E2BIG;
-	tx_touch(x);
-	struct log_entry *e = log_base(x->r) + n;
-	e->off = off;
-	e->old = ld64(x->r->base + off);
-	CRASH_POINT("log: entry written");
-	/* The entry is complete before log_n covers it, and log_n covers it
-	 * before the word changes: a crash between any two stores undoes. */
-	__atomic_store_n(&st->log_n, n + 1, __ATOMIC_RELEASE);
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	CRASH_POINT("log: entry counted");
-	return 0;
-}
-
-static int tx_log(struct tx *x, uint64_t off)
-{
-	return tx_log_limit(x, off, log_cap(x->r) - LOG_RESERVE);
-}
-
-uint64_t tx_log_room(const struct tx *x)
-{
-	uint64_t cap = log_cap(x->r) - LOG_RESERVE,
-		 n = __atomic_load_n(&x->st->log_n, __ATOMIC_RELAXED);
-	return n < cap ? cap - n : 0;
-}
-
-size_t tx_size(void)
-{
-	return sizeof(struct tx);
-}
-
-struct tx *tx_begin(struct region *r, void *mem, int *err)
-{
-	struct table_state *st = state(r);
-	struct tx *x = mem;
-
-	*err = 0;
-	if (r->readonly) {
-		*err = -EROFS;
-		return NULL;
-	}
-	/* A log left behind means an owner died without us being told (a
-	 * scribbled lock word): undo it now. */
-	if (__atomic_load_n(&st->log_n, __ATOMIC_ACQUIRE)) {
-		*err = table_repair(r);
-		if (*err)
-			return NULL;
-	}
-	x->r = r;
-	x->st = st;
-	/* Each state word read once (atomically: the compiler must not read
-	 * it again); the transaction works on these copies. */
-	x->tdesc = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
-	x->count = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
-	x->tombs = __atomic_load_n(&st->tombs, __ATOMIC_RELAXED);
-	x->brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
-	x->key_bytes = __atomic_load_n(&st->key_bytes, __ATOMIC_RELAXED);
-	x->arena_bytes = __atomic_load_n(&st->arena_bytes, __ATOMIC_RELAXED);
-	x->head_mask = 0;
-	x->pend_mask = 0;
-	x->dirty = 0;
-	x->cleared = 0;
-	x->fresh = 0;
-	x->fresh_tdesc = 0;
-	x->nfreed_tables = 0;
-	/* Cheap sanity before anything is sized from these numbers: a
-	 * scribbled count must not make a resize allocate gigabytes. */
 	uint64_t cap = x->tdesc ? 1ull << (tdesc_log2(x->tdesc) & 63) : 0;
-	if (x->brk < r->heap_off || region_check(r, 0, x->brk) || x->count + x->tombs > cap ||
-	    x->count + x->tombs < x->count) {
-		*err = -EUCLEAN;
-		return NULL;
-	}
-	view_region(&x->v, r, x->brk);
-	st->txn++;
-	x->stamp = (uint32_t)(st->txn & STAMP_MASK);
-	if (!x->stamp)
-		x->stamp = 1;
-	return x;
+
+	if (x->count + x->tombs > cap || x->count + x->tombs < x->count)
+		return -EUCLEAN;
+	return 0;
 }
 
-/* The transaction's view of free list @c, read from the region once. */
-static inline uint64_t *tx_head(struct tx *x, unsigned c)
-{
-	if (!(x->head_mask & (1ull << c))) {
-		x->head[c] = __atomic_load_n(&x->st->head[c], __ATOMIC_RELAXED);
-		x->head_mask |= 1ull << c;
-	}
-	return &x->head[c];
-}
-
-uint64_t tx_count(const struct tx *x)
+uint64_t table_tx_count(const struct tx *x)
 {
 	return x->count;
 }
-
-/* Allocates a 2^@cls block: from the free list, else from brk. */
-static int tx_alloc(struct tx *x, unsigned cls, int is_table, uint64_t *out)
-{
-	uint64_t size = 1ull << cls, b = *tx_head(x, cls);
-
-	if (b) {
-		uint8_t *p = view_heap(&x->v, b, size);
-		if (!p)
-			return -EUCLEAN;
-		uint64_t w = ld64(p);
-		uint64_t next = (w & BLK_NEXT_MASK) << 5;
-		if (next && !view_heap(&x->v, next, size))
-			return -EUCLEAN;
-		if (is_table) {
-			int err = tx_log(x, b);
-			if (err)
-				return err;
-		} else {
-			/* Only the stamp: the committed list still needs the link. */
-			tx_touch(x);
-			st64(p, (w & BLK_NEXT_MASK) | ((uint64_t)x->stamp << 40));
-			CRASH_POINT("alloc: free block stamped");
-		}
-		*tx_head(x, cls) = next;
-		*out = b;
-		return 0;
-	}
-	uint64_t align = size < 64 ? 32 : 64;
-	b = (x->brk + align - 1) & ~(align - 1);
-	if (b + size < b || b + size > x->r->map_size)
-		return -ENOSPC;
-	int err = region_grow(x->r, b + size);
-	if (err)
-		return err;
-	x->brk = b + size;
-	x->v.brk = x->brk;
-	if (!is_table) {
-		tx_touch(x);
-		st64(x->r->base + b, 0);
-		CRASH_POINT("alloc: fresh block header");
-	}
-	*out = b;
-	return 0;
-}
-
-/* Queues a block for the free lists at commit. */
-static int tx_free(struct tx *x, uint64_t b, unsigned cls, int is_table)
-{
-	uint8_t *p = view_heap(&x->v, b, 1ull << cls);
-
-	if (!p)
-		return -EUCLEAN;
-	uint64_t w = ld64(p);
-	if (is_table || BLK_STAMP(w) == x->stamp) {
-		int err = tx_log(x, b);
-		if (err)
-			return err;
-	}
-	tx_touch(x);
-	if (!(x->pend_mask & (1ull << cls))) {
-		x->pend_mask |= 1ull << cls;
-		x->pend_head[cls] = 0;
-		x->pend_tail[cls] = b;
-	}
-	st64(p, x->pend_head[cls] >> 5);
-	CRASH_POINT("free: block queued");
-	x->pend_head[cls] = b;
-	if (is_table && (1ull << cls) >= 2 * PUNCH_MIN && x->nfreed_tables < MAX_FREED_TABLES)
-		x->freed_tables[x->nfreed_tables++] = (struct freed){b, 1ull << cls};
-	return 0;
-}
-
 static int slot_write_prepare(struct tx *x, uint64_t slot_off)
 {
 	if (x->fresh && x->tdesc == x->fresh_tdesc)
@@ -695,16 +313,16 @@ static int slot_write_prepare(struct tx *x, uint64_t slot_off)
  * pass: -EUCLEAN. */
 static int place(uint8_t *t, unsigned l2, const uint8_t *slot)
 {
-	uint64_t mask = (1ull << l2) - 1, m = ld64(slot);
+	uint64_t mask = (1ull << l2) - 1, m = prim_ld64(slot);
 	uint64_t i = m >> (64 - l2);
 
-	for (uint64_t n = 0; ld64(t + i * SLOT_SIZE) != META_EMPTY; n++) {
+	for (uint64_t n = 0; prim_ld64(t + i * SLOT_SIZE) != META_EMPTY; n++) {
 		if (n > mask)
 			return -EUCLEAN;
 		i = (i + 1) & mask;
 	}
 	memcpy(t + i * SLOT_SIZE + 8, slot + 8, SLOT_SIZE - 8);
-	st64(t + i * SLOT_SIZE, m);
+	prim_st64(t + i * SLOT_SIZE, m);
 	return 0;
 }
 
@@ -722,8 +340,8 @@ static unsigned log2_for(uint64_t keys)
  * Moves the live keys for which @keep says 1 into a fresh table sized for
  * max(@keys, kept); frees the blocks of the others and the old table.
  */
-static int tx_rebuild(struct tx *x, uint64_t keys,
-		      int (*keep)(const void *k, size_t len, void *arg), void *arg)
+static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_t len, void *arg),
+		   void *arg)
 {
 	uint64_t cap = 0, off, old = x->tdesc;
 	uint8_t *ot = NULL;
@@ -739,7 +357,7 @@ static int tx_rebuild(struct tx *x, uint64_t keys,
 	if (keys < x->count)
 		keys = x->count;
 	unsigned l2 = log2_for(keys);
-	err = tx_alloc(x, l2 + 5, 1, &off);
+	err = alloc_get(x, l2 + 5, 1, &off);
 	if (err)
 		return err;
 	uint8_t *nt = view_heap(&x->v, off, (1ull << l2) * SLOT_SIZE);
@@ -752,7 +370,7 @@ static int tx_rebuild(struct tx *x, uint64_t keys,
 	for (uint64_t i = 0; i < cap; i++) {
 		uint8_t s[SLOT_SIZE] __attribute__((aligned(8)));
 		slot_read(s, ot + i * SLOT_SIZE);
-		if (!is_live(ld64(s)))
+		if (!is_live(prim_ld64(s)))
 			continue;
 		uint32_t len;
 		const uint8_t *k = slot_key(&x->v, s, &len);
@@ -768,18 +386,18 @@ static int tx_rebuild(struct tx *x, uint64_t keys,
 			CRASH_POINT("resize: slot moved");
 			kbytes += len;
 			if (len > INLINE_MAX)
-				abytes += 1ull << class_of(8 + (uint64_t)len);
+				abytes += alloc_class_bytes(alloc_key_class(len));
 		} else {
 			kept--;
 			if (len > INLINE_MAX) {
-				err = tx_free(x, ld64(s + 16), class_of(8 + (uint64_t)len), 0);
+				err = alloc_put(x, prim_ld64(s + 16), alloc_key_class(len), 0);
 				if (err)
 					return err;
 			}
 		}
 	}
 	if (old) {
-		err = tx_free(x, tdesc_off(old), tdesc_log2(old) + 5, 1);
+		err = alloc_put(x, tdesc_off(old), tdesc_log2(old) + 5, 1);
 		if (err)
 			return err;
 	}
@@ -794,17 +412,17 @@ static int tx_rebuild(struct tx *x, uint64_t keys,
 	return 0;
 }
 
-int tx_fresh(struct tx *x, uint64_t keys)
+int table_fresh(struct tx *x, uint64_t keys)
 {
 	if (x->fresh && x->tdesc == x->fresh_tdesc) {
 		uint64_t cap = 1ull << tdesc_log2(x->tdesc);
 		if ((x->count + keys) * 4 <= cap * 3)
 			return 0;
 	}
-	return tx_rebuild(x, x->count + keys, NULL, NULL);
+	return rebuild(x, x->count + keys, NULL, NULL);
 }
 
-int tx_insert(struct tx *x, const void *key, size_t len)
+int table_insert(struct tx *x, const void *key, size_t len)
 {
 	uint64_t h, pos, ins, cap;
 	int err, was_tomb;
@@ -819,7 +437,7 @@ int tx_insert(struct tx *x, const void *key, size_t len)
 	/* Reusing a tombstone does not fill the table any further. */
 	uint64_t filled = x->count + x->tombs + (was_tomb ? 0 : 1);
 	if (filled * 4 > cap * 3) {
-		err = tx_rebuild(x, x->count + 1, NULL, NULL);
+		err = rebuild(x, x->count + 1, NULL, NULL);
 		/* Out of room for a bigger table: fill this one up to 7/8
 		 * before refusing. */
 		if (err == -ENOSPC && ins != UINT64_MAX && filled * 8 <= cap * 7)
@@ -843,8 +461,8 @@ int tx_insert(struct tx *x, const void *key, size_t len)
 	uint64_t blk = 0;
 	unsigned cls = 0;
 	if (len > INLINE_MAX) {
-		cls = class_of(8 + (uint64_t)len);
-		err = tx_alloc(x, cls, 0, &blk);
+		cls = alloc_key_class(len);
+		err = alloc_get(x, cls, 0, &blk);
 		if (err)
 			return err;
 	}
@@ -857,14 +475,14 @@ int tx_insert(struct tx *x, const void *key, size_t len)
 	if (err)
 		return err;
 	tx_touch(x);
-	st32(s + 8, (uint32_t)len);
+	prim_st32(s + 8, (uint32_t)len);
 	CRASH_POINT("insert: length written");
 	if (blk) {
-		memcpy(x->r->base + blk + 8, key, len);
+		memcpy(x->r->base + blk + ALLOC_HDR, key, len);
 		CRASH_POINT("insert: key in arena");
-		st64(s + 16, blk);
+		prim_st64(s + 16, blk);
 		CRASH_POINT("insert: block linked");
-		x->arena_bytes += 1ull << cls;
+		x->arena_bytes += alloc_class_bytes(cls);
 	} else {
 		memcpy(s + 12, key, len);
 	}
@@ -891,11 +509,11 @@ static int remove_at(struct tx *x, uint8_t *t, uint64_t i, uint32_t len)
 	if (err)
 		return err;
 	if (len > INLINE_MAX) {
-		unsigned cls = class_of(8 + (uint64_t)len);
-		err = tx_free(x, ld64(s + 16), cls, 0);
+		unsigned cls = alloc_key_class(len);
+		err = alloc_put(x, prim_ld64(s + 16), cls, 0);
 		if (err)
 			return err;
-		x->arena_bytes -= 1ull << cls;
+		x->arena_bytes -= alloc_class_bytes(cls);
 	}
 	tx_touch(x);
 	__atomic_store_n((uint64_t *)s, META_TOMB, __ATOMIC_RELEASE);
@@ -906,7 +524,7 @@ static int remove_at(struct tx *x, uint8_t *t, uint64_t i, uint32_t len)
 	return 1;
 }
 
-int tx_remove(struct tx *x, const void *key, size_t len)
+int table_remove(struct tx *x, const void *key, size_t len)
 {
 	uint64_t pos, ins, cap;
 	int res;
@@ -922,7 +540,7 @@ int tx_remove(struct tx *x, const void *key, size_t len)
 	return remove_at(x, t, pos, (uint32_t)len);
 }
 
-int tx_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
+int table_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 {
 	uint64_t cap;
 
@@ -935,7 +553,7 @@ int tx_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 	for (uint64_t n = 0; n < cap; n++) {
 		uint64_t i = (start + n) & (cap - 1);
 		const uint8_t *s = t + i * SLOT_SIZE;
-		if (!is_live(ld64(s)))
+		if (!is_live(prim_ld64(s)))
 			continue;
 		uint32_t len;
 		const uint8_t *k = slot_key(&x->v, s, &len);
@@ -952,7 +570,7 @@ int tx_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 	return -EUCLEAN; /* count said there was one */
 }
 
-int tx_clear(struct tx *x)
+int table_clear(struct tx *x)
 {
 	/* Nothing is overwritten, so the old state stays intact until the
 	 * commit publishes the empty one. */
@@ -965,9 +583,9 @@ int tx_clear(struct tx *x)
 	x->key_bytes = 0;
 	x->arena_bytes = 0;
 	memset(x->head, 0, sizeof(x->head));
-	x->head_mask = (1ull << TABLE_CLASSES) - 1;
+	x->head_mask = (1ull << ALLOC_CLASSES) - 1;
 	x->pend_mask = 0;
-	x->nfreed_tables = 0;
+	x->npunch = 0;
 	x->fresh = 0;
 	/* Later allocations would reuse the committed heap that a rollback
 	 * must find intact. */
@@ -975,87 +593,32 @@ int tx_clear(struct tx *x)
 	return 0;
 }
 
-int tx_filter(struct tx *x, int (*keep)(const void *k, size_t len, void *arg), void *arg)
+int table_filter(struct tx *x, int (*keep)(const void *k, size_t len, void *arg), void *arg)
 {
 	uint64_t before = x->count;
-	int err = tx_rebuild(x, 0, keep, arg);
+	int err = rebuild(x, 0, keep, arg);
 
 	return err ? err : (int)(before - x->count > INT32_MAX ? INT32_MAX : before - x->count);
 }
 
-static void tx_publish(struct tx *x, uint64_t *field, uint64_t val)
+void table_commit(struct tx *x)
 {
-	if (*field == val)
-		return;
-	/* The reserve always has room for the commit's few words. */
-	tx_log_limit(x, (uint64_t)((uint8_t *)field - x->r->base), log_cap(x->r));
-	__atomic_store_n(field, val, __ATOMIC_RELAXED);
-	CRASH_POINT("commit: state word published");
-}
+	struct tx_state *st = x->st;
 
-/* Gives the pages of big freed tables back to the kernel (keeping the
- * first page: it holds the free-list link).  Only after the commit: until
- * then a rollback may need the old table. */
-static void punch_freed(struct tx *x)
-{
-	for (int i = 0; i < x->nfreed_tables; i++) {
-		struct freed *f = &x->freed_tables[i];
-		fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)(f->off + PUNCH_MIN), (off_t)(f->size - PUNCH_MIN));
-	}
-}
-
-void tx_commit(struct tx *x)
-{
-	struct table_state *st = x->st;
-
-	for (uint64_t m = x->pend_mask; m; m &= m - 1) {
-		unsigned c = (unsigned)__builtin_ctzll(m);
-		uint64_t tail = x->pend_tail[c];
-		tx_log_limit(x, tail, log_cap(x->r));
-		st64(x->r->base + tail, *tx_head(x, c) >> 5);
-		CRASH_POINT("commit: free list spliced");
-		x->head[c] = x->pend_head[c];
-	}
-	tx_publish(x, &st->brk, x->brk);
 	tx_publish(x, &st->tdesc, x->tdesc);
 	tx_publish(x, &st->count, x->count);
 	tx_publish(x, &st->tombs, x->tombs);
 	tx_publish(x, &st->key_bytes, x->key_bytes);
 	tx_publish(x, &st->arena_bytes, x->arena_bytes);
-	for (uint64_t m = x->head_mask; m; m &= m - 1) {
-		unsigned c = (unsigned)__builtin_ctzll(m);
-		tx_publish(x, &st->head[c], x->head[c]);
-	}
-	if (x->dirty) {
-		/* The commit point.  Then readers may trust the table again. */
-		CRASH_POINT("commit: before the commit point");
-		__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
-		CRASH_POINT("commit: committed");
-		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
-		CRASH_POINT("commit: seq even");
-		st->n_txns++;
-		punch_freed(x);
-	}
-}
-
-void tx_abort(struct tx *x)
-{
-	struct table_state *st = x->st;
-
-	if (x->dirty) {
-		/* Our own log: its targets were all checked when written. */
-		log_rollback(x->r);
-		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
-		st->n_aborts++;
-	}
+	tx_publish(x, &st->old_tdesc, x->old_tdesc);
+	tx_publish(x, &st->moved, x->moved);
 }
 
 /* --- creation, iteration, copies ------------------------------------------ */
 
 int table_init(struct region *r, uint64_t capacity)
 {
-	struct table_state *st = state(r);
+	struct tx_state *st = state(r);
 	int err = 0;
 
 	st->brk = r->heap_off;
@@ -1068,7 +631,7 @@ int table_init(struct region *r, uint64_t capacity)
 	if (!x)
 		return err;
 	/* Sized so that @capacity keys fit below the 3/4 load limit. */
-	err = tx_rebuild(x, (capacity * 2 + 2) / 3, NULL, NULL);
+	err = rebuild(x, (capacity * 2 + 2) / 3, NULL, NULL);
 	if (err) {
 		tx_abort(x);
 		return err;
@@ -1089,7 +652,7 @@ static int next_in(const struct view *v, uint64_t tdesc, uint64_t *pos, const ui
 		return -EUCLEAN;
 	for (uint64_t i = *pos; i < cap; i++) {
 		const uint8_t *s = t + i * SLOT_SIZE;
-		if (!is_live(ld64(s)))
+		if (!is_live(prim_ld64(s)))
 			continue;
 		uint32_t kl;
 		const uint8_t *k = slot_key(v, s, &kl);
@@ -1122,13 +685,7 @@ int table_iter_next(struct table_iter *it, const uint8_t **key, size_t *len)
 
 static void view_snap(struct view *v, const struct table_snap *sn)
 {
-	*v = (struct view){.r = NULL,
-			   .buf = sn->buf,
-			   .bias = sn->heap_off,
-			   .end = sn->st.brk,
-			   .heap_off = sn->heap_off,
-			   .brk = sn->st.brk,
-			   .seed = {sn->seed[0], sn->seed[1]}};
+	view_copy(v, sn->buf, sn->heap_off, sn->st.brk, sn->seed);
 }
 
 struct snap_read {
@@ -1167,7 +724,7 @@ static void snap_read_extent(struct region *r, uint64_t off, uint64_t len, void 
  */
 static int snap_copy(struct region *r, struct table_snap *sn)
 {
-	struct table_state *st = state(r);
+	struct tx_state *st = state(r);
 
 	memcpy(&sn->st, st, sizeof(sn->st));
 	sn->heap_off = r->heap_off;
@@ -1192,7 +749,7 @@ static int snap_copy(struct region *r, struct table_snap *sn)
 
 int table_snap_optimistic(struct region *r, struct table_snap *sn, uint64_t timeout_ns)
 {
-	struct table_state *st = state(r);
+	struct tx_state *st = state(r);
 	uint64_t start = prim_mono_ns();
 
 	memset(sn, 0, sizeof(*sn));
@@ -1233,7 +790,7 @@ static void copy_extent(struct region *src, uint64_t off, uint64_t len, void *ds
 
 int table_copy_into(struct region *src, struct region *dst)
 {
-	struct table_state s0, *s = &s0, *d = state(dst);
+	struct tx_state s0, *s = &s0, *d = state(dst);
 	int err;
 
 	/* One reading of the source's state; the copy is built from it. */
@@ -1264,7 +821,7 @@ int table_copy_into(struct region *src, struct region *dst)
 int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint64_t *count,
 		  uint64_t *key_bytes)
 {
-	struct table_state *st = state(r);
+	struct tx_state *st = state(r);
 	struct view v;
 	uint64_t pos = 0, n = 0, kb = 0;
 	size_t at = 0;
@@ -1322,7 +879,7 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
  */
 #define VERIFY_PROBE_BUDGET 64u
 
-static int verify_view(const struct view *v, const struct table_state *st)
+static int verify_view(const struct view *v, const struct tx_state *st)
 {
 	uint64_t cap = 0, live = 0, tombs = 0, kbytes = 0, abytes = 0, walked = 0;
 
@@ -1336,7 +893,7 @@ static int verify_view(const struct view *v, const struct table_state *st)
 			return -EUCLEAN;
 		for (uint64_t i = 0; i < cap; i++) {
 			const uint8_t *s = t + i * SLOT_SIZE;
-			uint64_t m = ld64(s), pos, ins;
+			uint64_t m = prim_ld64(s), pos, ins;
 			if (m == META_TOMB) {
 				tombs++;
 				continue;
@@ -1361,7 +918,7 @@ static int verify_view(const struct view *v, const struct table_state *st)
 			live++;
 			kbytes += len;
 			if (len > INLINE_MAX)
-				abytes += 1ull << class_of(8 + (uint64_t)len);
+				abytes += alloc_class_bytes(alloc_key_class(len));
 		}
 	}
 	if (live != st->count || tombs != st->tombs || kbytes != st->key_bytes ||
@@ -1369,23 +926,12 @@ static int verify_view(const struct view *v, const struct table_state *st)
 		return -EUCLEAN;
 	if (cap && (live + tombs) * 8 > cap * 7)
 		return -EUCLEAN;
-	/* Free lists: in the heap, aligned, and no cycles. */
-	for (unsigned c = 0; c < TABLE_CLASSES; c++) {
-		uint64_t b = st->head[c], steps = 0, size = 1ull << c;
-		uint64_t limit = (st->brk - v->heap_off) / size + 1;
-		while (b) {
-			const uint8_t *p = view_heap(v, b, size);
-			if (!p || c < 5 || ++steps > limit)
-				return -EUCLEAN;
-			b = (ld64(p) & BLK_NEXT_MASK) << 5;
-		}
-	}
-	return 0;
+	return alloc_verify(v, st);
 }
 
 int table_verify(struct region *r)
 {
-	struct table_state st;
+	struct tx_state st;
 	struct view v;
 
 	/* One reading of the state: the checks and the walks it bounds (the
@@ -1407,7 +953,7 @@ int table_snap_verify(const struct table_snap *sn)
 
 int table_stats(struct region *r, struct table_stats *o)
 {
-	struct table_state *st = state(r);
+	struct tx_state *st = state(r);
 
 	memset(o, 0, sizeof(*o));
 	o->count = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
@@ -1426,6 +972,6 @@ int table_stats(struct region *r, struct table_stats *o)
 	o->resizes = __atomic_load_n(&st->n_resizes, __ATOMIC_RELAXED);
 	o->aborts = __atomic_load_n(&st->n_aborts, __ATOMIC_RELAXED);
 	o->txns = __atomic_load_n(&st->n_txns, __ATOMIC_RELAXED);
-	o->log_capacity = log_cap(r);
+	o->log_capacity = r->log_bytes / 16; /* 16-byte entries */
 	return 0;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* table.h - hash table, key arena and undo log inside the region (private). */
+/* table.h - the hash table of a set, inside its region (private). */
 #ifndef SHSET_TABLE_H
 #define SHSET_TABLE_H
 
@@ -8,33 +8,7 @@
 
 #include "region.h"
 #include "shset.h"
-
-#define TABLE_CLASSES 45u /* block sizes 2^0 .. 2^44; used from 2^5 */
-#define TABLE_MIN_LOG (64u * 1024)
-
-/*
- * The set's shared state, in the region's state area.  `seq` is the
- * seqcount readers check; every other field is written only under the lock,
- * inside a transaction (logged), except the counters at the end.
- */
-struct table_state {
-	uint64_t seq; /* odd while a writer mutates */
-	uint64_t pad0[7];
-	uint64_t tdesc;		      /* table: offset | log2(capacity) << 56; 0: none */
-	uint64_t count;		      /* live keys */
-	uint64_t tombs;		      /* tombstones in the table */
-	uint64_t brk;		      /* heap bump pointer (absolute offset) */
-	uint64_t key_bytes;	      /* sum of live key lengths */
-	uint64_t arena_bytes;	      /* bytes of live arena blocks */
-	uint64_t head[TABLE_CLASSES]; /* free block lists by size class */
-	uint64_t log_n;		      /* undo log entries; 0: nothing in flight */
-	uint64_t txn;		      /* transaction counter (block stamps) */
-	uint64_t pop_hint;	      /* where pop starts looking (a hint) */
-	/* Statistics: under the lock, not logged (a crash may lose one). */
-	uint64_t n_repairs, n_resizes, n_aborts, n_txns;
-};
-
-_Static_assert(sizeof(struct table_state) <= REGION_STATE_BYTES, "state too large");
+#include "tx.h"
 
 /* Creator only, before the fd is shared. */
 int table_init(struct region *r, uint64_t capacity);
@@ -50,37 +24,27 @@ int table_contains_locked(struct region *r, const void *key, size_t len);
 /* Needs no seqcount: the lock excludes writers (and a scribbled odd
  * sequence must not make size fail under the lock). */
 long long table_count_locked(struct region *r);
-/* After taking over a dead owner's lock: undo its transaction. */
-int table_repair(struct region *r);
 /* Every invariant; 0 or -EUCLEAN. */
 int table_verify(struct region *r);
 
-/* A transaction: a group of mutations that becomes visible at once and
- * that a crash undoes entirely.  Lock held throughout. */
-struct tx;
-/* Bytes of storage a transaction needs (the caller keeps it, one per
- * handle: the lock serialises its use). */
-size_t tx_size(void);
-struct tx *tx_begin(struct region *r, void *mem, int *err);
-/* Moves the table to fresh memory sized for @keys, after which slot
+/* Mutations, inside a transaction (tx.h), lock held. */
+/* tx_begin's checks of the table's words: 0 or -EUCLEAN. */
+int table_begin(struct tx *x);
+/* tx_commit's publication of the table's words. */
+void table_commit(struct tx *x);
+/* Moves the table to fresh memory sized for @keys more, after which slot
  * writes need no logging: big batches call it first. */
-int tx_fresh(struct tx *x, uint64_t keys);
-/* Undo log entries a transaction may still write without tx_fresh. */
-uint64_t tx_log_room(const struct tx *x);
-int tx_insert(struct tx *x, const void *key, size_t len); /* 1 added, 0 present */
-int tx_remove(struct tx *x, const void *key, size_t len); /* 1 removed, 0 absent */
-int tx_clear(struct tx *x);
+int table_fresh(struct tx *x, uint64_t keys);
+int table_insert(struct tx *x, const void *key, size_t len); /* 1 added, 0 present */
+int table_remove(struct tx *x, const void *key, size_t len); /* 1 removed, 0 absent */
+int table_clear(struct tx *x);
 /* Removes one key, copying it to @buf (@cap bytes); *@len gets its length.
  * 1 popped, 0 empty, -ENOBUFS if @cap is too small (nothing removed). */
-int tx_pop(struct tx *x, void *buf, size_t cap, size_t *len);
+int table_pop(struct tx *x, void *buf, size_t cap, size_t *len);
 /* Keeps only the keys for which @keep returns 1 (<0 aborts with it). */
-int tx_filter(struct tx *x, int (*keep)(const void *k, size_t len, void *arg), void *arg);
-uint64_t tx_count(const struct tx *x);
-/* Publishes the transaction; it cannot fail once called with no error
- * pending (the log keeps a reserve for the commit's words). */
-void tx_commit(struct tx *x);
-/* Undoes everything the transaction wrote. */
-void tx_abort(struct tx *x);
+int table_filter(struct tx *x, int (*keep)(const void *k, size_t len, void *arg), void *arg);
+/* The count as this transaction sees it. */
+uint64_t table_tx_count(const struct tx *x);
 
 /* Iteration over the live keys of a region, lock held.  The table is read
  * once at the start, so the walk is one pass over one table whatever a
@@ -99,7 +63,7 @@ struct table_snap {
 	uint64_t cap;
 	uint64_t heap_off;
 	uint64_t seed[2];
-	struct table_state st;
+	struct tx_state st;
 };
 /* Without the lock and without writing to the region (inspection): copies
  * until a copy lands between two equal even seqcounts; -EAGAIN if writers

@@ -29,7 +29,7 @@
 #include "shset.h"
 #include "table.h"
 
-#define STATE_OFF(field) (REGION_STATE_OFF + offsetof(struct table_state, field))
+#define STATE_OFF(field) (REGION_STATE_OFF + offsetof(struct tx_state, field))
 
 /* A peer's view of a set: the whole reservation, writable. */
 struct peer {
@@ -808,7 +808,7 @@ START_TEST(random_words_peer)
 			case 2:
 			case 3: /* the table state */
 				off =
-				    REGION_STATE_OFF + rng_next(&rng) % sizeof(struct table_state);
+				    REGION_STATE_OFF + rng_next(&rng) % sizeof(struct tx_state);
 				break;
 			case 4: /* the undo log and its length */
 				off = p.h.log_off + rng_next(&rng) % 4096;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * view.c - read-only inspection of live sets and snapshot files: the
+ * inspect.c - read-only inspection of live sets and snapshot files: the
  * public face (shset/inspect.h) of what region, table, lease and snapshot
  * offer for reading without the lock.
  */

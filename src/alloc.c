@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * alloc.c - the block allocator of a set's heap.
+ *
+ * [heap_off, brk) holds tables and key blocks, both power-of-two sized.  A
+ * free block's first word links it into head[class]; popping leaves the
+ * link in place.  A key block starts with a header word: free-list link
+ * (40 bits, in 32-byte units) | stamp (24 bits).
+ *
+ * What needs no logging, and why:
+ *   - memory past the committed brk;
+ *   - the header of a key block freed by this transaction: freed blocks go
+ *     to private pending lists and reach head[] only at commit, so no block
+ *     freed in a transaction is reused by it.  The exception is a block
+ *     popped from a free list in this same transaction (its link is still
+ *     needed by the committed list): popping stamps the header with the
+ *     transaction number, and freeing a block with the current stamp logs
+ *     the header first.  Tables have no header, so their first word is
+ *     always logged when they are freed or popped.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+
+#include "alloc.h"
+#include "crashpoint.h"
+#include "prim.h"
+#include "tx.h"
+
+#define BLK_NEXT_MASK ((1ull << 40) - 1)
+#define BLK_STAMP(w)  ((uint32_t)((w) >> 40))
+
+unsigned alloc_class(uint64_t bytes)
+{
+	unsigned c = ALLOC_MIN_CLASS;
+
+	while ((1ull << c) < bytes)
+		c++;
+	return c;
+}
+
+uint64_t *alloc_head(struct tx *x, unsigned c)
+{
+	if (!(x->head_mask & (1ull << c))) {
+		x->head[c] = __atomic_load_n(&x->st->head[c], __ATOMIC_RELAXED);
+		x->head_mask |= 1ull << c;
+	}
+	return &x->head[c];
+}
+
+int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
+{
+	uint64_t size = alloc_class_bytes(cls), b = *alloc_head(x, cls);
+
+	if (b) {
+		uint8_t *p = view_heap(&x->v, b, size);
+		if (!p)
+			return -EUCLEAN;
+		uint64_t w = prim_ld64(p);
+		uint64_t next = (w & BLK_NEXT_MASK) << 5;
+		if (next && !view_heap(&x->v, next, size))
+			return -EUCLEAN;
+		if (is_table) {
+			int err = tx_log(x, b);
+			if (err)
+				return err;
+		} else {
+			/* Only the stamp: the committed list still needs the link. */
+			tx_touch(x);
+			prim_st64(p, (w & BLK_NEXT_MASK) | ((uint64_t)x->stamp << 40));
+			CRASH_POINT("alloc: free block stamped");
+		}
+		*alloc_head(x, cls) = next;
+		*out = b;
+		return 0;
+	}
+	uint64_t align = size < 64 ? 32 : 64;
+	b = (x->brk + align - 1) & ~(align - 1);
+	if (b + size < b || b + size > x->r->map_size)
+		return -ENOSPC;
+	int err = region_grow(x->r, b + size);
+	if (err)
+		return err;
+	x->brk = b + size;
+	x->v.brk = x->brk;
+	if (!is_table) {
+		tx_touch(x);
+		prim_st64(x->r->base + b, 0);
+		CRASH_POINT("alloc: fresh block header");
+	}
+	*out = b;
+	return 0;
+}
+
+int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table)
+{
+	uint64_t size = alloc_class_bytes(cls);
+	uint8_t *p = view_heap(&x->v, b, size);
+
+	if (!p)
+		return -EUCLEAN;
+	uint64_t w = prim_ld64(p);
+	if (is_table || BLK_STAMP(w) == x->stamp) {
+		int err = tx_log(x, b);
+		if (err)
+			return err;
+	}
+	tx_touch(x);
+	if (!(x->pend_mask & (1ull << cls))) {
+		x->pend_mask |= 1ull << cls;
+		x->pend_head[cls] = 0;
+		x->pend_tail[cls] = b;
+	}
+	prim_st64(p, x->pend_head[cls] >> 5);
+	CRASH_POINT("free: block queued");
+	x->pend_head[cls] = b;
+	if (is_table && size >= 2 * ALLOC_PUNCH_MIN && x->npunch < ALLOC_MAX_PUNCHES)
+		x->punch[x->npunch++] = (struct alloc_punch){b, size};
+	return 0;
+}
+
+void alloc_commit(struct tx *x)
+{
+	struct tx_state *st = x->st;
+
+	for (uint64_t m = x->pend_mask; m; m &= m - 1) {
+		unsigned c = (unsigned)__builtin_ctzll(m);
+		uint64_t tail = x->pend_tail[c];
+		tx_publish(x, (uint64_t *)(x->r->base + tail), *alloc_head(x, c) >> 5);
+		CRASH_POINT("commit: free list spliced");
+		x->head[c] = x->pend_head[c];
+	}
+	tx_publish(x, &st->brk, x->brk);
+	for (uint64_t m = x->head_mask; m; m &= m - 1) {
+		unsigned c = (unsigned)__builtin_ctzll(m);
+		tx_publish(x, &st->head[c], x->head[c]);
+	}
+}
+
+/* Gives the pages of big freed tables back to the kernel (keeping the
+ * first page: it holds the free-list link).  Only after the commit: until
+ * then a rollback may need the old table. */
+void alloc_release(struct tx *x)
+{
+	for (int i = 0; i < x->npunch; i++) {
+		struct alloc_punch *f = &x->punch[i];
+		fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(f->off + ALLOC_PUNCH_MIN), (off_t)(f->size - ALLOC_PUNCH_MIN));
+	}
+}
+
+int alloc_verify(const struct view *v, const struct tx_state *st)
+{
+	for (unsigned c = 0; c < ALLOC_CLASSES; c++) {
+		uint64_t b = st->head[c], steps = 0, size = alloc_class_bytes(c);
+		uint64_t limit = (st->brk - v->heap_off) / size + 1;
+		while (b) {
+			const uint8_t *p = view_heap(v, b, size);
+			if (!p || c < ALLOC_MIN_CLASS || ++steps > limit)
+				return -EUCLEAN;
+			b = (prim_ld64(p) & BLK_NEXT_MASK) << 5;
+		}
+	}
+	return 0;
+}

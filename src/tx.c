@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tx.c - the undo log and transactions (the protocol is in tx.h).
+ *
+ * The log is shared memory a peer can write, so a rollback copies it out
+ * once, checks every entry, and restores from the copy.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crashpoint.h"
+#include "prim.h"
+#include "table.h"
+#include "tx.h"
+
+#define TX_STAMP_MASK 0xffffffu
+
+struct tx_entry {
+	uint64_t off;
+	uint64_t old;
+};
+
+static inline uint64_t log_cap(const struct region *r)
+{
+	return r->log_bytes / sizeof(struct tx_entry);
+}
+
+/* A word the log may restore: in the state area past seq, or in the heap. */
+static int target_ok(struct region *r, uint64_t off)
+{
+	uint64_t lo = REGION_STATE_OFF + 64, hi = REGION_STATE_OFF + sizeof(struct tx_state);
+
+	if (off & 7)
+		return 0;
+	if (off >= lo && off + 8 <= hi)
+		return 1;
+	return off >= r->heap_off && region_check(r, off, 8) == 0;
+}
+
+/*
+ * Restores every logged word, newest first, then empties the log.  The
+ * entries are copied out once, checked, and applied from the copy: a peer
+ * rewriting an offset after the check must not steer the store.
+ */
+static int rollback(struct region *r)
+{
+	struct tx_state *st = tx_state(r);
+	const uint8_t *lg = r->base + r->log_off;
+	uint64_t n = __atomic_load_n(&st->log_n, __ATOMIC_ACQUIRE);
+
+	if (n > log_cap(r))
+		return -EUCLEAN;
+	struct tx_entry *copy = malloc(n ? n * sizeof(*copy) : 1);
+	if (!copy)
+		return -ENOMEM;
+	int err = 0;
+	/* Check everything before writing anything. */
+	for (uint64_t i = 0; i < n && !err; i++) {
+		copy[i].off = prim_ld64(lg + i * sizeof(struct tx_entry));
+		copy[i].old = prim_ld64(lg + i * sizeof(struct tx_entry) + 8);
+		if (!target_ok(r, copy[i].off))
+			err = -EUCLEAN;
+	}
+	for (uint64_t i = n; !err && i-- > 0;) {
+		prim_st64(r->base + copy[i].off, copy[i].old);
+		CRASH_POINT("rollback: word restored");
+	}
+	free(copy);
+	if (err)
+		return err;
+	__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
+	CRASH_POINT("rollback: log emptied");
+	return 0;
+}
+
+int tx_repair(struct region *r)
+{
+	struct tx_state *st = tx_state(r);
+	int err = rollback(r);
+
+	if (err)
+		return err;
+	uint64_t s = __atomic_load_n(&st->seq, __ATOMIC_RELAXED);
+	if (s & 1)
+		__atomic_store_n(&st->seq, s + 1, __ATOMIC_RELEASE);
+	st->n_repairs++;
+	return 0;
+}
+
+/* Marks the set as being changed: readers retry until commit.  The
+ * exchange (acquire) keeps the writes that follow after it. */
+void tx_touch(struct tx *x)
+{
+	if (x->dirty)
+		return;
+	uint64_t s = __atomic_load_n(&x->st->seq, __ATOMIC_RELAXED);
+	x->seq0 = s | 1;
+	__atomic_exchange_n(&x->st->seq, x->seq0, __ATOMIC_ACQ_REL);
+	x->dirty = 1;
+	CRASH_POINT("tx: seq odd");
+}
+
+static int log_limit(struct tx *x, uint64_t off, uint64_t limit)
+{
+	struct tx_state *st = x->st;
+	uint64_t n = __atomic_load_n(&st->log_n, __ATOMIC_RELAXED); /* once */
+
+	if (n >= limit)
+		return -E2BIG;
+	tx_touch(x);
+	uint8_t *e = x->r->base + x->r->log_off + n * sizeof(struct tx_entry);
+	prim_st64(e, off);
+	prim_st64(e + 8, prim_ld64(x->r->base + off));
+	CRASH_POINT("log: entry written");
+	/* The entry is complete before log_n covers it, and log_n covers it
+	 * before the word changes: a crash between any two stores undoes. */
+	__atomic_store_n(&st->log_n, n + 1, __ATOMIC_RELEASE);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	CRASH_POINT("log: entry counted");
+	return 0;
+}
+
+int tx_log(struct tx *x, uint64_t off)
+{
+	return log_limit(x, off, log_cap(x->r) - TX_LOG_RESERVE);
+}
+
+uint64_t tx_log_room(const struct tx *x)
+{
+	uint64_t cap = log_cap(x->r) - TX_LOG_RESERVE,
+		 n = __atomic_load_n(&x->st->log_n, __ATOMIC_RELAXED);
+	return n < cap ? cap - n : 0;
+}
+
+size_t tx_size(void)
+{
+	return sizeof(struct tx);
+}
+
+struct tx *tx_begin(struct region *r, void *mem, int *err)
+{
+	struct tx_state *st = tx_state(r);
+	struct tx *x = mem;
+
+	*err = 0;
+	if (r->readonly) {
+		*err = -EROFS;
+		return NULL;
+	}
+	/* A log left behind means an owner died without us being told (a
+	 * scribbled lock word): undo it now. */
+	if (__atomic_load_n(&st->log_n, __ATOMIC_ACQUIRE)) {
+		*err = tx_repair(r);
+		if (*err)
+			return NULL;
+	}
+	memset(x, 0, offsetof(struct tx, head));
+	x->r = r;
+	x->st = st;
+	/* Each state word read once (atomically: the compiler must not read
+	 * it again); the transaction works on these copies. */
+	x->brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
+	x->tdesc = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
+	x->count = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
+	x->tombs = __atomic_load_n(&st->tombs, __ATOMIC_RELAXED);
+	x->key_bytes = __atomic_load_n(&st->key_bytes, __ATOMIC_RELAXED);
+	x->arena_bytes = __atomic_load_n(&st->arena_bytes, __ATOMIC_RELAXED);
+	x->old_tdesc = __atomic_load_n(&st->old_tdesc, __ATOMIC_RELAXED);
+	x->moved = __atomic_load_n(&st->moved, __ATOMIC_RELAXED);
+	x->npunch = 0;
+	x->cleared = 0;
+	x->fresh = 0;
+	x->fresh_tdesc = 0;
+	/* Cheap sanity before anything is sized from these numbers: a
+	 * scribbled count must not make a resize allocate gigabytes. */
+	if (x->brk < r->heap_off || region_check(r, 0, x->brk) || table_begin(x)) {
+		*err = -EUCLEAN;
+		return NULL;
+	}
+	view_region(&x->v, r, x->brk);
+	st->txn++;
+	x->stamp = (uint32_t)(st->txn & TX_STAMP_MASK);
+	if (!x->stamp)
+		x->stamp = 1;
+	return x;
+}
+
+void tx_publish(struct tx *x, uint64_t *field, uint64_t val)
+{
+	if (*field == val)
+		return;
+	/* The reserve always has room for the commit's few words. */
+	log_limit(x, (uint64_t)((uint8_t *)field - x->r->base), log_cap(x->r));
+	__atomic_store_n(field, val, __ATOMIC_RELAXED);
+	CRASH_POINT("commit: state word published");
+}
+
+void tx_commit(struct tx *x)
+{
+	struct tx_state *st = x->st;
+
+	alloc_commit(x);
+	table_commit(x);
+	if (x->dirty) {
+		/* The commit point.  Then readers may trust the table again. */
+		CRASH_POINT("commit: before the commit point");
+		__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
+		CRASH_POINT("commit: committed");
+		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
+		CRASH_POINT("commit: seq even");
+		st->n_txns++;
+		alloc_release(x);
+	}
+}
+
+void tx_abort(struct tx *x)
+{
+	struct tx_state *st = x->st;
+
+	if (x->dirty) {
+		/* Our own log: its targets were all checked when written. */
+		rollback(x->r);
+		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
+		st->n_aborts++;
+	}
+}

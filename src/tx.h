@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tx.h - the set's shared state words, the undo log and transactions
+ * (private).
+ *
+ * Every mutation runs inside a transaction, lock held:
+ *
+ *   IDLE --first write--> DIRTY (seq odd) --commit--> IDLE (seq even)
+ *                              \--crash/abort: roll back--> IDLE
+ *
+ * Before a word that a committed state depends on is overwritten, its
+ * offset and old value are appended to the undo log and log_n is bumped;
+ * then the word is written.  The state words (tdesc, count, heads, ...) are
+ * kept in the process's struct tx and written, logged, only at commit; the
+ * commit point is the store log_n = 0.  A crash before it leaves log_n > 0,
+ * and the next lock holder (told by SHSET_LOCK_OWNER_DIED) restores the
+ * logged words newest first: the set is exactly as before the dead
+ * transaction, which never returned to its caller.  Readers never see a
+ * half-done transaction: seq is odd from the first write to the commit.
+ * What needs no logging, and why, is said where it is skipped (alloc.c,
+ * table.c).
+ */
+#ifndef SHSET_TX_H
+#define SHSET_TX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alloc.h"
+#include "region.h"
+#include "view.h"
+
+#define TX_MIN_LOG     (64u * 1024)
+#define TX_LOG_RESERVE 256u /* entries kept for commit */
+
+/*
+ * The set's shared state, in the region's state area.  `seq` is the
+ * seqcount readers check; every other field is written only under the lock,
+ * inside a transaction (logged), except the statistics.
+ */
+struct tx_state {
+	uint64_t seq; /* odd while a writer mutates */
+	uint64_t pad0[7];
+	uint64_t tdesc;		      /* table: offset | log2(capacity) << 56; 0: none */
+	uint64_t count;		      /* live keys */
+	uint64_t tombs;		      /* tombstones in the table */
+	uint64_t brk;		      /* heap bump pointer (absolute offset) */
+	uint64_t key_bytes;	      /* sum of live key lengths */
+	uint64_t arena_bytes;	      /* bytes of live arena blocks */
+	uint64_t head[ALLOC_CLASSES]; /* free block lists by size class */
+	uint64_t log_n;		      /* undo log entries; 0: nothing in flight */
+	uint64_t txn;		      /* transaction counter (block stamps) */
+	uint64_t pop_hint;	      /* where pop starts looking (a hint) */
+	/* Statistics: under the lock, not logged (a crash may lose one). */
+	uint64_t n_repairs, n_resizes, n_aborts, n_txns;
+	/* A table being drained into tdesc (0: none), and how many of its
+	 * slots have been moved: see table.c. */
+	uint64_t old_tdesc, moved;
+};
+
+_Static_assert(sizeof(struct tx_state) <= REGION_STATE_BYTES, "state too large");
+/* A commit logs at most one splice and one head per size class, and the
+ * table's state words: the reserve always holds them. */
+_Static_assert(2 * ALLOC_CLASSES + 10 <= TX_LOG_RESERVE, "commit must fit the log reserve");
+
+static inline struct tx_state *tx_state(struct region *r)
+{
+	return r->state;
+}
+
+/* A transaction in progress: private copies of the state words, which the
+ * commit publishes.  The caller keeps its storage (tx_size bytes, one per
+ * handle: the lock serialises its use). */
+struct tx {
+	struct region *r;
+	struct tx_state *st;
+	struct view v; /* heap up to this transaction's brk */
+	uint64_t seq0;
+	uint32_t stamp; /* marks blocks popped by this transaction */
+	int dirty;
+	/* The allocator's words (alloc.c).  Free-list heads this transaction
+	 * has read (head_mask) and blocks it freed (pend_mask), by class: only
+	 * those are touched at commit. */
+	uint64_t brk;
+	uint64_t head_mask, pend_mask;
+	uint64_t head[ALLOC_CLASSES];
+	uint64_t pend_head[ALLOC_CLASSES], pend_tail[ALLOC_CLASSES];
+	int npunch;
+	struct alloc_punch {
+		uint64_t off, size;
+	} punch[ALLOC_MAX_PUNCHES];
+	/* The table's words (table.c). */
+	uint64_t tdesc, count, tombs, key_bytes, arena_bytes, old_tdesc, moved;
+	int cleared; /* clear() ran: nothing else may follow in this one */
+	int fresh;   /* the current table was allocated by this transaction */
+	uint64_t fresh_tdesc;
+};
+
+size_t tx_size(void);
+/* Starts a transaction in @mem; NULL with *@err set when the region is
+ * read-only or its state cannot be trusted.  A log left behind by a dead
+ * owner is rolled back first. */
+struct tx *tx_begin(struct region *r, void *mem, int *err);
+/* Marks the set as being changed (seq odd) before the first write. */
+void tx_touch(struct tx *x);
+/* Logs the word at @off before it changes: -E2BIG when the log is full
+ * (the caller aborts and retries on a fresh table). */
+int tx_log(struct tx *x, uint64_t off);
+/* Undo log entries a transaction may still write. */
+uint64_t tx_log_room(const struct tx *x);
+/* Commit: writes @val into the state word @field, logged (from the
+ * reserve, so it cannot fail). */
+void tx_publish(struct tx *x, uint64_t *field, uint64_t val);
+/* Publishes the transaction; it cannot fail once called with no error
+ * pending. */
+void tx_commit(struct tx *x);
+/* Undoes everything the transaction wrote. */
+void tx_abort(struct tx *x);
+/* After taking over a dead owner's lock: undo its transaction. */
+int tx_repair(struct region *r);
+
+#endif
