@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "region.h"
 #include "shset.h"
 
 #ifndef FDPASS_PEER
@@ -108,7 +109,8 @@ static void send_raw(int sock, const void *data, size_t len, const int *fds, int
 	ck_assert_int_eq(sendmsg(sock, &msg, 0), (ssize_t)len);
 }
 
-static const char good_tag[8] = {'S', 'H', 'S', 'E', 'T', 'F', 1, 1};
+/* Tag, protocol version, region format version. */
+static const char good_tag[8] = {'S', 'H', 'S', 'E', 'T', 'F', 1, REGION_VERSION};
 
 static void expect_refusal(const void *data, size_t len, const int *fds, int nfds, int err)
 {
