@@ -357,7 +357,7 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 	if (keys < x->count)
 		keys = x->count;
 	unsigned l2 = log2_for(keys);
-	err = alloc_get(x, l2 + 5, 1, &off);
+	err = alloc_get(x, alloc_class((1ull << l2) * SLOT_SIZE), 1, &off);
 	if (err)
 		return err;
 	uint8_t *nt = view_heap(&x->v, off, (1ull << l2) * SLOT_SIZE);
@@ -397,7 +397,7 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 		}
 	}
 	if (old) {
-		err = alloc_put(x, tdesc_off(old), tdesc_log2(old) + 5, 1);
+		err = alloc_put(x, tdesc_off(old), alloc_class(cap * SLOT_SIZE), 1);
 		if (err)
 			return err;
 	}
