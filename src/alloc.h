@@ -13,9 +13,11 @@
 #define ALLOC_MIN_CLASS 5u
 /* Bytes of a key block before the key: free-list link | stamp. */
 #define ALLOC_HDR 8u
-/* Freed tables this big or bigger give their pages back. */
-#define ALLOC_PUNCH_MIN	  4096u
-#define ALLOC_MAX_PUNCHES 8
+/* Freed tables this big or bigger give their pages back (all but the
+ * first page, which holds the list link), at most ALLOC_PUNCH_STEP bytes
+ * a transaction. */
+#define ALLOC_PUNCH_MIN	 4096u
+#define ALLOC_PUNCH_STEP (2u << 20)
 
 struct tx;
 
@@ -41,7 +43,10 @@ int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table);
 /* Commit: splices the queued blocks into the free lists and publishes brk
  * and the heads this transaction read. */
 void alloc_commit(struct tx *x);
-/* After the commit point: gives the pages of big freed tables back. */
+/* Everything in the heap is free: brk back to its start, no free lists,
+ * and after the commit the pages go back to the kernel (clear). */
+void alloc_reset(struct tx *x);
+/* After the commit point: gives the pages of a cleared heap back. */
 void alloc_release(struct tx *x);
 /* The free lists of the state @st (a private copy) seen through @v: in the
  * heap, aligned, no cycles.  0 or -EUCLEAN. */

@@ -34,6 +34,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -134,13 +135,16 @@ static inline void slot_read(uint8_t *dst, const uint8_t *slot)
 }
 
 /*
- * Looks @key up in the table @tdesc.  Returns 1 (*pos: its slot), 0 (*ins:
- * the first reusable slot on its path, or UINT64_MAX; *ins_tomb: whether
- * it was a tombstone when probed), or -EUCLEAN.  At most one pass over the
- * table, whatever a peer writes into it meanwhile.
+ * Looks @key up in the table @tdesc, whose slots below @gone have been
+ * moved to another table (they neither match nor take keys; an EMPTY one
+ * still ends the probe: a table being drained gains no keys, so its probe
+ * paths are intact).  Returns 1 (*pos: its slot), 0 (*ins: the first
+ * reusable slot on its path, or UINT64_MAX; *ins_tomb: whether it was a
+ * tombstone when probed), or -EUCLEAN.  At most one pass over the table,
+ * whatever a peer writes into it meanwhile.
  */
-static int probe_at(const struct view *v, uint64_t tdesc, uint64_t h, const void *key, size_t len,
-		    uint64_t *pos, uint64_t *ins, int *ins_tomb)
+static int probe_at(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t h,
+		    const void *key, size_t len, uint64_t *pos, uint64_t *ins, int *ins_tomb)
 {
 	uint64_t cap, want = meta_of(h);
 	uint8_t *t;
@@ -150,7 +154,7 @@ static int probe_at(const struct view *v, uint64_t tdesc, uint64_t h, const void
 	if (!tdesc)
 		return 0;
 	t = view_table(v, tdesc, &cap);
-	if (!t)
+	if (!t || gone > cap)
 		return -EUCLEAN;
 	uint64_t mask = cap - 1, i = h >> (64 - tdesc_log2(tdesc));
 	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & mask) {
@@ -162,6 +166,8 @@ static int probe_at(const struct view *v, uint64_t tdesc, uint64_t h, const void
 				*ins = i;
 			return 0;
 		}
+		if (i < gone)
+			continue;
 		if (m == META_TOMB) {
 			if (*ins == UINT64_MAX) {
 				*ins = i;
@@ -184,12 +190,30 @@ static int probe_at(const struct view *v, uint64_t tdesc, uint64_t h, const void
 	return 0;
 }
 
-static int probe(const struct view *v, uint64_t tdesc, uint64_t h, const void *key, size_t len,
-		 uint64_t *pos, uint64_t *ins)
+/* Looks @key up in both tables: 1 with *@pos in the current one (*@in_old
+ * 0) or in the old one (1); 0 with *@ins, *@ins_tomb for the current one;
+ * -EUCLEAN. */
+static int find(const struct view *v, const struct tables *tb, uint64_t h, const void *key,
+		size_t len, uint64_t *pos, int *in_old, uint64_t *ins, int *ins_tomb)
 {
-	int tomb;
+	uint64_t ins2;
+	int tomb2;
 
-	return probe_at(v, tdesc, h, key, len, pos, ins, &tomb);
+	*in_old = 0;
+	int res = probe_at(v, tb->cur, 0, h, key, len, pos, ins, ins_tomb);
+	if (res || !tb->old)
+		return res;
+	res = probe_at(v, tb->old, tb->moved, h, key, len, pos, &ins2, &tomb2);
+	*in_old = res == 1;
+	return res;
+}
+
+static int lookup(const struct view *v, const struct tables *tb, const void *key, size_t len)
+{
+	uint64_t pos, ins;
+	int in_old, tomb;
+
+	return find(v, tb, hash_bytes(v->seed, key, len), key, len, &pos, &in_old, &ins, &tomb);
 }
 
 /* --- lock-free readers ---------------------------------------------------- */
@@ -205,10 +229,17 @@ static inline int seq_retry(struct tx_state *st, uint64_t s)
 	return __atomic_load_n(&st->seq, __ATOMIC_RELAXED) != s;
 }
 
+/* The tables as the state names them, each word read once. */
+static void tables_read(const struct tx_state *st, struct tables *tb)
+{
+	tb->cur = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
+	tb->old = __atomic_load_n(&st->old_tdesc, __ATOMIC_RELAXED);
+	tb->moved = __atomic_load_n(&st->moved, __ATOMIC_RELAXED);
+}
+
 int table_contains_optimistic(struct region *r, const void *key, size_t len)
 {
 	struct tx_state *st = state(r);
-	uint64_t h = hash_bytes(r->seed, key, len);
 
 	for (int tries = 0; tries < READ_TRIES; tries++) {
 		uint64_t s = seq_begin(st);
@@ -217,29 +248,37 @@ int table_contains_optimistic(struct region *r, const void *key, size_t len)
 			continue;
 		}
 		struct view v;
-		uint64_t pos, ins;
+		struct tables tb;
 		view_region(&v, r, __atomic_load_n(&st->brk, __ATOMIC_RELAXED));
-		int res = probe(&v, __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED), h, key, len,
-				&pos, &ins);
+		tables_read(st, &tb);
+		int res = lookup(&v, &tb, key, len);
 		if (!seq_retry(st, s))
 			return res;
 	}
 	return -EAGAIN;
 }
 
-/* A count is believable only if the table it describes could hold it:
- * no more keys than slots, in a table that lies inside the file.  So no
- * caller is ever told of more keys than the region has room for. */
-static long long count_checked(struct region *r, uint64_t tdesc, uint64_t count)
+/* The slots of table @tdesc if it lies inside the file, else 0. */
+static uint64_t table_slots(struct region *r, uint64_t tdesc)
 {
-	if (!tdesc)
-		return count ? -EUCLEAN : 0;
 	unsigned l2 = tdesc_log2(tdesc);
 	if (l2 < MIN_LOG2 || l2 > 40)
-		return -EUCLEAN;
+		return 0;
 	uint64_t cap = 1ull << l2;
-	if (count > cap || tdesc_off(tdesc) < r->heap_off ||
-	    region_check(r, tdesc_off(tdesc), cap * SLOT_SIZE))
+	if (tdesc_off(tdesc) < r->heap_off || region_check(r, tdesc_off(tdesc), cap * SLOT_SIZE))
+		return 0;
+	return cap;
+}
+
+/* A count is believable only if the tables it describes could hold it:
+ * no more keys than slots, in tables that lie inside the file.  So no
+ * caller is ever told of more keys than the region has room for. */
+static long long count_checked(struct region *r, const struct tables *tb, uint64_t count)
+{
+	if (!tb->cur)
+		return count || tb->old ? -EUCLEAN : 0;
+	uint64_t cap = table_slots(r, tb->cur), ocap = tb->old ? table_slots(r, tb->old) : 0;
+	if (!cap || (tb->old && !ocap) || tb->moved > ocap || count > cap + ocap)
 		return -EUCLEAN;
 	return (long long)count;
 }
@@ -254,44 +293,45 @@ long long table_count_optimistic(struct region *r)
 			prim_cpu_relax();
 			continue;
 		}
+		struct tables tb;
 		uint64_t c = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
-		uint64_t d = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
+		tables_read(st, &tb);
 		if (!seq_retry(st, s))
-			return count_checked(r, d, c);
+			return count_checked(r, &tb, c);
 	}
 	return -EAGAIN;
 }
 
 long long table_count_locked(struct region *r)
 {
+	struct tables tb;
 	uint64_t c = __atomic_load_n(&state(r)->count, __ATOMIC_RELAXED);
-	uint64_t d = __atomic_load_n(&state(r)->tdesc, __ATOMIC_RELAXED);
 
-	return count_checked(r, d, c);
-}
-
-static void view_locked(struct view *v, struct region *r)
-{
-	view_region(v, r, __atomic_load_n(&state(r)->brk, __ATOMIC_RELAXED));
+	tables_read(state(r), &tb);
+	return count_checked(r, &tb, c);
 }
 
 int table_contains_locked(struct region *r, const void *key, size_t len)
 {
 	struct view v;
-	uint64_t pos, ins;
+	struct tables tb;
 
-	view_locked(&v, r);
-	return probe(&v, __atomic_load_n(&state(r)->tdesc, __ATOMIC_RELAXED),
-		     hash_bytes(r->seed, key, len), key, len, &pos, &ins);
+	view_region(&v, r, __atomic_load_n(&state(r)->brk, __ATOMIC_RELAXED));
+	tables_read(state(r), &tb);
+	return lookup(&v, &tb, key, len);
 }
 
 /* --- mutations ------------------------------------------------------------- */
 
 int table_begin(struct tx *x)
 {
+	x->count0 = x->count;
 	uint64_t cap = x->tdesc ? 1ull << (tdesc_log2(x->tdesc) & 63) : 0;
+	uint64_t ocap = x->old_tdesc ? 1ull << (tdesc_log2(x->old_tdesc) & 63) : 0;
 
-	if (x->count + x->tombs > cap || x->count + x->tombs < x->count)
+	/* A table being drained needs a table to drain into. */
+	if (x->count + x->tombs > cap + ocap || x->count + x->tombs < x->count || x->tombs > cap ||
+	    (x->old_tdesc && !x->tdesc) || x->moved > ocap)
 		return -EUCLEAN;
 	return 0;
 }
@@ -300,29 +340,46 @@ uint64_t table_tx_count(const struct tx *x)
 {
 	return x->count;
 }
+
+static inline int cur_fresh(const struct tx *x)
+{
+	return x->fresh && x->tdesc == x->fresh_tdesc;
+}
+
 static int slot_write_prepare(struct tx *x, uint64_t slot_off)
 {
-	if (x->fresh && x->tdesc == x->fresh_tdesc)
+	if (cur_fresh(x))
 		return 0;
 	return tx_log(x, slot_off);
 }
 
-/* Places a private copy of a slot (32 bytes) into table @t by probing for
- * an empty slot: used when rebuilding into a fresh table.  The new table
- * is shared memory a peer can fill meanwhile, so the probe stops after one
- * pass: -EUCLEAN. */
-static int place(uint8_t *t, unsigned l2, const uint8_t *slot)
+/* The first EMPTY slot of table @t (2^@l2 slots) on the probe path of
+ * meta @m.  The table is shared memory a peer can fill meanwhile, so the
+ * probe stops after one pass: -EUCLEAN. */
+static int empty_slot(const uint8_t *t, unsigned l2, uint64_t m, uint64_t *at)
 {
-	uint64_t mask = (1ull << l2) - 1, m = prim_ld64(slot);
-	uint64_t i = m >> (64 - l2);
+	uint64_t mask = (1ull << l2) - 1, i = m >> (64 - l2);
 
 	for (uint64_t n = 0; prim_ld64(t + i * SLOT_SIZE) != META_EMPTY; n++) {
 		if (n > mask)
 			return -EUCLEAN;
 		i = (i + 1) & mask;
 	}
+	*at = i;
+	return 0;
+}
+
+/* Places a private copy of a slot (32 bytes) into an EMPTY slot of table
+ * @t: body first, then the meta (release) that makes it visible. */
+static int place(uint8_t *t, unsigned l2, const uint8_t *slot)
+{
+	uint64_t i;
+	int err = empty_slot(t, l2, prim_ld64(slot), &i);
+
+	if (err)
+		return err;
 	memcpy(t + i * SLOT_SIZE + 8, slot + 8, SLOT_SIZE - 8);
-	prim_st64(t + i * SLOT_SIZE, m);
+	__atomic_store_n((uint64_t *)(t + i * SLOT_SIZE), prim_ld64(slot), __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -336,45 +393,48 @@ static unsigned log2_for(uint64_t keys)
 	return l2;
 }
 
-/*
- * Moves the live keys for which @keep says 1 into a fresh table sized for
- * max(@keys, kept); frees the blocks of the others and the old table.
- */
-static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_t len, void *arg),
-		   void *arg)
+static inline uint64_t table_bytes(unsigned l2)
 {
-	uint64_t cap = 0, off, old = x->tdesc;
-	uint8_t *ot = NULL;
-	int err;
+	return (1ull << l2) * SLOT_SIZE;
+}
 
-	if (old) {
-		ot = view_table(&x->v, old, &cap);
-		if (!ot)
-			return -EUCLEAN;
-	}
-	if (x->cleared)
-		return -EINVAL;
-	if (keys < x->count)
-		keys = x->count;
-	unsigned l2 = log2_for(keys);
-	err = alloc_get(x, alloc_class((1ull << l2) * SLOT_SIZE), 1, &off);
+/* A new, zeroed table of 2^@l2 slots. */
+static int new_table(struct tx *x, unsigned l2, int zero, uint64_t *off)
+{
+	int err = alloc_get(x, alloc_class(table_bytes(l2)), 1, off);
+
 	if (err)
 		return err;
-	uint8_t *nt = view_heap(&x->v, off, (1ull << l2) * SLOT_SIZE);
+	uint8_t *nt = view_heap(&x->v, *off, table_bytes(l2));
 	if (!nt)
 		return -EUCLEAN;
 	tx_touch(x);
-	memset(nt, 0, (1ull << l2) * SLOT_SIZE);
+	if (zero)
+		memset(nt, 0, table_bytes(l2));
 	CRASH_POINT("resize: new table cleared");
-	uint64_t kept = 0, kbytes = 0, abytes = 0;
-	for (uint64_t i = 0; i < cap; i++) {
+	return 0;
+}
+
+/* The keys of table @tdesc from slot @from on, into table @nt, keeping
+ * those @keep says 1 to and freeing the blocks of the others. */
+static int rebuild_from(struct tx *x, uint64_t tdesc, uint64_t from, uint8_t *nt, unsigned l2,
+			int (*keep)(const void *k, size_t len, void *arg), void *arg,
+			uint64_t *kept, uint64_t *kbytes, uint64_t *abytes)
+{
+	uint64_t cap;
+	uint8_t *ot = view_table(&x->v, tdesc, &cap);
+	int err;
+
+	if (!ot || from > cap)
+		return -EUCLEAN;
+	for (uint64_t i = from; i < cap; i++) {
 		uint8_t s[SLOT_SIZE] __attribute__((aligned(8)));
 		slot_read(s, ot + i * SLOT_SIZE);
 		if (!is_live(prim_ld64(s)))
 			continue;
 		uint32_t len;
 		const uint8_t *k = slot_key(&x->v, s, &len);
-		if (!k || ++kept > (1ull << l2) / 2 + 1)
+		if (!k || *kept + 1 > (1ull << l2) / 2 + 1)
 			return -EUCLEAN;
 		int yes = keep ? keep(k, len, arg) : 1;
 		if (yes < 0)
@@ -384,24 +444,50 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 			if (err)
 				return err;
 			CRASH_POINT("resize: slot moved");
-			kbytes += len;
+			++*kept;
+			*kbytes += len;
 			if (len > INLINE_MAX)
-				abytes += alloc_class_bytes(alloc_key_class(len));
-		} else {
-			kept--;
-			if (len > INLINE_MAX) {
-				err = alloc_put(x, prim_ld64(s + 16), alloc_key_class(len), 0);
-				if (err)
-					return err;
-			}
+				*abytes += alloc_class_bytes(alloc_key_class(len));
+		} else if (len > INLINE_MAX) {
+			err = alloc_put(x, prim_ld64(s + 16), alloc_key_class(len), 0);
+			if (err)
+				return err;
 		}
 	}
-	if (old) {
-		err = alloc_put(x, tdesc_off(old), alloc_class(cap * SLOT_SIZE), 1);
-		if (err)
-			return err;
-	}
+	return alloc_put(x, tdesc_off(tdesc), alloc_class(cap * SLOT_SIZE), 1);
+}
+
+/*
+ * Moves, in this one transaction, the live keys of both tables for which
+ * @keep says 1 into a fresh table sized for max(@keys, kept); frees the
+ * blocks of the others and the old tables.  For operations that visit
+ * every key anyway (set algebra, big batches); growth is incremental.
+ */
+static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_t len, void *arg),
+		   void *arg)
+{
+	uint64_t off, kept = 0, kbytes = 0, abytes = 0;
+	int err;
+
+	if (x->cleared)
+		return -EINVAL;
+	if (keys < x->count)
+		keys = x->count;
+	unsigned l2 = log2_for(keys);
+	err = new_table(x, l2, 1, &off);
+	if (err)
+		return err;
+	uint8_t *nt = view_heap(&x->v, off, table_bytes(l2));
+	if (x->tdesc)
+		err = rebuild_from(x, x->tdesc, 0, nt, l2, keep, arg, &kept, &kbytes, &abytes);
+	if (!err && x->old_tdesc)
+		err = rebuild_from(x, x->old_tdesc, x->moved, nt, l2, keep, arg, &kept, &kbytes,
+				   &abytes);
+	if (err)
+		return err;
 	x->tdesc = tdesc_make(off, l2);
+	x->old_tdesc = 0;
+	x->moved = 0;
 	x->fresh = 1;
 	x->fresh_tdesc = x->tdesc;
 	x->count = kept;
@@ -414,7 +500,7 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 
 int table_fresh(struct tx *x, uint64_t keys)
 {
-	if (x->fresh && x->tdesc == x->fresh_tdesc) {
+	if (cur_fresh(x) && !x->old_tdesc) {
 		uint64_t cap = 1ull << tdesc_log2(x->tdesc);
 		if ((x->count + keys) * 4 <= cap * 3)
 			return 0;
@@ -422,29 +508,143 @@ int table_fresh(struct tx *x, uint64_t keys)
 	return rebuild(x, x->count + keys, NULL, NULL);
 }
 
+/* --- incremental resizing -------------------------------------------------- */
+
+/*
+ * A table that must grow (or shrink, or shed tombstones) is replaced by a
+ * new one, and its keys move over a few at a time: every insert and remove
+ * first moves the live keys of the next MOVE_STEP slots of the old table,
+ * so no operation holds the lock for more than a bounded piece of a resize
+ * whatever the set's size.  Meanwhile a key is in exactly one table:
+ * lookups probe the new one, then the old one above `moved`; inserts go to
+ * the new one; removes tombstone whichever holds the key.  The old table
+ * gains no keys, so its probe paths stay intact and its moved slots need
+ * not even be written.  A moved key keeps its block.
+ *
+ * The new table is zeroed by punching its range (the kernel hands back
+ * zero pages as they are touched), not by writing it: a memset of a large
+ * table would be the pause this avoids.  Moving a key writes only the
+ * EMPTY slot it lands in, whose meta is logged unless the new table is
+ * this transaction's own.  A new table has room for its keys twice over,
+ * and a quarter of it must fill before it needs to grow: far more inserts
+ * than the steps that drain the old one (MOVE_STEP slots each).  Should a
+ * grow come first anyway (batches skip steps the log cannot hold), the
+ * rest of the old table is moved then, in that one transaction.
+ */
+#define MOVE_STEP 64u
+/* Shrink a table this big or bigger once 1/16 of it holds keys. */
+#define SHRINK_MIN_LOG2 10u
+
+/* Moves the live keys of up to @budget more slots of the old table. */
+static int move_some(struct tx *x, uint64_t budget)
+{
+	uint64_t ocap, ncap;
+	int err;
+
+	if (!x->old_tdesc)
+		return 0;
+	uint8_t *ot = view_table(&x->v, x->old_tdesc, &ocap);
+	uint8_t *nt = view_table(&x->v, x->tdesc, &ncap);
+	if (!ot || !nt || x->moved > ocap)
+		return -EUCLEAN;
+	unsigned l2 = tdesc_log2(x->tdesc);
+	uint64_t end = ocap - x->moved < budget ? ocap : x->moved + budget;
+	int fresh = cur_fresh(x);
+	for (uint64_t i = x->moved; i < end; i++) {
+		uint8_t s[SLOT_SIZE] __attribute__((aligned(8)));
+		slot_read(s, ot + i * SLOT_SIZE);
+		uint64_t m = prim_ld64(s), j;
+		if (!is_live(m))
+			continue;
+		err = empty_slot(nt, l2, m, &j);
+		if (!err && !fresh)
+			err = tx_log(x, tdesc_off(x->tdesc) + j * SLOT_SIZE);
+		if (err)
+			return err;
+		tx_touch(x);
+		memcpy(nt + j * SLOT_SIZE + 8, s + 8, SLOT_SIZE - 8);
+		__atomic_store_n((uint64_t *)(nt + j * SLOT_SIZE), m, __ATOMIC_RELEASE);
+		CRASH_POINT("move: key moved");
+	}
+	x->moved = end;
+	if (end < ocap)
+		return 0;
+	err = alloc_put(x, tdesc_off(x->old_tdesc), alloc_class(ocap * SLOT_SIZE), 1);
+	if (err)
+		return err;
+	x->old_tdesc = 0;
+	x->moved = 0;
+	return 0;
+}
+
+/* One step of a resize in progress, if the log has room for it (a batch
+ * may not: the step waits for the next transaction). */
+static int move_step(struct tx *x)
+{
+	if (!x->old_tdesc || tx_log_room(x) < 2 * MOVE_STEP)
+		return 0;
+	return move_some(x, MOVE_STEP);
+}
+
+/* Starts replacing the current table by one sized for @keys; the rest of
+ * a resize in progress is finished first. */
+static int resize_start(struct tx *x, uint64_t keys)
+{
+	uint64_t off;
+	int err = move_some(x, UINT64_MAX);
+
+	if (err)
+		return err;
+	unsigned l2 = log2_for(keys);
+	err = new_table(x, l2, 0, &off);
+	if (err)
+		return err;
+	/* Zero pages without writing them; memory past the committed brk or
+	 * in a free table is no committed state's (a popped table's first
+	 * word, its free-list link, was logged by alloc_get). */
+	if (fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)table_bytes(l2)))
+		memset(x->r->base + off, 0, table_bytes(l2));
+	CRASH_POINT("resize: new table punched");
+	x->old_tdesc = x->tdesc;
+	x->moved = 0;
+	x->tdesc = tdesc_make(off, l2);
+	x->tombs = 0;
+	x->fresh = 1;
+	x->fresh_tdesc = x->tdesc;
+	x->st->n_resizes++;
+	return 0;
+}
+
 int table_insert(struct tx *x, const void *key, size_t len)
 {
+	struct tables tb;
 	uint64_t h, pos, ins, cap;
-	int err, was_tomb;
+	int err, was_tomb, in_old;
 
 	if (len > SHSET_KEY_MAX || x->cleared)
 		return -EINVAL;
+	err = move_step(x);
+	if (err)
+		return err;
 	h = hash_bytes(x->v.seed, key, len);
-	err = probe_at(&x->v, x->tdesc, h, key, len, &pos, &ins, &was_tomb);
+	tb = (struct tables){x->tdesc, x->old_tdesc, x->moved};
+	err = find(&x->v, &tb, h, key, len, &pos, &in_old, &ins, &was_tomb);
 	if (err)
 		return err < 0 ? err : 0;
 	cap = x->tdesc ? 1ull << tdesc_log2(x->tdesc) : 0;
-	/* Reusing a tombstone does not fill the table any further. */
+	/* Reusing a tombstone does not fill the table any further.  Keys
+	 * still in the old table count as if they were here already. */
 	uint64_t filled = x->count + x->tombs + (was_tomb ? 0 : 1);
 	if (filled * 4 > cap * 3) {
-		err = rebuild(x, x->count + 1, NULL, NULL);
+		err = resize_start(x, x->count + 1);
 		/* Out of room for a bigger table: fill this one up to 7/8
 		 * before refusing. */
-		if (err == -ENOSPC && ins != UINT64_MAX && filled * 8 <= cap * 7)
+		if (err == -ENOSPC && !x->old_tdesc && filled * 8 <= cap * 7)
 			err = 0;
 		else if (err)
 			return err;
-		err = probe_at(&x->v, x->tdesc, h, key, len, &pos, &ins, &was_tomb);
+		err = probe_at(&x->v, x->tdesc, 0, h, key, len, &pos, &ins, &was_tomb);
 		if (err)
 			return err < 0 ? err : -EUCLEAN;
 	}
@@ -452,11 +652,9 @@ int table_insert(struct tx *x, const void *key, size_t len)
 		return -EUCLEAN; /* a 3/4-full table always has room */
 	uint64_t cap2;
 	uint8_t *t = view_table(&x->v, x->tdesc, &cap2);
-	if (!t)
+	if (!t || ins >= cap2)
 		return -EUCLEAN;
 	uint8_t *s = t + ins * SLOT_SIZE;
-	if (ins >= cap2)
-		return -EUCLEAN;
 	uint64_t slot_off = tdesc_off(x->tdesc) + ins * SLOT_SIZE;
 	uint64_t blk = 0;
 	unsigned cls = 0;
@@ -496,16 +694,20 @@ int table_insert(struct tx *x, const void *key, size_t len)
 	return 1;
 }
 
-/* Turns slot @i of the current table into a tombstone and frees its key,
- * whose length the caller has read (once) as @len. */
-static int remove_at(struct tx *x, uint8_t *t, uint64_t i, uint32_t len)
+/* Turns slot @i of table @tdesc (the current one, or the old one being
+ * drained, whose tombstones nobody counts) into a tombstone and frees its
+ * key, whose length the caller has read (once) as @len. */
+static int remove_at(struct tx *x, uint64_t tdesc, uint64_t i, uint32_t len)
 {
-	uint8_t *s = t + i * SLOT_SIZE;
-	int err;
+	uint64_t cap;
+	uint8_t *t = view_table(&x->v, tdesc, &cap);
+	int cur = tdesc == x->tdesc, err;
 
-	if (len > SHSET_KEY_MAX)
+	if (!t || i >= cap || len > SHSET_KEY_MAX)
 		return -EUCLEAN;
-	err = slot_write_prepare(x, tdesc_off(x->tdesc) + i * SLOT_SIZE);
+	uint8_t *s = t + i * SLOT_SIZE;
+	uint64_t off = tdesc_off(tdesc) + i * SLOT_SIZE;
+	err = cur ? slot_write_prepare(x, off) : tx_log(x, off);
 	if (err)
 		return err;
 	if (len > INLINE_MAX) {
@@ -519,55 +721,100 @@ static int remove_at(struct tx *x, uint8_t *t, uint64_t i, uint32_t len)
 	__atomic_store_n((uint64_t *)s, META_TOMB, __ATOMIC_RELEASE);
 	CRASH_POINT("remove: tombstone");
 	x->count--;
-	x->tombs++;
 	x->key_bytes -= len;
+	if (cur)
+		x->tombs++;
 	return 1;
+}
+
+/* After a remove: a table 16 times bigger than its keys need starts
+ * shrinking (incrementally, like growth).  Optional: no room, no shrink. */
+static int maybe_shrink(struct tx *x)
+{
+	if (x->old_tdesc || !x->tdesc || tdesc_log2(x->tdesc) < SHRINK_MIN_LOG2 ||
+	    x->count * 16 >= 1ull << tdesc_log2(x->tdesc))
+		return 0;
+	int err = resize_start(x, x->count);
+	return err == -ENOSPC ? 0 : err;
 }
 
 int table_remove(struct tx *x, const void *key, size_t len)
 {
-	uint64_t pos, ins, cap;
-	int res;
+	struct tables tb;
+	uint64_t pos, ins;
+	int res, in_old, tomb;
 
 	if (len > SHSET_KEY_MAX)
 		return 0;
-	res = probe(&x->v, x->tdesc, hash_bytes(x->v.seed, key, len), key, len, &pos, &ins);
+	res = move_step(x);
+	if (res)
+		return res;
+	tb = (struct tables){x->tdesc, x->old_tdesc, x->moved};
+	res =
+	    find(&x->v, &tb, hash_bytes(x->v.seed, key, len), key, len, &pos, &in_old, &ins, &tomb);
 	if (res <= 0)
 		return res;
-	uint8_t *t = view_table(&x->v, x->tdesc, &cap);
-	if (!t || pos >= cap)
+	res = remove_at(x, in_old ? x->old_tdesc : x->tdesc, pos, (uint32_t)len);
+	if (res < 0)
+		return res;
+	int err = maybe_shrink(x);
+	return err ? err : res;
+}
+
+/* The first live slot of table @tdesc at or after @start (wrapping),
+ * slots below @gone excluded: 1 with *@at, 0 none. */
+static int first_live(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t start,
+		      uint64_t *at)
+{
+	uint64_t cap;
+	uint8_t *t = view_table(v, tdesc, &cap);
+
+	if (!t || gone > cap)
 		return -EUCLEAN;
-	return remove_at(x, t, pos, (uint32_t)len);
+	for (uint64_t n = 0; n < cap; n++) {
+		uint64_t i = (start + n) & (cap - 1);
+		if (i >= gone && is_live(prim_ld64(t + i * SLOT_SIZE))) {
+			*at = i;
+			return 1;
+		}
+	}
+	return 0;
 }
 
 int table_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 {
-	uint64_t cap;
+	uint64_t i = 0, cap, tdesc = x->tdesc;
+	int res;
 
 	if (!x->count || !x->tdesc)
 		return 0;
-	uint8_t *t = view_table(&x->v, x->tdesc, &cap);
-	if (!t)
-		return -EUCLEAN;
-	uint64_t start = __atomic_load_n(&x->st->pop_hint, __ATOMIC_RELAXED) & (cap - 1);
-	for (uint64_t n = 0; n < cap; n++) {
-		uint64_t i = (start + n) & (cap - 1);
-		const uint8_t *s = t + i * SLOT_SIZE;
-		if (!is_live(prim_ld64(s)))
-			continue;
-		uint32_t len;
-		const uint8_t *k = slot_key(&x->v, s, &len);
-		if (!k)
-			return -EUCLEAN;
-		*lenp = len;
-		if (len > bufcap)
-			return -ENOBUFS;
-		memcpy(buf, k, len);
-		x->st->pop_hint = i + 1;
-		CRASH_POINT("pop: hint moved");
-		return remove_at(x, t, i, len);
+	res = move_step(x);
+	if (res)
+		return res;
+	uint64_t hint = __atomic_load_n(&x->st->pop_hint, __ATOMIC_RELAXED);
+	res = first_live(&x->v, tdesc, 0, hint, &i);
+	if (res == 0 && x->old_tdesc) {
+		tdesc = x->old_tdesc;
+		res = first_live(&x->v, tdesc, x->moved, x->moved, &i);
 	}
-	return -EUCLEAN; /* count said there was one */
+	if (res <= 0)
+		return res < 0 ? res : -EUCLEAN; /* count said there was one */
+	uint8_t *t = view_table(&x->v, tdesc, &cap);
+	uint32_t len;
+	const uint8_t *k = t ? slot_key(&x->v, t + i * SLOT_SIZE, &len) : NULL;
+	if (!k)
+		return -EUCLEAN;
+	*lenp = len;
+	if (len > bufcap)
+		return -ENOBUFS;
+	memcpy(buf, k, len);
+	x->st->pop_hint = i + 1;
+	CRASH_POINT("pop: hint moved");
+	res = remove_at(x, tdesc, i, len);
+	if (res < 0)
+		return res;
+	int err = maybe_shrink(x);
+	return err ? err : res;
 }
 
 int table_clear(struct tx *x)
@@ -576,17 +823,14 @@ int table_clear(struct tx *x)
 	 * commit publishes the empty one. */
 	tx_touch(x);
 	x->tdesc = 0;
+	x->old_tdesc = 0;
+	x->moved = 0;
 	x->count = 0;
 	x->tombs = 0;
-	x->brk = x->r->heap_off;
-	x->v.brk = x->brk;
 	x->key_bytes = 0;
 	x->arena_bytes = 0;
-	memset(x->head, 0, sizeof(x->head));
-	x->head_mask = (1ull << ALLOC_CLASSES) - 1;
-	x->pend_mask = 0;
-	x->npunch = 0;
 	x->fresh = 0;
+	alloc_reset(x);
 	/* Later allocations would reuse the committed heap that a rollback
 	 * must find intact. */
 	x->cleared = 1;
@@ -640,17 +884,19 @@ int table_init(struct region *r, uint64_t capacity)
 	return 0;
 }
 
-static int next_in(const struct view *v, uint64_t tdesc, uint64_t *pos, const uint8_t **key,
-		   size_t *len)
+/* The next live key of table @tdesc at or after slot *@pos, slots below
+ * @gone excluded. */
+static int next_one(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t *pos,
+		    const uint8_t **key, size_t *len)
 {
 	uint64_t cap;
 
 	if (!tdesc)
 		return 0;
 	uint8_t *t = view_table(v, tdesc, &cap);
-	if (!t)
+	if (!t || gone > cap)
 		return -EUCLEAN;
-	for (uint64_t i = *pos; i < cap; i++) {
+	for (uint64_t i = *pos < gone ? gone : *pos; i < cap; i++) {
 		const uint8_t *s = t + i * SLOT_SIZE;
 		if (!is_live(prim_ld64(s)))
 			continue;
@@ -667,10 +913,34 @@ static int next_in(const struct view *v, uint64_t tdesc, uint64_t *pos, const ui
 	return 0;
 }
 
+/* The next live key of the set: the current table's, then the old one's
+ * above `moved`.  *@pos counts slots over both (0 to start). */
+static int next_in(const struct view *v, const struct tables *tb, uint64_t *pos,
+		   const uint8_t **key, size_t *len)
+{
+	uint64_t cap = 0;
+
+	if (tb->cur) {
+		if (!view_table(v, tb->cur, &cap))
+			return -EUCLEAN;
+		if (*pos < cap) {
+			int res = next_one(v, tb->cur, 0, pos, key, len);
+			if (res)
+				return res;
+		}
+	}
+	if (!tb->old)
+		return 0;
+	uint64_t at = *pos - cap;
+	int res = next_one(v, tb->old, tb->moved, &at, key, len);
+	*pos = cap + at;
+	return res;
+}
+
 void table_iter_start(struct region *r, struct table_iter *it)
 {
 	it->r = r;
-	it->tdesc = __atomic_load_n(&state(r)->tdesc, __ATOMIC_RELAXED);
+	tables_read(state(r), &it->tb);
 	it->brk = __atomic_load_n(&state(r)->brk, __ATOMIC_RELAXED);
 	it->pos = 0;
 }
@@ -680,7 +950,7 @@ int table_iter_next(struct table_iter *it, const uint8_t **key, size_t *len)
 	struct view v;
 
 	view_region(&v, it->r, it->brk);
-	return next_in(&v, it->tdesc, &it->pos, key, len);
+	return next_in(&v, &it->tb, &it->pos, key, len);
 }
 
 static void view_snap(struct view *v, const struct table_snap *sn)
@@ -777,9 +1047,10 @@ void table_snap_free(struct table_snap *sn)
 int table_snap_next(const struct table_snap *sn, uint64_t *pos, const uint8_t **key, size_t *len)
 {
 	struct view v;
+	struct tables tb = {sn->st.tdesc, sn->st.old_tdesc, sn->st.moved};
 
 	view_snap(&v, sn);
-	return next_in(&v, sn->st.tdesc, pos, key, len);
+	return next_in(&v, &tb, pos, key, len);
 }
 
 static void copy_extent(struct region *src, uint64_t off, uint64_t len, void *dst)
@@ -810,6 +1081,8 @@ int table_copy_into(struct region *src, struct region *dst)
 	region_extents(src, src->heap_off, brk, copy_extent, dst);
 	d->brk = brk;
 	d->tdesc = s->tdesc;
+	d->old_tdesc = s->old_tdesc;
+	d->moved = s->moved;
 	d->count = s->count;
 	d->tombs = s->tombs;
 	d->key_bytes = s->key_bytes;
@@ -835,7 +1108,8 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
 	uint64_t brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
 	uint64_t cnt = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
 	uint64_t kbytes = __atomic_load_n(&st->key_bytes, __ATOMIC_RELAXED);
-	uint64_t tdesc = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
+	struct tables tb;
+	tables_read(st, &tb);
 	uint64_t heap = brk - r->heap_off;
 	if (brk < r->heap_off || region_check(r, 0, brk) || cnt > heap || kbytes > heap)
 		return -EUCLEAN;
@@ -846,7 +1120,7 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
 	if (cap < *len)
 		return -ENOBUFS;
 	view_region(&v, r, brk);
-	while ((res = next_in(&v, tdesc, &pos, &k, &kl)) == 1) {
+	while ((res = next_in(&v, &tb, &pos, &k, &kl)) == 1) {
 		if (cap - at < 4 + kl)
 			return -EUCLEAN; /* more keys than count and key_bytes say */
 		uint32_t l = (uint32_t)kl;
@@ -879,52 +1153,87 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
  */
 #define VERIFY_PROBE_BUDGET 64u
 
+struct verify_sums {
+	uint64_t live, tombs, kbytes, abytes, walked;
+};
+
+/* The live keys of table @tdesc from slot @gone on: each reachable from
+ * its probe start in that table, and (@other) in no other table. */
+static int verify_table(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t other,
+			struct verify_sums *sum)
+{
+	uint64_t cap;
+	uint8_t *t = view_table(v, tdesc, &cap);
+
+	if (!t || gone > cap)
+		return -EUCLEAN;
+	for (uint64_t i = gone; i < cap; i++) {
+		const uint8_t *s = t + i * SLOT_SIZE;
+		uint64_t m = prim_ld64(s), pos, ins;
+		int tomb;
+		if (m == META_TOMB) {
+			sum->tombs++;
+			continue;
+		}
+		if (m == META_EMPTY)
+			continue;
+		if (!is_live(m))
+			return -EUCLEAN;
+		uint32_t len;
+		const uint8_t *k = slot_key(v, s, &len);
+		if (!k)
+			return -EUCLEAN;
+		uint64_t h = hash_bytes(v->seed, k, len);
+		if (meta_of(h) != m)
+			return -EUCLEAN;
+		/* Reachable from its probe start, and the first copy. */
+		sum->walked += ((i - (h >> (64 - tdesc_log2(tdesc)))) & (cap - 1)) + 1;
+		if (sum->walked > VERIFY_PROBE_BUDGET * cap)
+			return -EUCLEAN;
+		if (probe_at(v, tdesc, gone, h, k, len, &pos, &ins, &tomb) != 1 || pos != i)
+			return -EUCLEAN;
+		if (other && probe_at(v, other, 0, h, k, len, &pos, &ins, &tomb) != 0)
+			return -EUCLEAN;
+		sum->live++;
+		sum->kbytes += len;
+		if (len > INLINE_MAX)
+			sum->abytes += alloc_class_bytes(alloc_key_class(len));
+	}
+	return 0;
+}
+
 static int verify_view(const struct view *v, const struct tx_state *st)
 {
-	uint64_t cap = 0, live = 0, tombs = 0, kbytes = 0, abytes = 0, walked = 0;
+	struct verify_sums sum = {0};
+	uint64_t cap = 0, ocap = 0;
 
 	if (st->log_n || (st->seq & 1))
 		return -EUCLEAN;
 	if (st->brk < v->heap_off || st->brk != v->brk)
 		return -EUCLEAN;
-	if (st->tdesc) {
-		uint8_t *t = view_table(v, st->tdesc, &cap);
-		if (!t)
-			return -EUCLEAN;
-		for (uint64_t i = 0; i < cap; i++) {
-			const uint8_t *s = t + i * SLOT_SIZE;
-			uint64_t m = prim_ld64(s), pos, ins;
-			if (m == META_TOMB) {
-				tombs++;
-				continue;
-			}
-			if (m == META_EMPTY)
-				continue;
-			if (!is_live(m))
-				return -EUCLEAN;
-			uint32_t len;
-			const uint8_t *k = slot_key(v, s, &len);
-			if (!k)
-				return -EUCLEAN;
-			uint64_t h = hash_bytes(v->seed, k, len);
-			if (meta_of(h) != m)
-				return -EUCLEAN;
-			/* Reachable from its probe start, and the first copy. */
-			walked += ((i - (h >> (64 - tdesc_log2(st->tdesc)))) & (cap - 1)) + 1;
-			if (walked > VERIFY_PROBE_BUDGET * cap)
-				return -EUCLEAN;
-			if (probe(v, st->tdesc, h, k, len, &pos, &ins) != 1 || pos != i)
-				return -EUCLEAN;
-			live++;
-			kbytes += len;
-			if (len > INLINE_MAX)
-				abytes += alloc_class_bytes(alloc_key_class(len));
-		}
-	}
-	if (live != st->count || tombs != st->tombs || kbytes != st->key_bytes ||
-	    abytes != st->arena_bytes)
+	if (st->old_tdesc && (!st->tdesc || !view_table(v, st->old_tdesc, &ocap) ||
+			      st->moved > ocap || st->old_tdesc == st->tdesc))
 		return -EUCLEAN;
-	if (cap && (live + tombs) * 8 > cap * 7)
+	if (!st->old_tdesc && st->moved)
+		return -EUCLEAN;
+	if (st->tdesc) {
+		if (!view_table(v, st->tdesc, &cap))
+			return -EUCLEAN;
+		int err = verify_table(v, st->tdesc, 0, 0, &sum);
+		if (err)
+			return err;
+	}
+	uint64_t tombs = sum.tombs;
+	if (st->old_tdesc) {
+		/* Its tombstones are nobody's: they go with it. */
+		int err = verify_table(v, st->old_tdesc, st->moved, st->tdesc, &sum);
+		if (err)
+			return err;
+	}
+	if (sum.live != st->count || tombs != st->tombs || sum.kbytes != st->key_bytes ||
+	    sum.abytes != st->arena_bytes)
+		return -EUCLEAN;
+	if (cap && (st->count + tombs) * 8 > cap * 7)
 		return -EUCLEAN;
 	return alloc_verify(v, st);
 }

@@ -50,9 +50,16 @@ uint64_t table_tx_count(const struct tx *x);
  * once at the start, so the walk is one pass over one table whatever a
  * peer writes into the state meanwhile.  table_iter_next: 1 with *@key
  * and *@len set, 0 at the end, -EUCLEAN. */
+/* The tables of a set: the current one, and while it grows or shrinks
+ * the one being drained into it (old), of which slots [0, moved) are gone.
+ * Every live key is in exactly one of them. */
+struct tables {
+	uint64_t cur, old, moved;
+};
 struct table_iter {
 	struct region *r;
-	uint64_t tdesc, brk, pos;
+	struct tables tb;
+	uint64_t brk, pos;
 };
 void table_iter_start(struct region *r, struct table_iter *it);
 int table_iter_next(struct table_iter *it, const uint8_t **key, size_t *len);

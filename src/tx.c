@@ -169,7 +169,11 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	x->arena_bytes = __atomic_load_n(&st->arena_bytes, __ATOMIC_RELAXED);
 	x->old_tdesc = __atomic_load_n(&st->old_tdesc, __ATOMIC_RELAXED);
 	x->moved = __atomic_load_n(&st->moved, __ATOMIC_RELAXED);
-	x->npunch = 0;
+	x->punch_to = 0;
+	x->punch_head = __atomic_load_n(&st->punch_head, __ATOMIC_RELAXED);
+	x->punch_done = __atomic_load_n(&st->punch_done, __ATOMIC_RELAXED);
+	x->ppend_head = 0;
+	x->ppend_tail = 0;
 	x->cleared = 0;
 	x->fresh = 0;
 	x->fresh_tdesc = 0;
@@ -201,8 +205,8 @@ void tx_commit(struct tx *x)
 {
 	struct tx_state *st = x->st;
 
+	table_commit(x); /* may empty the heap: before the allocator's words */
 	alloc_commit(x);
-	table_commit(x);
 	if (x->dirty) {
 		/* The commit point.  Then readers may trust the table again. */
 		CRASH_POINT("commit: before the commit point");

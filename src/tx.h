@@ -56,12 +56,15 @@ struct tx_state {
 	/* A table being drained into tdesc (0: none), and how many of its
 	 * slots have been moved: see table.c. */
 	uint64_t old_tdesc, moved;
+	/* Freed tables whose pages are being given back, and how many bytes
+	 * of the first have been: see alloc.c. */
+	uint64_t punch_head, punch_done;
 };
 
 _Static_assert(sizeof(struct tx_state) <= REGION_STATE_BYTES, "state too large");
 /* A commit logs at most one splice and one head per size class, and the
  * table's state words: the reserve always holds them. */
-_Static_assert(2 * ALLOC_CLASSES + 10 <= TX_LOG_RESERVE, "commit must fit the log reserve");
+_Static_assert(2 * ALLOC_CLASSES + 14 <= TX_LOG_RESERVE, "commit must fit the log reserve");
 
 static inline struct tx_state *tx_state(struct region *r)
 {
@@ -85,14 +88,14 @@ struct tx {
 	uint64_t head_mask, pend_mask;
 	uint64_t head[ALLOC_CLASSES];
 	uint64_t pend_head[ALLOC_CLASSES], pend_tail[ALLOC_CLASSES];
-	int npunch;
-	struct alloc_punch {
-		uint64_t off, size;
-	} punch[ALLOC_MAX_PUNCHES];
+	uint64_t punch_to;		 /* alloc_reset: [heap_off, punch_to) goes back */
+	uint64_t punch_head, punch_done; /* the shared list of tables to punch */
+	uint64_t ppend_head, ppend_tail; /* tables this transaction freed */
 	/* The table's words (table.c). */
 	uint64_t tdesc, count, tombs, key_bytes, arena_bytes, old_tdesc, moved;
-	int cleared; /* clear() ran: nothing else may follow in this one */
-	int fresh;   /* the current table was allocated by this transaction */
+	uint64_t count0; /* count when the transaction began */
+	int cleared;	 /* clear() ran: nothing else may follow in this one */
+	int fresh;	 /* the current table was allocated by this transaction */
 	uint64_t fresh_tdesc;
 };
 
