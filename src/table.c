@@ -595,7 +595,12 @@ static int resize_start(struct tx *x, uint64_t keys)
 
 	if (err)
 		return err;
+	/* At most 8 times smaller than the table it replaces: the steps that
+	 * drain the old table (MOVE_STEP slots each) must outpace the inserts
+	 * that could fill the new one (a quarter of it). */
 	unsigned l2 = log2_for(keys);
+	if (x->tdesc && l2 + 3 < tdesc_log2(x->tdesc))
+		l2 = tdesc_log2(x->tdesc) - 3;
 	err = new_table(x, l2, 0, &off);
 	if (err)
 		return err;
