@@ -16,10 +16,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "crashpoint.h"
 #include "keys.h"
+#include "region.h"
 #include "set.h"
 #include "shset.h"
+#include "tx.h"
 
 /* An order-independent digest of a set's content. */
 struct digest {
@@ -88,6 +92,10 @@ enum {
 	OP_SYMDIFF,
 	OP_COPY,
 	OP_SAVE,
+	OP_ADD_RESIZE,
+	OP_ADD_MOVING,
+	OP_REMOVE_SHRINK,
+	OP_ADD_PUNCH,
 	NOPS
 };
 static const char *op_name[NOPS] = {"add (inline key)",
@@ -104,7 +112,11 @@ static const char *op_name[NOPS] = {"add (inline key)",
 				    "difference_update",
 				    "symmetric_difference_update",
 				    "copy",
-				    "save"};
+				    "save",
+				    "add (starts a resize)",
+				    "add (moves keys)",
+				    "remove (starts a shrink)",
+				    "add (punches a table)"};
 
 static char snap_path[64];
 
@@ -163,8 +175,80 @@ static int run_op(shset *s, shset *other, int op)
 	}
 	case OP_SAVE:
 		return shset_save(s, snap_path);
+	case OP_ADD_RESIZE:
+	case OP_ADD_MOVING:
+	case OP_ADD_PUNCH:
+		len = key_of(99999, key);
+		return shset_add(s, key, len);
+	case OP_REMOVE_SHRINK:
+		for (uint32_t i = 0;; i++) {
+			len = key_of(i, key);
+			if (shset_contains(s, key, len) == 1)
+				return shset_remove(s, key, len);
+		}
 	}
 	return -EINVAL;
+}
+
+static struct tx_state state_of(shset *s)
+{
+	struct tx_state st;
+	ck_assert_int_eq(pread(shset_fd(s), &st, sizeof(st), REGION_STATE_OFF),
+			 (ssize_t)sizeof(st));
+	return st;
+}
+
+static uint64_t cap_of(uint64_t tdesc)
+{
+	return tdesc ? 1ull << (tdesc >> 56) : 0;
+}
+
+/* The starting state of @op: for the resizing steps, the set is brought to
+ * the point where the operation takes that step. */
+static shset *build_for(int op, uint32_t from)
+{
+	shset *s = build(from, 400);
+	uint8_t key[300];
+	uint32_t k = 60000 + from;
+	struct tx_state st = state_of(s);
+
+	switch (op) {
+	case OP_ADD_RESIZE:
+		/* No resize in progress, and the next insert needs one. */
+		while (st.old_tdesc || (st.count + st.tombs + 1) * 4 <= cap_of(st.tdesc) * 3) {
+			ck_assert_int_eq(shset_add(s, key, key_of(k++, key)), 1);
+			st = state_of(s);
+		}
+		break;
+	case OP_ADD_MOVING:
+		/* A resize in progress, with keys left to move. */
+		while (!st.old_tdesc || st.moved + 64 >= cap_of(st.old_tdesc)) {
+			ck_assert_int_eq(shset_add(s, key, key_of(k++, key)), 1);
+			st = state_of(s);
+		}
+		break;
+	case OP_ADD_PUNCH:
+		/* A freed table waiting to give its pages back. */
+		while (!st.punch_head) {
+			ck_assert_int_eq(shset_add(s, key, key_of(k++, key)), 1);
+			st = state_of(s);
+		}
+		break;
+	case OP_REMOVE_SHRINK:
+		/* A table of 2^11 slots whose next remove leaves it 1/16 full. */
+		while (cap_of(st.tdesc) < 2048 || st.old_tdesc) {
+			ck_assert_int_eq(shset_add(s, key, key_of(k++, key)), 1);
+			st = state_of(s);
+		}
+		for (uint32_t i = 0; (st.count - 1) * 16 >= cap_of(st.tdesc) || st.old_tdesc; i++) {
+			size_t len = key_of(i < 400 ? from + i : 60000 + from + i - 400, key);
+			shset_remove(s, key, len);
+			st = state_of(s);
+			ck_assert_uint_lt(i, 100000);
+		}
+		break;
+	}
+	return s;
 }
 
 /* Runs @op in a child armed at @k (0: count).  Returns the child's count
@@ -241,7 +325,7 @@ START_TEST(every_step_of_every_mutation)
 		int p[2], killed;
 		unsigned long n;
 		ck_assert_int_eq(pipe(p), 0);
-		shset *s = build(0, 400), *o = build(200, 400);
+		shset *s = build_for(op, 0), *o = build(200, 400);
 		if (op == OP_SAVE)
 			ck_assert_int_eq(shset_save(s, snap_path), 0);
 		struct digest before = digest_of(s);
@@ -257,7 +341,7 @@ START_TEST(every_step_of_every_mutation)
 		for (unsigned long k = kk ? strtoul(kk, NULL, 10) : 1; k <= n; k++) {
 			if (cap && n > cap && k > 200 && k + 200 <= n && k % (n / cap + 1))
 				continue;
-			s = build(0, 400);
+			s = build_for(op, 0);
 			o = build(200, 400);
 			if (op == OP_SAVE)
 				ck_assert_int_eq(shset_save(s, snap_path), 0);
