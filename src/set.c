@@ -451,6 +451,8 @@ static long long do_batch(struct tx *x, void *arg)
 	struct batch_arg *b = arg;
 	long long done = 0;
 
+	if (b->add && b->lens)
+		return table_insert_many(x, b->keys, b->lens, b->n);
 	for (size_t i = 0; i < b->n; i++) {
 		const void *k = b->keys[i] ? b->keys[i] : "";
 		int r = b->add ? table_insert(x, k, batch_len(b, i))
@@ -462,7 +464,8 @@ static long long do_batch(struct tx *x, void *arg)
 	return done;
 }
 
-static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)
+static long long batch_sized(shset *s, const void *const *keys, const size_t *lens, size_t n,
+			     int add, uint64_t expect)
 {
 	struct batch_arg b = {keys, lens, n, add};
 
@@ -474,7 +477,19 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 		if (keys[i] && batch_len(&b, i) > SHSET_KEY_MAX)
 			return -EINVAL;
 	}
-	return locked_tx(s, do_batch, &b, n);
+	return locked_tx(s, do_batch, &b, expect > n ? expect : n);
+}
+
+static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)
+{
+	return batch_sized(s, keys, lens, n, add, n);
+}
+
+long long set_load_batch(shset *s, const void *const *keys, const size_t *lens, size_t n,
+			 uint64_t capacity)
+{
+	/* table_init's sizing: @capacity keys below the 3/4 load limit. */
+	return batch_sized(s, keys, lens, n, 1, (capacity * 2 + 2) / 3);
 }
 
 long long shset_add_batch(shset *s, const void *const *keys, const size_t *lens, size_t n)

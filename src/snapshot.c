@@ -952,13 +952,14 @@ int shset_load(shset **out, const char *path, const struct shset_opts *opts)
 		keys[i] = k;
 		lens[i++] = kl;
 	}
-	if (o.capacity < h.count)
-		o.capacity = h.count;
+	/* The table is built once, by the batch, at its final size. */
+	uint64_t capacity = o.capacity;
+	o.capacity = 0;
 	o.key_type = h.key_type; /* the file decides, whatever opts say */
 	err = shset_create(&s, &o);
 	if (err)
 		goto out;
-	long long added = shset_add_batch(s, keys, lens, h.count);
+	long long added = set_load_batch(s, keys, lens, h.count, capacity);
 	if (added < 0) {
 		err = (int)added;
 	} else if ((uint64_t)added != h.count) {

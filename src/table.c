@@ -393,13 +393,16 @@ static unsigned log2_for(uint64_t keys)
 	return l2;
 }
 
+/* Tables this big are zeroed by punching their range. */
+#define PUNCH_ZERO_MIN (64u * 1024)
+
 static inline uint64_t table_bytes(unsigned l2)
 {
 	return (1ull << l2) * SLOT_SIZE;
 }
 
 /* A new, zeroed table of 2^@l2 slots. */
-static int new_table(struct tx *x, unsigned l2, int zero, uint64_t *off)
+static int new_table(struct tx *x, unsigned l2, uint64_t *off)
 {
 	int err = alloc_get(x, alloc_class(table_bytes(l2)), 1, off);
 
@@ -409,7 +412,13 @@ static int new_table(struct tx *x, unsigned l2, int zero, uint64_t *off)
 	if (!nt)
 		return -EUCLEAN;
 	tx_touch(x);
-	if (zero)
+	/* Zero pages without writing them where that is cheaper; memory past
+	 * the committed brk or in a free table is no committed state's (a
+	 * popped table's first word, its free-list link, was logged by
+	 * alloc_get). */
+	if (table_bytes(l2) < PUNCH_ZERO_MIN ||
+	    fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)*off,
+		      (off_t)table_bytes(l2)))
 		memset(nt, 0, table_bytes(l2));
 	CRASH_POINT("resize: new table cleared");
 	return 0;
@@ -474,7 +483,7 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 	if (keys < x->count)
 		keys = x->count;
 	unsigned l2 = log2_for(keys);
-	err = new_table(x, l2, 1, &off);
+	err = new_table(x, l2, &off);
 	if (err)
 		return err;
 	uint8_t *nt = view_heap(&x->v, off, table_bytes(l2));
@@ -601,16 +610,9 @@ static int resize_start(struct tx *x, uint64_t keys)
 	unsigned l2 = log2_for(keys);
 	if (x->tdesc && l2 + 3 < tdesc_log2(x->tdesc))
 		l2 = tdesc_log2(x->tdesc) - 3;
-	err = new_table(x, l2, 0, &off);
+	err = new_table(x, l2, &off);
 	if (err)
 		return err;
-	/* Zero pages without writing them; memory past the committed brk or
-	 * in a free table is no committed state's (a popped table's first
-	 * word, its free-list link, was logged by alloc_get). */
-	if (fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)table_bytes(l2)))
-		memset(x->r->base + off, 0, table_bytes(l2));
-	CRASH_POINT("resize: new table punched");
 	x->old_tdesc = x->tdesc;
 	x->moved = 0;
 	x->tdesc = tdesc_make(off, l2);
@@ -621,10 +623,10 @@ static int resize_start(struct tx *x, uint64_t keys)
 	return 0;
 }
 
-int table_insert(struct tx *x, const void *key, size_t len)
+static int insert_hashed(struct tx *x, const void *key, size_t len, uint64_t h)
 {
 	struct tables tb;
-	uint64_t h, pos, ins, cap;
+	uint64_t pos, ins, cap;
 	int err, was_tomb, in_old;
 
 	if (len > SHSET_KEY_MAX || x->cleared)
@@ -632,7 +634,6 @@ int table_insert(struct tx *x, const void *key, size_t len)
 	err = move_step(x);
 	if (err)
 		return err;
-	h = hash_bytes(x->v.seed, key, len);
 	tb = (struct tables){x->tdesc, x->old_tdesc, x->moved};
 	err = find(&x->v, &tb, h, key, len, &pos, &in_old, &ins, &was_tomb);
 	if (err)
@@ -697,6 +698,106 @@ int table_insert(struct tx *x, const void *key, size_t len)
 	if (was_tomb)
 		x->tombs--;
 	return 1;
+}
+
+int table_insert(struct tx *x, const void *key, size_t len)
+{
+	return insert_hashed(x, key, len, hash_bytes(x->v.seed, key, len));
+}
+
+/* Keys hashed, and their home slots fetched, this far ahead of the insert
+ * that needs them: a batch into a big table then waits for memory once per
+ * PREFETCH_AHEAD keys' worth of misses instead of once per key. */
+#define PREFETCH_AHEAD 8u
+
+/* Batches this big are inserted in the order of their home slots. */
+#define SORT_MIN  4096u
+#define SORT_BITS 16u
+
+/*
+ * A big batch is hashed first and inserted in the order of the keys' home
+ * slots (a counting sort on the hash's top bits), so the table is written
+ * front to back: the misses, TLB misses and first-touch faults of random
+ * slots in a table far bigger than the caches (a load's 64 MiB for 10^6
+ * keys) become a sequential sweep.  Any order gives the same set.
+ */
+static long long insert_sorted(struct tx *x, const void *const *keys, const size_t *lens, size_t n)
+{
+	struct rec {
+		uint64_t h;
+		const void *key;
+		size_t len;
+	} *rec = malloc(n * sizeof(*rec));
+	uint64_t *hs = malloc(n * sizeof(*hs));
+	uint32_t *start = calloc((1u << SORT_BITS) + 1, sizeof(*start));
+	long long added = 0;
+
+	if (!rec || !hs || !start) {
+		added = -ENOMEM;
+		goto out;
+	}
+	/* Buckets of about 1024 slots (32 KiB of table): inside one, the
+	 * order does not matter, and fewer buckets scatter faster. */
+	unsigned l2 = x->tdesc ? tdesc_log2(x->tdesc) : MIN_LOG2, bits = SORT_BITS;
+	if (l2 < bits + 10)
+		bits = l2 > 10 ? l2 - 10 : 1;
+	for (size_t i = 0; i < n; i++) {
+		hs[i] = hash_bytes(x->v.seed, keys[i] ? keys[i] : "", lens[i]);
+		start[(hs[i] >> (64 - bits)) + 1]++;
+	}
+	for (uint32_t b = 0; b < 1u << bits; b++)
+		start[b + 1] += start[b];
+	/* Whole records, so that the inserts read them front to back. */
+	for (size_t i = 0; i < n; i++)
+		rec[start[hs[i] >> (64 - bits)]++] =
+		    (struct rec){hs[i], keys[i] ? keys[i] : "", lens[i]};
+	for (size_t o = 0; o < n; o++) {
+		/* The keys' bytes are where the caller put them: fetch ahead. */
+		if (o + PREFETCH_AHEAD < n)
+			__builtin_prefetch(rec[o + PREFETCH_AHEAD].key);
+		int r = insert_hashed(x, rec[o].key, rec[o].len, rec[o].h);
+		if (r < 0) {
+			added = r;
+			break;
+		}
+		added += r;
+	}
+out:
+	free(rec);
+	free(hs);
+	free(start);
+	return added;
+}
+
+long long table_insert_many(struct tx *x, const void *const *keys, const size_t *lens, size_t n)
+{
+	uint64_t hs[PREFETCH_AHEAD];
+	long long added = 0;
+
+	if (n >= SORT_MIN && n <= UINT32_MAX)
+		return insert_sorted(x, keys, lens, n);
+
+	for (size_t i = 0; i < n + PREFETCH_AHEAD; i++) {
+		/* Key i - PREFETCH_AHEAD first: key i takes its hash's place. */
+		if (i >= PREFETCH_AHEAD) {
+			size_t j = i - PREFETCH_AHEAD;
+			int r = insert_hashed(x, keys[j] ? keys[j] : "", lens[j],
+					      hs[j % PREFETCH_AHEAD]);
+			if (r < 0)
+				return r;
+			added += r;
+		}
+		if (i < n) {
+			const void *k = keys[i] ? keys[i] : "";
+			uint64_t h = hash_bytes(x->v.seed, k, lens[i]), cap;
+			const uint8_t *t = view_table(&x->v, x->tdesc, &cap);
+			hs[i % PREFETCH_AHEAD] = h;
+			if (t)
+				__builtin_prefetch(
+				    t + (h >> (64 - tdesc_log2(x->tdesc))) * SLOT_SIZE, 1);
+		}
+	}
+	return added;
 }
 
 /* Turns slot @i of table @tdesc (the current one, or the old one being

@@ -37,6 +37,9 @@ void table_commit(struct tx *x);
 int table_fresh(struct tx *x, uint64_t keys);
 int table_insert(struct tx *x, const void *key, size_t len); /* 1 added, 0 present */
 int table_remove(struct tx *x, const void *key, size_t len); /* 1 removed, 0 absent */
+/* Inserts @n keys (@keys[i] of @lens[i] bytes; NULL: empty), their home
+ * slots prefetched ahead: the number added, or <0. */
+long long table_insert_many(struct tx *x, const void *const *keys, const size_t *lens, size_t n);
 int table_clear(struct tx *x);
 /* Removes one key, copying it to @buf (@cap bytes); *@len gets its length.
  * 1 popped, 0 empty, -ENOBUFS if @cap is too small (nothing removed). */

@@ -229,6 +229,46 @@ START_TEST(differential_seeds)
 }
 END_TEST
 
+/* Batches big enough to be inserted in hash order (and small ones, which
+ * prefetch): duplicates inside the batch, keys already present, into an
+ * empty set (one fresh table) and into a full one; exact counts and
+ * content against a model. */
+START_TEST(big_batches_against_model)
+{
+	enum { N = 20000, U = 30000 };
+	static uint8_t buf[N][300], model[U];
+	static const void *kp[N];
+	static size_t kl[N];
+	uint64_t seed = 99;
+	shset *s;
+
+	memset(model, 0, sizeof(model));
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	for (int round = 0; round < 6; round++) {
+		size_t n = round % 2 ? N : 1 + rng_next(&seed) % 5000;
+		long long expect = 0;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t j = (uint32_t)(rng_next(&seed) % U);
+			kl[i] = key_of(j, buf[i]);
+			kp[i] = buf[i];
+			expect += !model[j];
+			model[j] = 1;
+		}
+		ck_assert_int_eq(shset_add_batch(s, kp, kl, n), expect);
+		ck_assert_int_eq(shset_verify(s), 0);
+	}
+	long long count = 0;
+	uint8_t key[300];
+	for (uint32_t j = 0; j < U; j++) {
+		size_t len = key_of(j, key);
+		ck_assert_int_eq(shset_contains(s, key, len), model[j]);
+		count += model[j];
+	}
+	ck_assert_int_eq(shset_size(s), count);
+	shset_close(s);
+}
+END_TEST
+
 START_TEST(growth_to_a_million)
 {
 	shset *s;
@@ -801,6 +841,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, algebra_lock_order_no_deadlock);
 	tcase_add_test(tc, processes_and_threads);
 	tcase_add_test(tc, copy_foreach_batch_atomicity);
+	tcase_add_test(tc, big_batches_against_model);
 	tcase_add_test(tc, readers_never_see_garbage);
 	suite_add_tcase(s, tc);
 	return s;
