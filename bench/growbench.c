@@ -421,22 +421,19 @@ static void print_lat(const char *name, const struct lat *l)
 	printf("  %-24s", name);
 	for (int i = 0; i < 4; i++)
 		printf(" %9.2f", (double)hist_pct(&l->all, qs[i]) / 1e3);
-	printf(" %9.2f %9.2f  %llu of %llu (%llu slow), %llu slept\n", (double)l->all.max / 1e3,
-	       (double)l->calm.max / 1e3, (unsigned long long)l->preempted,
-	       (unsigned long long)l->all.n, (unsigned long long)l->slow_preempted,
-	       (unsigned long long)l->slept);
+	printf(" %9.2f\n", (double)l->all.max / 1e3);
 	printf("  %-24s", "  not preempted");
 	for (int i = 0; i < 4; i++)
 		printf(" %9.2f", (double)hist_pct(&l->calm, qs[i]) / 1e3);
-	printf("\n");
+	printf(" %9.2f\n", (double)l->calm.max / 1e3);
 	for (int i = 0; i < 4; i++) {
-		char m[32];
+		char m[64];
 		snprintf(m, sizeof(m), "%s %s", name, qn[i]);
 		csv_row("growth", m, "us", (double)hist_pct(&l->all, qs[i]) / 1e3, NULL, NULL);
 		snprintf(m, sizeof(m), "%s %s not preempted", name, qn[i]);
 		csv_row("growth", m, "us", (double)hist_pct(&l->calm, qs[i]) / 1e3, NULL, NULL);
 	}
-	char m[48];
+	char m[64];
 	snprintf(m, sizeof(m), "%s max", name);
 	csv_row("growth", m, "us", (double)l->all.max / 1e3, NULL, NULL);
 	snprintf(m, sizeof(m), "%s max not preempted", name);
@@ -483,38 +480,50 @@ static void bench_growth(void)
 	       "1.6%%), max exact.\n   Preempted: ru_nivcsw (RUSAGE_THREAD) rose during the op "
 	       "(read after every op,\n   outside the timed interval); \"slept\": ru_nvcsw rose "
 	       "(blocked in the kernel).\n");
-	printf("  %-24s %9s %9s %9s %9s %9s %9s  %s\n", "op", "p50", "p99", "p99.9", "p99.99",
-	       "max", "max calm", "preempted ops (of them > 100 us)");
+	printf("  %-24s %9s %9s %9s %9s %9s\n", "op", "p50", "p99", "p99.9", "p99.99", "max");
 	print_lat("shset_add (writer)", &S->lat[0]);
 	print_lat("shset_contains (reader)", &S->lat[1]);
-	printf("   (\"max calm\": the longest op during which the process was not preempted)\n");
+	for (int i = 0; i < 2; i++) {
+		const struct lat *l = &S->lat[i];
+		printf("   %s: %llu of %llu ops preempted (excluded from \"not preempted\"), "
+		       "%llu of them over 100 us;\n   %llu ops over 100 us in all; %llu ops "
+		       "slept\n",
+		       i ? "shset_contains" : "shset_add", (unsigned long long)l->preempted,
+		       (unsigned long long)l->all.n, (unsigned long long)l->slow_preempted,
+		       (unsigned long long)l->slow, (unsigned long long)l->slept);
+	}
 	printf("   hypervisor steal over both CPUs during the run: %.0f ms (not seen by "
 	       "ru_nivcsw)\n",
 	       steal);
 	csv_row("growth", "steal", "ms", steal, NULL, NULL);
 
-	/* Only the writer takes the lock unless a reader falls back to it;
-	 * an acquisition that found the lock taken shows that one did. */
+	/* Each add takes the lock once; acquisitions beyond that, or one
+	 * that found the lock taken, are the reader falling back to it. */
 	uint64_t acq = st1.lock.acquisitions - st0.lock.acquisitions,
 		 cont = st1.lock.contended - st0.lock.contended;
 	double hold = (double)S->lat[0].calm.max / 1e3, hold_all = (double)S->lat[0].all.max / 1e3;
-	printf("   lock: %llu acquisitions for %llu adds, %llu contended.\n",
+	printf("   lock: %llu acquisitions for %llu adds, %llu of them contended.\n",
 	       (unsigned long long)acq, (unsigned long long)growth_keys, (unsigned long long)cont);
-	if (cont == 0) {
-		printf("   The writer is the only process that took the lock (no acquisition "
-		       "found it taken),\n   so its longest add is the longest lock hold.\n");
+	if (cont == 0 && acq <= growth_keys) {
+		printf("   The writer is the only process that took the lock, so its longest add "
+		       "is the longest lock hold.\n");
 	} else {
-		printf("   The reader fell back to the lock: the longest hold is bounded by the "
-		       "longer of the\n   writer's longest add and the reader's longest "
-		       "contains.\n");
+		printf(
+		    "   The reader fell back to the lock (%llu acquisitions beyond one per add): "
+		    "the longest hold is\n   at most the longer of the writer's longest add and "
+		    "the reader's longest contains\n   (an upper bound: a contains that falls back "
+		    "mostly waits).\n",
+		    (unsigned long long)(acq > growth_keys ? acq - growth_keys : 0));
 		if ((double)S->lat[1].calm.max / 1e3 > hold)
 			hold = (double)S->lat[1].calm.max / 1e3;
 		if ((double)S->lat[1].all.max / 1e3 > hold_all)
 			hold_all = (double)S->lat[1].all.max / 1e3;
 	}
-	printf("   Longest lock hold %.1f us counting only ops that were not preempted, %.1f us "
-	       "counting all\n   (a holder switched out keeps the lock for the time slice it "
-	       "waits; that is the scheduler's).\n",
+	printf("   Longest lock hold %.1f us counting only ops during which their process was "
+	       "not preempted,\n   %.1f us counting all (a holder switched out keeps the lock "
+	       "through the time slice it waits).\n   A contains that waits for the lock waits "
+	       "through the holder's preemptions too: its\n   \"not preempted\" counts only its "
+	       "own process's switches.\n",
 	       hold, hold_all);
 	csv_row("growth", "longest lock hold all ops", "us", hold_all, NULL, NULL);
 	goal("growth", "longest lock hold, not preempted", hold / 1e3, "ms", 1, 1, 0);
@@ -592,14 +601,17 @@ static void bench_scaling(void)
 			r42[m][r] = mops[m][2][r] / mops[m][1][r];
 		}
 	printf("  %-10s", "set");
-	for (int pi = 0; pi < 3; pi++)
-		printf("   %d writer%s Mops/s     ", procs[pi], procs[pi] > 1 ? "s" : " ");
+	for (int pi = 0; pi < 3; pi++) {
+		char h[32];
+		snprintf(h, sizeof(h), "%d writer%s Mops/s", procs[pi], procs[pi] > 1 ? "s" : "");
+		printf("   %-20s", h);
+	}
 	printf("\n");
 	for (int m = 0; m < 2; m++) {
 		printf("  %-10s", mode[m]);
 		for (int pi = 0; pi < 3; pi++) {
 			struct spread sp = spread_of(mops[m][pi], runs);
-			printf("   %6.2f (%5.2f-%5.2f)   ", sp.median, sp.min, sp.max);
+			printf("   %6.2f (%5.2f-%5.2f)", sp.median, sp.min, sp.max);
 			char name[48];
 			snprintf(name, sizeof(name), "%s %d writers", mode[m], procs[pi]);
 			csv_row("scaling", name, "Mops/s", sp.median, &sp, NULL);
