@@ -352,8 +352,8 @@ static void reap(pid_t pid, const char *what)
 	}
 }
 
-/* Marks this process ready (after its first operation took its process
- * slot and the pages it will touch are faulted in) and waits for go. */
+/* Marks this process ready (after a first operation took its process
+ * slot, so that is not timed) and waits for go. */
 static void ready_and_wait(void)
 {
 	__atomic_add_fetch(&S->ready, 1, __ATOMIC_SEQ_CST);
