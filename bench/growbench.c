@@ -150,7 +150,8 @@ static void csv_row(const char *section, const char *name, const char *unit, dou
 {
 	if (!csv)
 		return;
-	fprintf(csv, "%s,%s,%s,%.4f,", section, name, unit, value);
+	/* Quoted: metric names may hold commas (none holds a quote). */
+	fprintf(csv, "%s,\"%s\",%s,%.4f,", section, name, unit, value);
 	if (sp)
 		fprintf(csv, "%.4f,%.4f", sp->min, sp->max);
 	else
