@@ -1,0 +1,896 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * growbench - how shset behaves while it grows, with more than one writer,
+ * when loaded in bulk, when emptied, and what one add costs:
+ *
+ *   1. growth      one writer process adds distinct 16-byte keys to a set
+ *                  created empty while one reader process loops
+ *                  shset_contains (half keys already added, half absent);
+ *                  latency percentiles and max of both
+ *   2. scaling     1, 2 and 4 writer processes adding their own keys into a
+ *                  presized set and into one growing from empty
+ *   3. bulk load   shset_load of a snapshot against shset_copy of the set
+ *   4. memory      the memfd's allocated blocks after removing every key one
+ *                  by one and after shset_clear; bytes per key
+ *   5. add cost    one add into a half-full presized table against one
+ *                  dependent random access into private memory of the
+ *                  table's size
+ *
+ * Every goal is an absolute latency or a ratio against a baseline measured
+ * in the same run; each is printed with its value and "met" or "missed".
+ * Processes are forked and use the parent's handle, as include/shset.h
+ * allows (each takes its own process slot on its first operation).
+ *
+ * Preemption.  On a small machine a process is often switched out in the
+ * middle of an operation, which then lasts a scheduler time slice: that is
+ * the scheduler's latency, not the library's.  Each timed process reads
+ * getrusage(RUSAGE_THREAD) and its thread CPU clock after every operation,
+ * outside the timed interval (about 1 us together: it slows the loops, not
+ * the operations).  An operation across which ru_nivcsw (involuntary
+ * context switches) rose counts as preempted.  The window between two
+ * readings is the operation plus a few hundred nanoseconds of loop, so a
+ * switch in that margin is blamed on the operation too.  Leaving preempted
+ * operations out would hide exactly the long ones (the longer an operation,
+ * the likelier it is preempted), so each latency is given three ways: all
+ * operations; preempted ones left out; and every operation with a
+ * preempted one timed by the CPU time its thread spent across it (the time
+ * switched out removed, the loop's margin added).  The goals use the last,
+ * which is never below the second.  An operation that was preempted and
+ * also slept (ru_nvcsw rose: it may have waited for the lock) keeps its
+ * full time.  Time the hypervisor takes from the virtual CPU (steal) is
+ * not seen by ru_nivcsw; the run prints how much there was.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shset.h"
+
+#define KEY_LEN	    16
+#define MAX_WRITERS 4
+#define MAX_RUNS    5
+#define SLOW_NS	    100000 /* an operation over 100 us is "slow" */
+#define ABSENT_WHO  0xffffffffu
+#define GIB	    (1ull << 30)
+
+static int quick;
+static FILE *csv;
+static char tmpdir[64];
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "growbench: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+/* Key @i of writer @who: 8 bytes of i, 4 of who, then a fixed filler.
+ * Writers never share a key; ABSENT_WHO's keys are never added. */
+static void make_key(uint32_t who, uint64_t i, size_t len, uint8_t *k)
+{
+	memset(k, 'x', len);
+	memcpy(k, &i, 8);
+	memcpy(k + 8, &who, 4);
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static shset *new_set(uint64_t capacity)
+{
+	struct shset_opts o = {.capacity = capacity, .max_bytes = 4 * GIB};
+	shset *s;
+	int err = shset_create(&s, &o);
+	if (err)
+		die("shset_create", err);
+	return s;
+}
+
+/* Adds keys [from, to) of writer @who; exits on any failure. */
+static void fill(shset *s, uint32_t who, uint64_t from, uint64_t to, size_t len)
+{
+	uint8_t k[64];
+	for (uint64_t i = from; i < to; i++) {
+		make_key(who, i, len, k);
+		int r = shset_add(s, k, len);
+		if (r != 1)
+			die("shset_add", r < 0 ? r : EEXIST);
+	}
+}
+
+/* Bytes the memfd's pages take (what the kernel allocated for it). */
+static uint64_t file_blocks_bytes(shset *s)
+{
+	struct stat st;
+	if (fstat(shset_fd(s), &st) < 0)
+		die("fstat", errno);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct spread {
+	double median, min, max;
+};
+
+static struct spread spread_of(const double *v, int n)
+{
+	double s[MAX_RUNS];
+	memcpy(s, v, sizeof(double) * (size_t)n);
+	qsort(s, (size_t)n, sizeof(double), cmp_double);
+	return (struct spread){s[n / 2], s[0], s[n - 1]};
+}
+
+static void csv_row(const char *section, const char *name, const char *unit, double value,
+		    const struct spread *sp, const char *goal)
+{
+	if (!csv)
+		return;
+	/* Quoted: metric names may hold commas (none holds a quote). */
+	fprintf(csv, "%s,\"%s\",%s,%.4f,", section, name, unit, value);
+	if (sp)
+		fprintf(csv, "%.4f,%.4f", sp->min, sp->max);
+	else
+		fprintf(csv, ",");
+	fprintf(csv, ",%s\n", goal ? goal : "");
+}
+
+/* --- goals ---------------------------------------------------------------------- */
+
+#define MAX_GOALS 16
+static struct {
+	char line[160];
+	int met;
+} goals[MAX_GOALS];
+static int ngoals;
+
+/* Prints and records one goal: @value against @limit, "<=" when @at_most,
+ * else ">=" (or "<" for a strict bound when @strict). */
+static void goal(const char *section, const char *what, double value, const char *unit,
+		 double limit, int at_most, int strict)
+{
+	int met = at_most ? (strict ? value < limit : value <= limit)
+			  : (strict ? value > limit : value >= limit);
+	const char *op = at_most ? (strict ? "<" : "<=") : (strict ? ">" : ">=");
+	char line[160];
+	snprintf(line, sizeof(line), "%-48s %10.3g %-5s (goal %s %g): %s", what, value, unit, op,
+		 limit, met ? "met" : "missed");
+	printf("  goal: %s\n", line);
+	if (ngoals < MAX_GOALS) {
+		snprintf(goals[ngoals].line, sizeof(goals[ngoals].line), "%s", line);
+		goals[ngoals++].met = met;
+	}
+	csv_row(section, what, unit, value, NULL, met ? "met" : "missed");
+}
+
+/* --- latency histogram -------------------------------------------------------------- */
+
+/*
+ * Log-linear: exact below 64 ns, then 64 buckets per power of two, so a
+ * percentile is within 1/64 (1.6%) of the truth; it is reported as its
+ * bucket's upper end (never below the truth) and capped by the exact max.
+ */
+#define HIST_SUB_BITS 6
+#define HIST_SUB      (1u << HIST_SUB_BITS)
+#define HIST_BUCKETS  ((64 - HIST_SUB_BITS) * HIST_SUB + HIST_SUB)
+
+struct hist {
+	uint64_t n, max;
+	uint64_t b[HIST_BUCKETS];
+};
+
+static inline unsigned hist_index(uint64_t v)
+{
+	if (v < HIST_SUB)
+		return (unsigned)v;
+	unsigned e = 63u - (unsigned)__builtin_clzll(v);
+	return (e - HIST_SUB_BITS + 1) * HIST_SUB +
+	       (unsigned)((v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1));
+}
+
+static uint64_t hist_upper(unsigned idx)
+{
+	if (idx < HIST_SUB)
+		return idx;
+	unsigned e = idx / HIST_SUB + HIST_SUB_BITS - 1, sub = idx % HIST_SUB;
+	uint64_t lo = (uint64_t)(HIST_SUB + sub) << (e - HIST_SUB_BITS);
+	return lo + (1ull << (e - HIST_SUB_BITS)) - 1;
+}
+
+static inline void hist_add(struct hist *h, uint64_t v)
+{
+	h->n++;
+	h->b[hist_index(v)]++;
+	if (v > h->max)
+		h->max = v;
+}
+
+/* The smallest recorded value v with at least @q of all values <= v. */
+static uint64_t hist_pct(const struct hist *h, double q)
+{
+	if (!h->n)
+		return 0;
+	uint64_t rank = (uint64_t)(q * (double)h->n + 0.999999), seen = 0;
+	if (rank < 1)
+		rank = 1;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		seen += h->b[i];
+		if (seen >= rank) {
+			uint64_t u = hist_upper(i);
+			return u < h->max ? u : h->max;
+		}
+	}
+	return h->max;
+}
+
+/* One process's record of its timed operations. */
+struct lat {
+	struct hist all;	       /* every operation, wall time */
+	struct hist calm;	       /* those during which the process was not preempted */
+	struct hist adj;	       /* every operation, a preempted one by its CPU time */
+	uint64_t preempted;	       /* operations during which ru_nivcsw rose */
+	uint64_t slept;		       /* ... during which ru_nvcsw rose (blocked in the kernel) */
+	uint64_t preempted_slept;      /* both: kept at their wall time in adj */
+	uint64_t slow, slow_preempted; /* over SLOW_NS, and of those preempted */
+};
+
+/* The calling thread's counters, read after each operation (outside its
+ * timed interval); two readings bracket one operation. */
+struct sample {
+	long inv, vol;	 /* ru_nivcsw, ru_nvcsw */
+	uint64_t cpu_ns; /* CLOCK_THREAD_CPUTIME_ID */
+};
+
+static inline struct sample sample_now(void)
+{
+	struct timespec ts;
+	struct rusage ru;
+	/* getrusage's own CPU times are only as fresh as the last tick;
+	 * the thread CPU clock is exact. */
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	getrusage(RUSAGE_THREAD, &ru);
+	return (struct sample){ru.ru_nivcsw, ru.ru_nvcsw,
+			       (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec};
+}
+
+/*
+ * Records an operation of @ns wall time bracketed by @prev and @cur.  A
+ * preempted one is timed in adj by the CPU time its thread spent between
+ * the readings (never more than its wall time): the time switched out is
+ * removed and the few hundred ns of loop around the operation are added,
+ * so a long operation that also got preempted is not hidden, as excluding
+ * it would.  One that also slept keeps its wall time: its sleep may be a
+ * real wait (for the lock) that CPU time would drop.
+ */
+static inline void lat_add(struct lat *l, uint64_t ns, const struct sample *prev,
+			   const struct sample *cur)
+{
+	int preempted = cur->inv != prev->inv, slept = cur->vol != prev->vol;
+	uint64_t cpu = cur->cpu_ns - prev->cpu_ns;
+
+	hist_add(&l->all, ns);
+	if (!preempted)
+		hist_add(&l->calm, ns);
+	hist_add(&l->adj, preempted && !slept && cpu < ns ? cpu : ns);
+	l->preempted += (uint64_t)preempted;
+	l->slept += (uint64_t)slept;
+	l->preempted_slept += (uint64_t)(preempted && slept);
+	if (ns > SLOW_NS) {
+		l->slow++;
+		l->slow_preempted += (uint64_t)preempted;
+	}
+}
+
+/* Steal time of all CPUs so far, in ms (/proc/stat, USER_HZ ticks). */
+static double steal_ms(void)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	unsigned long long v[8] = {0};
+	if (!f)
+		return 0;
+	int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+			 &v[3], &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	return got == 8 ? (double)v[7] * 1000.0 / (double)sysconf(_SC_CLK_TCK) : 0;
+}
+
+/* --- shared state of the forked processes ------------------------------------------------ */
+
+struct shared {
+	int ready, go, stop;		   /* __atomic */
+	uint64_t progress;		   /* keys the writer has added (__atomic) */
+	uint64_t t_go, t_end[MAX_WRITERS]; /* CLOCK_MONOTONIC ns */
+	uint64_t wrong[2], ops[2];	   /* writer, reader */
+	struct lat lat[2];		   /* writer, reader */
+};
+
+static struct shared *S;
+static struct lat my_lat; /* private: the timed loop never allocates */
+
+static pid_t spawn(void (*fn)(shset *, int), shset *s, int arg)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork", errno);
+	if (pid == 0) {
+		fn(s, arg);
+		shset_close(s);
+		_exit(0);
+	}
+	return pid;
+}
+
+static void reap(pid_t pid, const char *what)
+{
+	int st;
+	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		fprintf(stderr, "growbench: %s process failed\n", what);
+		exit(1);
+	}
+}
+
+/* Marks this process ready (after a first operation took its process
+ * slot, so that is not timed) and waits for go. */
+static void ready_and_wait(void)
+{
+	__atomic_add_fetch(&S->ready, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&S->go, __ATOMIC_ACQUIRE))
+		;
+}
+
+static void go_when_ready(int procs)
+{
+	while (__atomic_load_n(&S->ready, __ATOMIC_ACQUIRE) < procs)
+		usleep(100);
+	S->t_go = now_ns();
+	__atomic_store_n(&S->go, 1, __ATOMIC_RELEASE);
+}
+
+static void reset_shared(void)
+{
+	memset(S, 0, sizeof(*S));
+}
+
+/* --- 1. growth with a concurrent reader ------------------------------------------------- */
+
+static uint64_t growth_keys;
+
+static void growth_writer(shset *s, int unused)
+{
+	uint8_t k[KEY_LEN];
+	(void)unused;
+	memset(&my_lat, 0, sizeof(my_lat));
+	make_key(ABSENT_WHO, 0, KEY_LEN, k);
+	if (shset_contains(s, k, KEY_LEN) < 0) /* takes this process's slot */
+		_exit(1);
+	ready_and_wait();
+	struct sample prev = sample_now();
+	for (uint64_t i = 0; i < growth_keys; i++) {
+		make_key(0, i, KEY_LEN, k);
+		uint64_t t0 = now_ns();
+		int r = shset_add(s, k, KEY_LEN);
+		uint64_t t1 = now_ns();
+		struct sample cur = sample_now();
+		lat_add(&my_lat, t1 - t0, &prev, &cur);
+		prev = cur;
+		if (r != 1)
+			S->wrong[0]++;
+		if ((i & 255) == 255)
+			__atomic_store_n(&S->progress, i + 1, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&S->progress, growth_keys, __ATOMIC_RELEASE);
+	S->t_end[0] = now_ns();
+	S->ops[0] = growth_keys;
+	S->lat[0] = my_lat;
+}
+
+static void growth_reader(shset *s, int unused)
+{
+	uint8_t k[KEY_LEN];
+	uint64_t rng = 0x9e3779b97f4a7c15ull, ops = 0, wrong = 0;
+	(void)unused;
+	memset(&my_lat, 0, sizeof(my_lat));
+	make_key(ABSENT_WHO, 0, KEY_LEN, k);
+	if (shset_contains(s, k, KEY_LEN) < 0)
+		_exit(1);
+	ready_and_wait();
+	struct sample prev = sample_now();
+	while (!__atomic_load_n(&S->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t done = __atomic_load_n(&S->progress, __ATOMIC_ACQUIRE);
+		for (int j = 0; j < 256; j++) {
+			uint64_t x = xorshift(&rng);
+			int present = (x & 1) && done;
+			if (present)
+				make_key(0, (x >> 1) % done, KEY_LEN, k);
+			else
+				make_key(ABSENT_WHO, x >> 1, KEY_LEN, k);
+			uint64_t t0 = now_ns();
+			int r = shset_contains(s, k, KEY_LEN);
+			uint64_t t1 = now_ns();
+			struct sample cur = sample_now();
+			lat_add(&my_lat, t1 - t0, &prev, &cur);
+			prev = cur;
+			wrong += r != present;
+		}
+		ops += 256;
+	}
+	S->ops[1] = ops;
+	S->wrong[1] = wrong;
+	S->lat[1] = my_lat;
+}
+
+static void print_lat(const char *name, const struct lat *l)
+{
+	static const double qs[] = {0.50, 0.99, 0.999, 0.9999};
+	static const char *qn[] = {"p50", "p99", "p99.9", "p99.99"};
+	const struct hist *h[3] = {&l->all, &l->calm, &l->adj};
+	static const char *hn[3] = {"", " not preempted", " preemption removed"};
+
+	for (int j = 0; j < 3; j++) {
+		char row[64];
+		snprintf(row, sizeof(row), "%s%s", j ? "  " : name, j ? hn[j] + 1 : "");
+		printf("  %-24s", row);
+		for (int i = 0; i < 4; i++)
+			printf(" %9.2f", (double)hist_pct(h[j], qs[i]) / 1e3);
+		printf(" %9.2f\n", (double)h[j]->max / 1e3);
+		for (int i = 0; i < 5; i++) {
+			char m[96];
+			snprintf(m, sizeof(m), "%s %s%s", name, i < 4 ? qn[i] : "max", hn[j]);
+			csv_row("growth", m, "us",
+				(double)(i < 4 ? hist_pct(h[j], qs[i]) : h[j]->max) / 1e3, NULL,
+				NULL);
+		}
+	}
+	char m[96];
+	snprintf(m, sizeof(m), "%s preempted ops", name);
+	csv_row("growth", m, "ops", (double)l->preempted, NULL, NULL);
+}
+
+static void bench_growth(void)
+{
+	growth_keys = quick ? 1000000 : 4000000;
+	printf("\n1. growth: one writer adds %llu distinct %d-byte keys to a set created empty "
+	       "(max_bytes 4 GiB)\n   while one reader loops shset_contains (half present, half "
+	       "absent keys)\n",
+	       (unsigned long long)growth_keys, KEY_LEN);
+	shset *s = new_set(0);
+	struct shset_stats st0, st1;
+	shset_stats(s, &st0);
+	reset_shared();
+	double steal0 = steal_ms();
+	pid_t w = spawn(growth_writer, s, 0), r = spawn(growth_reader, s, 0);
+	go_when_ready(2);
+	reap(w, "writer");
+	__atomic_store_n(&S->stop, 1, __ATOMIC_RELEASE);
+	reap(r, "reader");
+	double steal = steal_ms() - steal0;
+	shset_stats(s, &st1);
+	double secs = (double)(S->t_end[0] - S->t_go) / 1e9;
+	long long size = shset_size(s);
+	const struct lat *wl = &S->lat[0], *rl = &S->lat[1];
+
+	printf("   writer %.2f s (%.2f Mops/s; resizes %llu, final capacity %llu, file %.0f MB), "
+	       "reader %.2f Mops/s\n",
+	       secs, (double)growth_keys / secs / 1e6,
+	       (unsigned long long)(st1.resizes - st0.resizes), (unsigned long long)st1.capacity,
+	       (double)st1.file_bytes / 1e6, (double)S->ops[1] / secs / 1e6);
+	if (S->wrong[0] || S->wrong[1] || size != (long long)growth_keys) {
+		fprintf(stderr,
+			"growbench: wrong results: %llu adds not 1, %llu wrong contains, size "
+			"%lld\n",
+			(unsigned long long)S->wrong[0], (unsigned long long)S->wrong[1], size);
+		exit(1);
+	}
+	printf("   Latency in us: percentiles from a log-linear histogram (rounded up, within "
+	       "1.6%%), max exact.\n"
+	       "   After every op each process reads getrusage(RUSAGE_THREAD) and its thread CPU "
+	       "clock (about\n   1 us together, outside the timed interval: it slows the loops, "
+	       "not the ops).  An op is\n   preempted when ru_nivcsw rose across it; "
+	       "\"not preempted\" leaves those ops out; \"preemption\n   removed\" keeps every op "
+	       "but times a preempted one by its thread's CPU time (the time\n   switched out "
+	       "taken away), unless it also slept (ru_nvcsw rose: it may have waited for\n   the "
+	       "lock), when it keeps its full time.\n");
+	printf("  %-24s %9s %9s %9s %9s %9s\n", "op", "p50", "p99", "p99.9", "p99.99", "max");
+	print_lat("shset_add (writer)", wl);
+	print_lat("shset_contains (reader)", rl);
+	for (int i = 0; i < 2; i++) {
+		const struct lat *l = &S->lat[i];
+		printf("   %s: %llu of %llu ops preempted (%llu of them over 100 us, %llu also "
+		       "slept);\n   %llu ops over 100 us in all; %llu ops slept\n",
+		       i ? "shset_contains" : "shset_add", (unsigned long long)l->preempted,
+		       (unsigned long long)l->all.n, (unsigned long long)l->slow_preempted,
+		       (unsigned long long)l->preempted_slept, (unsigned long long)l->slow,
+		       (unsigned long long)l->slept);
+	}
+	printf("   Hypervisor steal over both CPUs during the run: %.0f ms (ru_nivcsw does not "
+	       "see it).\n",
+	       steal);
+	csv_row("growth", "steal", "ms", steal, NULL, NULL);
+
+	/*
+	 * Each add takes the lock once: acquisitions beyond that are the
+	 * reader's, whose shset_contains falls back to the lock when writers
+	 * keep moving the sequence.  Such a fallback holds the lock for one
+	 * locked lookup, but its time here includes waiting for the lock, so
+	 * only the writer's holds are timed: each lies within one add.
+	 */
+	uint64_t acq = st1.lock.acquisitions - st0.lock.acquisitions,
+		 cont = st1.lock.contended - st0.lock.contended;
+	uint64_t extra = acq > growth_keys ? acq - growth_keys : 0;
+	printf("   Lock: %llu acquisitions for %llu adds, %llu of them contended.\n",
+	       (unsigned long long)acq, (unsigned long long)growth_keys, (unsigned long long)cont);
+	if (cont == 0 && !extra)
+		printf("   The writer is the only process that took the lock, so its longest add "
+		       "is the longest lock hold.\n");
+	else
+		printf(
+		    "   Besides the writer's one per add, the reader took the lock %llu times "
+		    "(shset_contains falls\n   back to it when writers keep moving the sequence). "
+		    "A fallback holds it for one lookup,\n   but its time here includes the wait "
+		    "for the lock: only the writer's holds are timed.\n",
+		    (unsigned long long)extra);
+	printf("   Longest lock hold by the writer (its longest add): %.1f us with preemption "
+	       "removed,\n   %.1f us leaving preempted ops out, %.1f us counting all (a holder "
+	       "switched out keeps\n   the lock through the time slice it waits).  A contains "
+	       "that waits for the lock waits through\n   the holder's preemptions too: its "
+	       "figures remove only its own process's.  The goals use\n   \"preemption "
+	       "removed\", which is never below \"not preempted\".\n",
+	       (double)wl->adj.max / 1e3, (double)wl->calm.max / 1e3, (double)wl->all.max / 1e3);
+	csv_row("growth", "reader lock acquisitions", "ops", (double)extra, NULL, NULL);
+	goal("growth", "longest lock hold (writer), preemption removed", (double)wl->adj.max / 1e6,
+	     "ms", 1, 1, 0);
+	goal("growth", "add p99.99, preemption removed", (double)hist_pct(&wl->adj, 0.9999) / 1e3,
+	     "us", 20, 1, 0);
+	goal("growth", "lookup max, preemption removed", (double)rl->adj.max / 1e6, "ms", 1, 1, 0);
+	shset_close(s);
+}
+
+/* --- 2. writer scaling ----------------------------------------------------------------- */
+
+static uint64_t scale_per_writer;
+
+static void scale_writer(shset *s, int who)
+{
+	uint8_t k[KEY_LEN];
+	make_key(ABSENT_WHO, 0, KEY_LEN, k);
+	if (shset_contains(s, k, KEY_LEN) < 0)
+		_exit(1);
+	ready_and_wait();
+	for (uint64_t i = 0; i < scale_per_writer; i++) {
+		make_key((uint32_t)who, i, KEY_LEN, k);
+		if (shset_add(s, k, KEY_LEN) != 1)
+			_exit(1);
+	}
+	S->t_end[who] = now_ns();
+}
+
+/* Mops/s of @procs writers adding scale_per_writer keys each. */
+static double scale_run(int procs, uint64_t total, int presized)
+{
+	shset *s = new_set(presized ? total : 0);
+	pid_t pid[MAX_WRITERS];
+	reset_shared();
+	for (int p = 0; p < procs; p++)
+		pid[p] = spawn(scale_writer, s, p);
+	go_when_ready(procs);
+	uint64_t t1 = 0;
+	for (int p = 0; p < procs; p++) {
+		reap(pid[p], "writer");
+		if (S->t_end[p] > t1)
+			t1 = S->t_end[p];
+	}
+	if (shset_size(s) != (long long)(scale_per_writer * (uint64_t)procs)) {
+		fprintf(stderr, "growbench: scaling: wrong size\n");
+		exit(1);
+	}
+	shset_close(s);
+	return (double)(scale_per_writer * (uint64_t)procs) / ((double)(t1 - S->t_go) / 1e9) / 1e6;
+}
+
+static void bench_scaling(void)
+{
+	static const int procs[] = {1, 2, 4};
+	static const char *mode[] = {"presized", "growing"};
+	uint64_t total = quick ? 500000 : 2000000;
+	int runs = quick ? 3 : 5;
+	double mops[2][3][MAX_RUNS], r21[2][MAX_RUNS], r42[2][MAX_RUNS];
+
+	scale_per_writer = total / 4;
+	total = scale_per_writer * 4;
+	printf("\n2. writer scaling: %llu distinct %d-byte keys split evenly over 1, 2, 4 writer "
+	       "processes,\n   into a set presized for them and into one growing from empty; "
+	       "Mops/s over all writers,\n   median (min-max) of %d interleaved runs, "
+	       "%ld cpus\n",
+	       (unsigned long long)total, KEY_LEN, runs, sysconf(_SC_NPROCESSORS_ONLN));
+	for (int r = 0; r < runs; r++)
+		for (int m = 0; m < 2; m++) {
+			for (int pi = 0; pi < 3; pi++) {
+				scale_per_writer = total / (uint64_t)procs[pi];
+				mops[m][pi][r] = scale_run(procs[pi], total, m == 0);
+			}
+			r21[m][r] = mops[m][1][r] / mops[m][0][r];
+			r42[m][r] = mops[m][2][r] / mops[m][1][r];
+		}
+	printf("  %-10s", "set");
+	for (int pi = 0; pi < 3; pi++) {
+		char h[32];
+		snprintf(h, sizeof(h), "%d writer%s Mops/s", procs[pi], procs[pi] > 1 ? "s" : "");
+		printf("   %-20s", h);
+	}
+	printf("\n");
+	for (int m = 0; m < 2; m++) {
+		printf("  %-10s", mode[m]);
+		for (int pi = 0; pi < 3; pi++) {
+			struct spread sp = spread_of(mops[m][pi], runs);
+			printf("   %6.2f (%5.2f-%5.2f)", sp.median, sp.min, sp.max);
+			char name[48];
+			snprintf(name, sizeof(name), "%s %d writers", mode[m], procs[pi]);
+			csv_row("scaling", name, "Mops/s", sp.median, &sp, NULL);
+		}
+		printf("\n");
+	}
+	for (int m = 0; m < 2; m++) {
+		struct spread a = spread_of(r21[m], runs), b = spread_of(r42[m], runs);
+		char what[64];
+		printf("   %s: 2 writers / 1 = %.2fx (%.2f-%.2f), 4 writers / 2 = %.2fx "
+		       "(%.2f-%.2f), medians of per-run ratios\n",
+		       mode[m], a.median, a.min, a.max, b.median, b.min, b.max);
+		snprintf(what, sizeof(what), "%s: 2 writers / 1 writer", mode[m]);
+		goal("scaling", what, a.median, "x", 1.6, 0, 0);
+		snprintf(what, sizeof(what), "%s: 4 writers / 2 writers", mode[m]);
+		goal("scaling", what, b.median, "x", 1.0, 0, 0);
+	}
+}
+
+/* --- 3. bulk load ---------------------------------------------------------------------- */
+
+static void bench_bulk_load(void)
+{
+	const uint64_t n = 1000000;
+	int runs = quick ? 3 : 5;
+	double copy_ms[MAX_RUNS], load_ms[MAX_RUNS], ratio[MAX_RUNS];
+	char path[128];
+	struct stat fst;
+
+	snprintf(path, sizeof(path), "%s/bulk.shs", tmpdir);
+	shset *s = new_set(n);
+	fill(s, 0, 0, n, KEY_LEN);
+	int err = shset_save(s, path);
+	if (err)
+		die("shset_save", err);
+	if (stat(path, &fst) < 0)
+		die(path, errno);
+	for (int r = 0; r < runs; r++) {
+		shset *c, *l;
+		uint64_t t0 = now_ns();
+		err = shset_copy(s, &c);
+		uint64_t t1 = now_ns();
+		if (err)
+			die("shset_copy", err);
+		shset_close(c);
+		err = shset_save(s, path);
+		if (err)
+			die("shset_save", err);
+		uint64_t t2 = now_ns();
+		err = shset_load(&l, path, NULL);
+		uint64_t t3 = now_ns();
+		if (err)
+			die("shset_load", err);
+		if (shset_size(l) != (long long)n)
+			die("shset_load: wrong size", EBADMSG);
+		shset_close(l);
+		copy_ms[r] = (double)(t1 - t0) / 1e6;
+		load_ms[r] = (double)(t3 - t2) / 1e6;
+		ratio[r] = load_ms[r] / copy_ms[r];
+	}
+	struct spread c = spread_of(copy_ms, runs), l = spread_of(load_ms, runs),
+		      q = spread_of(ratio, runs);
+	printf("\n3. bulk load: a set of %llu %d-byte keys (snapshot file %.1f MB, page-cached); "
+	       "whole calls,\n   median (min-max) of %d runs\n",
+	       (unsigned long long)n, KEY_LEN, (double)fst.st_size / 1e6, runs);
+	printf("   shset_copy %8.1f ms (%.1f-%.1f)\n", c.median, c.min, c.max);
+	printf("   shset_load %8.1f ms (%.1f-%.1f) of the file shset_save wrote\n", l.median, l.min,
+	       l.max);
+	csv_row("bulk", "shset_copy", "ms", c.median, &c, NULL);
+	csv_row("bulk", "shset_load", "ms", l.median, &l, NULL);
+	goal("bulk", "load / copy (median of per-run ratios)", q.median, "x", 2, 1, 0);
+	unlink(path);
+	shset_close(s);
+}
+
+/* --- 4. memory given back -------------------------------------------------------------- */
+
+static void bench_memory(void)
+{
+	const uint64_t n = 1000000;
+	uint8_t k[KEY_LEN];
+
+	printf("\n4. memory given back: the memfd's allocated blocks (fstat st_blocks * 512) of a "
+	       "set created empty\n");
+	shset *s = new_set(0);
+	fill(s, 0, 0, n, KEY_LEN);
+	uint64_t full16 = file_blocks_bytes(s);
+	for (uint64_t i = 0; i < n; i++) {
+		make_key(0, i, KEY_LEN, k);
+		int r = shset_remove(s, k, KEY_LEN);
+		if (r != 1)
+			die("shset_remove", r < 0 ? r : ENOENT);
+	}
+	uint64_t removed = file_blocks_bytes(s);
+	shset_close(s);
+
+	s = new_set(0);
+	fill(s, 0, 0, n, KEY_LEN);
+	int err = shset_clear(s);
+	if (err)
+		die("shset_clear", err);
+	uint64_t cleared = file_blocks_bytes(s);
+	shset_close(s);
+
+	s = new_set(0);
+	fill(s, 0, 0, n, 64);
+	uint64_t full64 = file_blocks_bytes(s);
+	shset_close(s);
+
+	printf("   %llu 16-byte keys added: %.1f MB, %.1f bytes/key\n", (unsigned long long)n,
+	       (double)full16 / 1e6, (double)full16 / (double)n);
+	printf("   %llu 64-byte keys added: %.1f MB, %.1f bytes/key\n", (unsigned long long)n,
+	       (double)full64 / 1e6, (double)full64 / (double)n);
+	csv_row("memory", "16-byte keys", "bytes/key", (double)full16 / (double)n, NULL, NULL);
+	csv_row("memory", "64-byte keys", "bytes/key", (double)full64 / (double)n, NULL, NULL);
+	goal("memory", "after removing all 1M one by one", (double)removed / 1e6, "MB", 10, 1, 1);
+	goal("memory", "after shset_clear of 1M", (double)cleared / 1e6, "MB", 10, 1, 1);
+}
+
+/* --- 5. single add cost ---------------------------------------------------------------- */
+
+/* ns per step of a dependent chase through @bytes of private memory in
+ * 4 KiB pages (as the memfd's, whose shmem huge pages are off): cache-line
+ * nodes linked in one random cycle, so every step is a cache miss and,
+ * past the TLB's reach, a TLB miss, as a probe of a large table is. */
+static double chase_ns(uint64_t bytes, uint64_t steps, uint64_t *rng)
+{
+	uint64_t n = bytes / 64;
+	if (n < 2)
+		n = 2;
+	uint64_t *mem =
+	    mmap(NULL, n * 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint32_t *perm = malloc(n * sizeof(*perm));
+	if (mem == MAP_FAILED || !perm)
+		die("chase buffer", ENOMEM);
+	madvise(mem, n * 64, MADV_NOHUGEPAGE);
+	/* Sattolo's algorithm: a uniformly random single cycle. */
+	for (uint64_t i = 0; i < n; i++)
+		perm[i] = (uint32_t)i;
+	for (uint64_t i = n - 1; i > 0; i--) {
+		uint64_t j = xorshift(rng) % i;
+		uint32_t t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		mem[(uint64_t)i * 8] = (uint64_t)perm[i] * 8;
+	free(perm);
+	uint64_t at = 0, t0 = now_ns();
+	for (uint64_t i = 0; i < steps; i++)
+		at = mem[at];
+	uint64_t t1 = now_ns();
+	__asm__ volatile("" : : "r"(at)); /* the chase must happen */
+	munmap(mem, n * 64);
+	return (double)(t1 - t0) / (double)steps;
+}
+
+static void bench_add_cost(void)
+{
+	const uint64_t cap = 2000000, held = 1000000, adds = 200000;
+	int runs = quick ? 3 : 5;
+	double add[MAX_RUNS], access[MAX_RUNS], ratio[MAX_RUNS];
+	uint64_t rng = 0x2545f4914f6cdd1dull, table = 0;
+
+	for (int r = 0; r < runs; r++) {
+		shset *s = new_set(cap);
+		struct shset_stats st;
+		fill(s, 0, 0, held, KEY_LEN);
+		uint64_t t0 = now_ns();
+		fill(s, 0, held, held + adds, KEY_LEN);
+		uint64_t t1 = now_ns();
+		shset_stats(s, &st);
+		shset_close(s);
+		table = st.capacity * 32;
+		add[r] = (double)(t1 - t0) / (double)adds;
+		access[r] = chase_ns(table, quick ? 1000000 : 2000000, &rng);
+		ratio[r] = add[r] / access[r];
+	}
+	struct spread a = spread_of(add, runs), m = spread_of(access, runs),
+		      q = spread_of(ratio, runs);
+	printf("\n5. single add cost: %llu adds of new %d-byte keys into a set presized for %llu "
+	       "holding %llu,\n   against one dependent random access into %.0f MB of private "
+	       "memory in 4 KiB pages\n   (the table's size: capacity * 32 bytes); median "
+	       "(min-max) of %d runs\n",
+	       (unsigned long long)adds, KEY_LEN, (unsigned long long)cap, (unsigned long long)held,
+	       (double)table / 1e6, runs);
+	printf("   shset_add        %7.1f ns (%.1f-%.1f)\n", a.median, a.min, a.max);
+	printf("   memory access    %7.1f ns (%.1f-%.1f)\n", m.median, m.min, m.max);
+	csv_row("add cost", "shset_add", "ns", a.median, &a, NULL);
+	csv_row("add cost", "random access", "ns", m.median, &m, NULL);
+	goal("add cost", "add / one memory access (median of ratios)", q.median, "x", 1.5, 1, 0);
+}
+
+int main(int argc, char **argv)
+{
+	const char *csv_path = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			quick = 1;
+		else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
+			csv_path = argv[++i];
+		else {
+			fprintf(stderr, "usage: growbench [--quick] [--csv FILE]\n");
+			return 2;
+		}
+	}
+	if (csv_path) {
+		csv = fopen(csv_path, "w");
+		if (!csv)
+			die(csv_path, errno);
+		fprintf(csv, "section,metric,unit,value,min,max,goal\n");
+	}
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/growbench-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		die("mkdtemp", errno);
+	S = mmap(NULL, sizeof(*S), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (S == MAP_FAILED)
+		die("mmap", errno);
+
+	printf("growbench (%s%s): %ld cpus; growth, writer scaling, bulk load, memory given "
+	       "back, add cost\n",
+	       quick ? "quick" : "full",
+	       quick ? ": growth 1,000,000 keys, scaling 500,000, 3 runs" : "",
+	       sysconf(_SC_NPROCESSORS_ONLN));
+	fflush(stdout);
+	bench_growth();
+	fflush(stdout);
+	bench_scaling();
+	fflush(stdout);
+	bench_bulk_load();
+	fflush(stdout);
+	bench_memory();
+	fflush(stdout);
+	bench_add_cost();
+
+	int met = 0;
+	for (int i = 0; i < ngoals; i++)
+		met += goals[i].met;
+	printf("\n  goals: %d of %d met\n", met, ngoals);
+	for (int i = 0; i < ngoals; i++)
+		printf("    %s\n", goals[i].line);
+	rmdir(tmpdir);
+	if (csv)
+		fclose(csv);
+	return 0;
+}
