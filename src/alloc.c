@@ -157,7 +157,8 @@ static void punch_step(struct tx *x)
 	}
 	uint64_t from = x->punch_done < ALLOC_PUNCH_MIN ? ALLOC_PUNCH_MIN : x->punch_done;
 	uint64_t len = size - from < ALLOC_PUNCH_STEP ? size - from : ALLOC_PUNCH_STEP;
-	tx_touch(x);
+	/* Before the transaction marks the set as changing: readers need not
+	 * wait for the punch, which touches nothing they read. */
 	fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(b + from),
 		  (off_t)len);
 	CRASH_POINT("punch: pages given back");
@@ -179,12 +180,14 @@ static void punch_step(struct tx *x)
 	x->pend_head[cls] = b;
 }
 
+void alloc_begin(struct tx *x)
+{
+	punch_step(x);
+}
+
 void alloc_commit(struct tx *x)
 {
 	struct tx_state *st = x->st;
-
-	if (x->dirty)
-		punch_step(x);
 	if (x->ppend_head) {
 		/* This transaction's freed tables go in front of the list. */
 		uint64_t w = prim_ld64(x->r->base + x->ppend_tail);

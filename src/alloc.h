@@ -40,6 +40,9 @@ static inline unsigned alloc_key_class(uint64_t len)
 int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out);
 /* Queues a block for the free lists at commit. */
 int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table);
+/* At the start of a transaction, before any write: gives back the next
+ * step of the punch list (see alloc.c). */
+void alloc_begin(struct tx *x);
 /* Commit: splices the queued blocks into the free lists and publishes brk
  * and the heads this transaction read. */
 void alloc_commit(struct tx *x);

@@ -55,7 +55,8 @@
 #define INLINE_MAX 20u
 #define MIN_LOG2   4u
 _Static_assert(SLOT_SIZE == 32 && INLINE_MAX + 12 == SLOT_SIZE, "slot layout");
-#define READ_TRIES 64
+#define READ_TRIES   64		  /* probes a writer may spoil before the lock */
+#define READ_WAIT_NS (200 * 1000) /* longest wait for a transaction to end */
 
 #if defined(__SANITIZE_THREAD__)
 #define SEQ_FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
@@ -229,6 +230,31 @@ static inline int seq_retry(struct tx_state *st, uint64_t s)
 	return __atomic_load_n(&st->seq, __ATOMIC_RELAXED) != s;
 }
 
+/*
+ * Waits while a writer holds the sequence odd (a transaction lasts a few
+ * microseconds at most: a resize moves its keys a step at a time), so a
+ * reader falls back to the lock only when writers keep changing the set
+ * under its probes, or when the sequence stays odd READ_WAIT_NS: a writer
+ * died mid-transaction and the lock's owner-died path must repair.
+ * Returns 0 with *@s even, or -EAGAIN.
+ */
+static int seq_wait(struct tx_state *st, uint64_t *s, uint64_t *deadline)
+{
+	for (unsigned spins = 1;; spins++) {
+		*s = seq_begin(st);
+		if (!(*s & 1))
+			return 0;
+		prim_cpu_relax();
+		if (spins % 64 == 0) {
+			uint64_t now = prim_mono_ns();
+			if (!*deadline)
+				*deadline = now + READ_WAIT_NS;
+			else if (now > *deadline)
+				return -EAGAIN;
+		}
+	}
+}
+
 /* The tables as the state names them, each word read once. */
 static void tables_read(const struct tx_state *st, struct tables *tb)
 {
@@ -240,13 +266,11 @@ static void tables_read(const struct tx_state *st, struct tables *tb)
 int table_contains_optimistic(struct region *r, const void *key, size_t len)
 {
 	struct tx_state *st = state(r);
+	uint64_t deadline = 0, s;
 
 	for (int tries = 0; tries < READ_TRIES; tries++) {
-		uint64_t s = seq_begin(st);
-		if (s & 1) {
-			prim_cpu_relax();
-			continue;
-		}
+		if (seq_wait(st, &s, &deadline))
+			break;
 		struct view v;
 		struct tables tb;
 		view_region(&v, r, __atomic_load_n(&st->brk, __ATOMIC_RELAXED));
@@ -286,13 +310,11 @@ static long long count_checked(struct region *r, const struct tables *tb, uint64
 long long table_count_optimistic(struct region *r)
 {
 	struct tx_state *st = state(r);
+	uint64_t deadline = 0, s;
 
 	for (int tries = 0; tries < READ_TRIES; tries++) {
-		uint64_t s = seq_begin(st);
-		if (s & 1) {
-			prim_cpu_relax();
-			continue;
-		}
+		if (seq_wait(st, &s, &deadline))
+			break;
 		struct tables tb;
 		uint64_t c = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
 		tables_read(st, &tb);

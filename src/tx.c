@@ -184,6 +184,7 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 		return NULL;
 	}
 	view_region(&x->v, r, x->brk);
+	alloc_begin(x);
 	st->txn++;
 	x->stamp = (uint32_t)(st->txn & TX_STAMP_MASK);
 	if (!x->stamp)
