@@ -544,8 +544,8 @@ int table_fresh(struct tx *x, uint64_t keys)
 /*
  * A table that must grow (or shrink, or shed tombstones) is replaced by a
  * new one, and its keys move over a few at a time: every insert and remove
- * first moves the live keys of the next MOVE_STEP slots of the old table,
- * so no operation holds the lock for more than a bounded piece of a resize
+ * first moves the live keys of the next few slots of the old table
+ * (move_budget), so no operation holds the lock for more than a bounded piece of a resize
  * whatever the set's size.  Meanwhile a key is in exactly one table:
  * lookups probe the new one, then the old one above `moved`; inserts go to
  * the new one; removes tombstone whichever holds the key.  The old table
@@ -557,12 +557,16 @@ int table_fresh(struct tx *x, uint64_t keys)
  * table would be the pause this avoids.  Moving a key writes only the
  * EMPTY slot it lands in, whose meta is logged unless the new table is
  * this transaction's own.  A new table has room for its keys twice over,
- * and a quarter of it must fill before it needs to grow: far more inserts
- * than the steps that drain the old one (MOVE_STEP slots each).  Should a
- * grow come first anyway (batches skip steps the log cannot hold), the
- * rest of the old table is moved then, in that one transaction.
+ * and a quarter of it must fill before it needs to grow, while the old one
+ * drains MOVE_STEP slots per operation, times how many times bigger it is
+ * (at most 8: resize_start): at least 4 times faster than needed.  Should
+ * a grow come first anyway (batches skip steps the log cannot hold), the
+ * rest of the old table is moved then, in that one transaction.  A small
+ * step also bounds the first-touch page faults of the new table that one
+ * operation pays (a grown table receives a step's keys on about twice as
+ * many slots).
  */
-#define MOVE_STEP 64u
+#define MOVE_STEP 16u
 /* Shrink a table this big or bigger once 1/16 of it holds keys. */
 #define SHRINK_MIN_LOG2 10u
 
@@ -612,9 +616,13 @@ static int move_some(struct tx *x, uint64_t budget)
  * may not: the step waits for the next transaction). */
 static int move_step(struct tx *x)
 {
-	if (!x->old_tdesc || tx_log_room(x) < 2 * MOVE_STEP)
+	if (!x->old_tdesc)
 		return 0;
-	return move_some(x, MOVE_STEP);
+	unsigned ol = tdesc_log2(x->old_tdesc), nl = tdesc_log2(x->tdesc);
+	uint64_t budget = (uint64_t)MOVE_STEP << (ol > nl ? (ol - nl) & 7 : 0);
+	if (tx_log_room(x) < 2 * budget)
+		return 0;
+	return move_some(x, budget);
 }
 
 /* Starts replacing the current table by one sized for @keys; the rest of
@@ -627,8 +635,8 @@ static int resize_start(struct tx *x, uint64_t keys)
 	if (err)
 		return err;
 	/* At most 8 times smaller than the table it replaces: the steps that
-	 * drain the old table (MOVE_STEP slots each) must outpace the inserts
-	 * that could fill the new one (a quarter of it). */
+	 * drain the old table must outpace the inserts that could fill the
+	 * new one (a quarter of it). */
 	unsigned l2 = log2_for(keys);
 	if (x->tdesc && l2 + 3 < tdesc_log2(x->tdesc))
 		l2 = tdesc_log2(x->tdesc) - 3;
