@@ -235,12 +235,13 @@ static shset *build_for(int op, uint32_t from)
 		}
 		break;
 	case OP_REMOVE_SHRINK:
-		/* A table of 2^11 slots whose next remove leaves it 1/16 full. */
+		/* A table of 2^11 slots whose next remove leaves it 3/32 full. */
 		while (cap_of(st.tdesc) < 2048 || st.old_tdesc) {
 			ck_assert_int_eq(shset_add(s, key, key_of(k++, key)), 1);
 			st = state_of(s);
 		}
-		for (uint32_t i = 0; (st.count - 1) * 16 >= cap_of(st.tdesc) || st.old_tdesc; i++) {
+		for (uint32_t i = 0; (st.count - 1) * 32 > cap_of(st.tdesc) * 3 || st.old_tdesc;
+		     i++) {
 			size_t len = key_of(i < 400 ? from + i : 60000 + from + i - 400, key);
 			shset_remove(s, key, len);
 			st = state_of(s);
