@@ -464,8 +464,7 @@ static long long do_batch(struct tx *x, void *arg)
 	return done;
 }
 
-static long long batch_sized(shset *s, const void *const *keys, const size_t *lens, size_t n,
-			     int add, uint64_t expect)
+static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)
 {
 	struct batch_arg b = {keys, lens, n, add};
 
@@ -477,19 +476,28 @@ static long long batch_sized(shset *s, const void *const *keys, const size_t *le
 		if (keys[i] && batch_len(&b, i) > SHSET_KEY_MAX)
 			return -EINVAL;
 	}
-	return locked_tx(s, do_batch, &b, expect > n ? expect : n);
+	return locked_tx(s, do_batch, &b, n);
 }
 
-static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)
+struct records_arg {
+	const uint8_t *recs;
+	size_t len, n;
+};
+
+static long long do_records(struct tx *x, void *arg)
 {
-	return batch_sized(s, keys, lens, n, add, n);
+	struct records_arg *a = arg;
+
+	return table_insert_records(x, a->recs, a->len, a->n);
 }
 
-long long set_load_batch(shset *s, const void *const *keys, const size_t *lens, size_t n,
-			 uint64_t capacity)
+long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, uint64_t capacity)
 {
+	struct records_arg a = {recs, len, n};
 	/* table_init's sizing: @capacity keys below the 3/4 load limit. */
-	return batch_sized(s, keys, lens, n, 1, (capacity * 2 + 2) / 3);
+	uint64_t expect = (capacity * 2 + 2) / 3;
+
+	return locked_tx(s, do_records, &a, expect > n ? expect : n);
 }
 
 long long shset_add_batch(shset *s, const void *const *keys, const size_t *lens, size_t n)

@@ -23,9 +23,10 @@ int set_collect(struct shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, 
 struct shset_opts;
 int set_create_seeded(struct shset **out, const struct shset_opts *opts, const uint64_t *seed);
 
-/* shset_add_batch of @n keys into a new, empty set, building its table
- * once, at its final size (at least @capacity keys, as shset_opts say). */
-long long set_load_batch(struct shset *s, const void *const *keys, const size_t *lens, size_t n,
-			 uint64_t capacity);
+/* Adds @n records { u32 len; bytes } (@len bytes at @recs, a snapshot's
+ * body) to a new, empty set in one batch that builds its table once, at its
+ * final size (at least @capacity keys, as shset_opts say). */
+long long set_load_records(struct shset *s, const uint8_t *recs, size_t len, size_t n,
+			   uint64_t capacity);
 
 #endif

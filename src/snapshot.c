@@ -937,29 +937,18 @@ int shset_load(shset **out, const char *path, const struct shset_opts *opts)
 		return snap_defect_errno(d);
 	}
 	memcpy(&h, img, sizeof(h)); /* checked in full */
-	const void **keys = malloc((h.count ? h.count : 1) * sizeof(void *));
-	size_t *lens = malloc((h.count ? h.count : 1) * sizeof(size_t));
 	struct shset_opts o = opts ? *opts : (struct shset_opts){0};
 	shset *s = NULL;
-	if (!keys || !lens) {
-		err = -ENOMEM;
-		goto out;
-	}
-	size_t pos = SNAP_HDR_SIZE, i = 0;
-	const uint8_t *k;
-	size_t kl;
-	while (snap_next(img, len, &pos, &k, &kl) == 1) {
-		keys[i] = k;
-		lens[i++] = kl;
-	}
-	/* The table is built once, by the batch, at its final size. */
+	/* The table is built once, by one batch, at its final size, from the
+	 * records where they lie in the image. */
 	uint64_t capacity = o.capacity;
 	o.capacity = 0;
 	o.key_type = h.key_type; /* the file decides, whatever opts say */
 	err = shset_create(&s, &o);
 	if (err)
 		goto out;
-	long long added = set_load_batch(s, keys, lens, h.count, capacity);
+	long long added =
+	    set_load_records(s, img + SNAP_HDR_SIZE, len - SNAP_HDR_SIZE, h.count, capacity);
 	if (added < 0) {
 		err = (int)added;
 	} else if ((uint64_t)added != h.count) {
@@ -971,8 +960,6 @@ out:
 		s = NULL;
 	}
 	*out = s;
-	free(keys);
-	free(lens);
 	free(img);
 	return err;
 }

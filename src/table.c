@@ -757,15 +757,58 @@ int table_insert(struct tx *x, const void *key, size_t len)
  * slots in a table far bigger than the caches (a load's 64 MiB for 10^6
  * keys) become a sequential sweep.  Any order gives the same set.
  */
-static long long insert_sorted(struct tx *x, const void *const *keys, const size_t *lens, size_t n)
+/* Where a batch's keys are: arrays of pointers and lengths, or records
+ * { u32 len; bytes } one after another (a snapshot's body, checked by its
+ * reader).  Read front to back, twice. */
+struct key_src {
+	const void *const *keys;
+	const size_t *lens;
+	const uint8_t *recs;
+	size_t recs_len, n, i, pos;
+};
+
+static int src_next(struct key_src *src, const void **key, size_t *len)
+{
+	if (src->i >= src->n)
+		return 0;
+	if (!src->recs) {
+		*key = src->keys[src->i] ? src->keys[src->i] : "";
+		*len = src->lens[src->i++];
+		return 1;
+	}
+	uint32_t l;
+	if (src->recs_len - src->pos < 4)
+		return -EINVAL;
+	memcpy(&l, src->recs + src->pos, 4);
+	if (l > SHSET_KEY_MAX || src->recs_len - src->pos - 4 < l)
+		return -EINVAL;
+	*key = src->recs + src->pos + 4;
+	*len = l;
+	src->pos += 4 + (size_t)l;
+	src->i++;
+	return 1;
+}
+
+/* Scratch memory for a big batch, faulted in with one call (a million
+ * keys need 32 MB of it: 8,192 page faults one by one). */
+static void *scratch_alloc(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static long long insert_sorted(struct tx *x, struct key_src *src)
 {
 	struct rec {
 		uint64_t h;
 		const void *key;
 		size_t len;
-	} *rec = malloc(n * sizeof(*rec));
-	uint64_t *hs = malloc(n * sizeof(*hs));
+	} *rec = scratch_alloc(src->n * sizeof(*rec));
+	uint64_t *hs = scratch_alloc(src->n * sizeof(*hs));
 	uint32_t *start = calloc((1u << SORT_BITS) + 1, sizeof(*start));
+	size_t n = src->n, len;
+	const void *key;
 	long long added = 0;
 
 	if (!rec || !hs || !start) {
@@ -778,15 +821,21 @@ static long long insert_sorted(struct tx *x, const void *const *keys, const size
 	if (l2 < bits + 10)
 		bits = l2 > 10 ? l2 - 10 : 1;
 	for (size_t i = 0; i < n; i++) {
-		hs[i] = hash_bytes(x->v.seed, keys[i] ? keys[i] : "", lens[i]);
+		if (src_next(src, &key, &len) != 1) {
+			added = -EINVAL;
+			goto out;
+		}
+		hs[i] = hash_bytes(x->v.seed, key, len);
 		start[(hs[i] >> (64 - bits)) + 1]++;
 	}
 	for (uint32_t b = 0; b < 1u << bits; b++)
 		start[b + 1] += start[b];
 	/* Whole records, so that the inserts read them front to back. */
-	for (size_t i = 0; i < n; i++)
-		rec[start[hs[i] >> (64 - bits)]++] =
-		    (struct rec){hs[i], keys[i] ? keys[i] : "", lens[i]};
+	src->i = src->pos = 0;
+	for (size_t i = 0; i < n; i++) {
+		src_next(src, &key, &len);
+		rec[start[hs[i] >> (64 - bits)]++] = (struct rec){hs[i], key, len};
+	}
 	for (size_t o = 0; o < n; o++) {
 		/* The keys' bytes are where the caller put them: fetch ahead. */
 		if (o + PREFETCH_AHEAD < n)
@@ -799,9 +848,29 @@ static long long insert_sorted(struct tx *x, const void *const *keys, const size
 		added += r;
 	}
 out:
-	free(rec);
-	free(hs);
+	if (rec)
+		munmap(rec, n * sizeof(*rec));
+	if (hs)
+		munmap(hs, n * sizeof(*hs));
 	free(start);
+	return added;
+}
+
+long long table_insert_records(struct tx *x, const uint8_t *recs, size_t len, size_t n)
+{
+	struct key_src src = {.recs = recs, .recs_len = len, .n = n};
+	const void *key;
+	size_t kl;
+	long long added = 0;
+
+	if (n >= SORT_MIN && n <= UINT32_MAX)
+		return insert_sorted(x, &src);
+	for (int r; (r = src_next(&src, &key, &kl)) != 0; added += r) {
+		if (r > 0)
+			r = table_insert(x, key, kl);
+		if (r < 0)
+			return r;
+	}
 	return added;
 }
 
@@ -810,8 +879,10 @@ long long table_insert_many(struct tx *x, const void *const *keys, const size_t 
 	uint64_t hs[PREFETCH_AHEAD];
 	long long added = 0;
 
-	if (n >= SORT_MIN && n <= UINT32_MAX)
-		return insert_sorted(x, keys, lens, n);
+	if (n >= SORT_MIN && n <= UINT32_MAX) {
+		struct key_src src = {.keys = keys, .lens = lens, .n = n};
+		return insert_sorted(x, &src);
+	}
 
 	for (size_t i = 0; i < n + PREFETCH_AHEAD; i++) {
 		/* Key i - PREFETCH_AHEAD first: key i takes its hash's place. */

@@ -40,6 +40,9 @@ int table_remove(struct tx *x, const void *key, size_t len); /* 1 removed, 0 abs
 /* Inserts @n keys (@keys[i] of @lens[i] bytes; NULL: empty), their home
  * slots prefetched ahead: the number added, or <0. */
 long long table_insert_many(struct tx *x, const void *const *keys, const size_t *lens, size_t n);
+/* The same for @n records { u32 len; bytes } in @recs (@len bytes): a
+ * snapshot's body.  -EINVAL if they run past it. */
+long long table_insert_records(struct tx *x, const uint8_t *recs, size_t len, size_t n);
 int table_clear(struct tx *x);
 /* Removes one key, copying it to @buf (@cap bytes); *@len gets its length.
  * 1 popped, 0 empty, -ENOBUFS if @cap is too small (nothing removed). */
