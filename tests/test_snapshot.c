@@ -151,7 +151,8 @@ START_TEST(corruption_refused)
 	char p[128], q[128];
 	uint8_t key[300];
 	ck_assert_int_eq(shset_create(&s, NULL), 0);
-	for (uint32_t i = 0; i < 500; i++) {
+	/* Enough keys that a load takes the sorted bulk path. */
+	for (uint32_t i = 0; i < 5000; i++) {
 		size_t len = key_of(i, key);
 		shset_add(s, key, len);
 	}
