@@ -39,6 +39,21 @@
  * also slept (ru_nvcsw rose: it may have waited for the lock) keeps its
  * full time.  Time the hypervisor takes from the virtual CPU (steal) is
  * not seen by ru_nivcsw; the run prints how much there was.
+ *
+ * The writer's preemption.  A lookup also waits while the writer is off
+ * its CPU inside a transaction: up to 200 us for the sequence to turn
+ * even, then for the lock the writer holds.  Its own counters cannot see
+ * that, so the writer records, in a bounded shared array and outside its
+ * timed interval, the [start, end] and thread CPU time of each add
+ * across which it was preempted, or whose wall time exceeds its CPU time
+ * by over 20 us with no context switch (steal, which the task clock
+ * leaves out under paravirt steal accounting); the reader records its
+ * ops over 50 us in a private one.  After the run the reader times each
+ * of those as its wall time less, for every recorded add it overlaps,
+ * the part of the overlap beyond that add's CPU time: the least time the
+ * writer was surely switched out (classify()).  The lookup goal uses the
+ * smaller of that and the reader's own figure (its CPU time if the op was
+ * stolen as the writer's adds are told).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -327,11 +342,13 @@ static double steal_ms(void)
  * they overlap (see classify()). */
 struct rclass {
 	struct hist wadj;		  /* every op, waits on an off-CPU writer taken away */
-	struct hist both;		  /* every op, that and its own preemption taken away */
+	struct hist both;		  /* every op, the smaller of that and its own figure */
 	uint64_t slow, lost;		  /* ops over REC_SLOW_NS; of those not recorded */
 	uint64_t own, writer, own_writer; /* recorded slow ops by cause: own */
+	uint64_t own_stolen;		  /* (of own, stolen rather than preempted) */
 	uint64_t neither;		  /* preemption, a writer's, both, none */
-	uint64_t overlap_kept;		  /* overlapped one, but the writer may have run */
+	uint64_t overlap_kept;	   /* of neither: overlapped one, but the writer may have run */
+	uint64_t neither_max;	   /* the longest of neither */
 	uint64_t worst, worst_dur; /* the longest op left in both, its wall (0: not recorded) */
 	int worst_own, worst_writer, worst_slept;	 /* ... and what it was told */
 	uint64_t w_preempted, w_stolen, w_slept, w_lost; /* the writer's record */
@@ -412,7 +429,8 @@ static inline void woff_note(uint64_t t0, uint64_t t1, const struct sample *prev
 struct slow_op {
 	uint64_t t0, t1; /* CLOCK_MONOTONIC ns around the op */
 	uint64_t own;	 /* its time with its own preemption removed (adj) */
-	int preempted, slept;
+	uint64_t self;	 /* that, or its CPU time if stolen */
+	int preempted, slept, stolen;
 };
 
 static struct slow_op slow_ops[REC_MAX];
@@ -421,10 +439,14 @@ static uint64_t nslow, unrec_max_all, unrec_max_own; /* max of the ops not recor
 static inline void slow_note(uint64_t t0, uint64_t t1, uint64_t own, const struct sample *prev,
 			     const struct sample *cur)
 {
-	uint64_t ns = t1 - t0;
+	uint64_t ns = t1 - t0, cpu = cur->cpu_ns - prev->cpu_ns;
 	if (ns > REC_SLOW_NS && nslow < REC_MAX) {
+		int preempted = cur->inv != prev->inv, slept = cur->vol != prev->vol;
+		/* No switch, yet CPU time well short of the wall time: stolen,
+		 * told as the writer's adds are (woff_note()). */
+		int stolen = !preempted && !slept && ns > cpu + OFF_NS;
 		slow_ops[nslow++] =
-		    (struct slow_op){t0, t1, own, cur->inv != prev->inv, cur->vol != prev->vol};
+		    (struct slow_op){t0, t1, own, stolen ? cpu : own, preempted, slept, stolen};
 		return;
 	}
 	if (ns > REC_SLOW_NS)
@@ -450,7 +472,8 @@ static void hist_move(struct hist *h, uint64_t from, uint64_t to)
  * at least that much of the overlap it was off its CPU, holding the lock
  * or the sequence odd if it was inside its transaction.  Only that lower
  * bound is removed, never time the writer might have spent running (a
- * long transaction stays the library's).  An op also preempted itself is
+ * long transaction stays the library's).  An op also off its CPU itself
+ * (preempted, timed as in adj, or stolen, timed by its CPU time) is
  * given the smaller of that and its own figure, not both removals added,
  * since the two processes may have been off their CPUs at the same time.
  * Ops at or under REC_SLOW_NS, and any beyond REC_MAX, keep their figures.
@@ -485,7 +508,8 @@ static void classify(const struct lat *l, struct rclass *c)
 		}
 		if (rem > dur)
 			rem = dur;
-		uint64_t wv = dur - rem, bv = o->own < wv ? o->own : wv;
+		uint64_t wv = dur - rem, bv = o->self < wv ? o->self : wv;
+		int off = o->preempted || o->stolen;
 		hist_move(&c->wadj, dur, wv);
 		hist_move(&c->both, o->own, bv);
 		if (wv > max_w)
@@ -495,15 +519,18 @@ static void classify(const struct lat *l, struct rclass *c)
 		if (bv > c->worst || (bv == c->worst && !c->worst_dur)) {
 			c->worst = bv;
 			c->worst_dur = dur;
-			c->worst_own = o->preempted;
+			c->worst_own = off;
 			c->worst_writer = rem > 0;
 			c->worst_slept = o->slept;
 		}
-		c->own += (uint64_t)(o->preempted && !rem);
-		c->writer += (uint64_t)(!o->preempted && rem);
-		c->own_writer += (uint64_t)(o->preempted && rem);
-		c->neither += (uint64_t)(!o->preempted && !rem);
-		c->overlap_kept += (uint64_t)(overlap && !rem);
+		c->own += (uint64_t)(off && !rem);
+		c->own_stolen += (uint64_t)o->stolen;
+		c->writer += (uint64_t)(!off && rem);
+		c->own_writer += (uint64_t)(off && rem);
+		c->neither += (uint64_t)(!off && !rem);
+		c->overlap_kept += (uint64_t)(overlap && !off && !rem);
+		if (!off && !rem && dur > c->neither_max)
+			c->neither_max = dur;
 	}
 	c->wadj.max = max_w;
 	c->both.max = max_b;
@@ -676,33 +703,49 @@ static const char *yes_no(int v)
 /* How the writer's preemption shows in the reader's slow ops (classify()). */
 static void print_writer_waits(const struct rclass *c)
 {
-	printf("   A contains also waits while the writer is off its CPU inside a transaction: "
-	       "up to 200 us for\n   the sequence to turn even, then for the lock the writer "
-	       "holds.  The writer records\n   [start, end] and its thread CPU time of each add "
-	       "across which it was preempted (ru_nivcsw\n   rose: %llu) or off its CPU with no "
-	       "context switch (wall time over its CPU time by more\n   than %d us: %llu, "
-	       "stolen by the hypervisor, which the kernel's task clock leaves out);\n   "
-	       "%llu such adds also slept and are not recorded (their sleep may be the "
-	       "library's wait),\n   %llu past the %u recorded.  The reader records its ops "
-	       "over %d us (%llu, %llu past the %u\n   recorded keep their figures).  After the "
-	       "run, an op overlapping recorded adds is timed\n   as its wall time less, for each "
-	       "add, the part of the overlap beyond that add's CPU time:\n   time the writer was "
-	       "certainly switched out.  \"writer's preemption removed\" removes only\n   that; "
-	       "\"both removed\" takes the smaller of that and \"preemption removed\" (both "
-	       "processes\n   may be off their CPUs at once, so the two are not added).\n",
+	/* The writer's longest stolen add, to show what steal alone does. */
+	uint64_t wn = W->n, nw = wn < REC_MAX ? wn : REC_MAX, st_wall = 0, st_cpu = 0;
+	for (uint64_t k = 0; k < nw; k++) {
+		struct woff w = W->r[k];
+		if (w.kind == WOFF_STOLEN && w.t1 - w.t0 > st_wall) {
+			st_wall = w.t1 - w.t0;
+			st_cpu = w.cpu;
+		}
+	}
+	printf("   The writer's preemption.  A contains also waits while the writer is off its "
+	       "CPU inside a\n   transaction: up to 200 us for the sequence to turn even, then "
+	       "for the lock it holds.\n   The writer records (in shared memory, outside its "
+	       "timed interval) [start, end] and its\n   thread CPU time of each add across which "
+	       "it was preempted (ru_nivcsw rose: %llu) or off\n   its CPU with no context "
+	       "switch (wall time over its CPU time by more than %d us: %llu;\n   that is steal: "
+	       "with paravirt steal accounting the task clock leaves it out);\n   %llu such adds "
+	       "also slept and are not recorded (their sleep may be the library's wait);\n   "
+	       "%llu past the %u recorded.  The reader records its ops over %d us (%llu; %llu past "
+	       "the\n   %u recorded keep their figures).  After the run, an op overlapping "
+	       "recorded adds is\n   timed as its wall time less, for each such add, the part of "
+	       "the overlap beyond that\n   add's CPU time: time the writer was certainly "
+	       "switched out.  \"writer's preemption\n   removed\" removes only that.  \"both "
+	       "removed\" takes the smaller of that and the reader's\n   own figure: "
+	       "\"preemption removed\", or its CPU time if its op was stolen as above (both\n   "
+	       "processes may be off their CPUs at once, so the two removals are not added).\n",
 	       (unsigned long long)c->w_preempted, OFF_NS / 1000, (unsigned long long)c->w_stolen,
 	       (unsigned long long)c->w_slept, (unsigned long long)c->w_lost, REC_MAX,
 	       REC_SLOW_NS / 1000, (unsigned long long)c->slow, (unsigned long long)c->lost,
 	       REC_MAX);
-	printf("   Reader ops over %d us: %llu preempted themselves only, %llu waited on an "
-	       "off-CPU writer\n   only, %llu both, %llu neither (%llu of these overlapped a "
-	       "recorded add whose CPU time\n   covers the overlap: the writer may have run "
-	       "throughout, nothing removed).\n",
-	       REC_SLOW_NS / 1000, (unsigned long long)c->own, (unsigned long long)c->writer,
-	       (unsigned long long)c->own_writer, (unsigned long long)c->neither,
-	       (unsigned long long)c->overlap_kept);
+	if (st_wall)
+		printf("   The writer's longest stolen add: %.1f us wall, %.1f us CPU.\n",
+		       (double)st_wall / 1e3, (double)st_cpu / 1e3);
+	printf(
+	    "   Reader ops over %d us: %llu off their CPU themselves only (%llu stolen, the rest "
+	    "preempted),\n   %llu waited on an off-CPU writer only, %llu both, %llu neither "
+	    "(the longest %.1f us;\n   %llu of them overlapped a recorded add whose CPU time "
+	    "covers the overlap: the writer\n   may have run throughout).\n",
+	    REC_SLOW_NS / 1000, (unsigned long long)c->own, (unsigned long long)c->own_stolen,
+	    (unsigned long long)c->writer, (unsigned long long)c->own_writer,
+	    (unsigned long long)c->neither, (double)c->neither_max / 1e3,
+	    (unsigned long long)c->overlap_kept);
 	if (c->worst_dur)
-		printf("   Longest op left with both removed: %.1f us (wall %.1f us; preempted "
+		printf("   Longest op left with both removed: %.1f us (wall %.1f us; off its CPU "
 		       "itself %s, slept %s,\n   waited on an off-CPU writer %s).\n",
 		       (double)c->worst / 1e3, (double)c->worst_dur / 1e3, yes_no(c->worst_own),
 		       yes_no(c->worst_slept), yes_no(c->worst_writer));
@@ -713,15 +756,20 @@ static void print_writer_waits(const struct rclass *c)
 		NULL, NULL);
 	csv_row("growth", "writer adds not recorded (overflow)", "ops", (double)c->w_lost, NULL,
 		NULL);
+	csv_row("growth", "writer longest stolen add", "us", (double)st_wall / 1e3, NULL, NULL);
 	csv_row("growth", "reader slow ops", "ops", (double)c->slow, NULL, NULL);
 	csv_row("growth", "reader slow ops not recorded (overflow)", "ops", (double)c->lost, NULL,
 		NULL);
-	csv_row("growth", "reader slow ops preempted themselves only", "ops", (double)c->own, NULL,
+	csv_row("growth", "reader slow ops off CPU themselves only", "ops", (double)c->own, NULL,
+		NULL);
+	csv_row("growth", "reader slow ops stolen themselves", "ops", (double)c->own_stolen, NULL,
 		NULL);
 	csv_row("growth", "reader slow ops waited on an off-CPU writer only", "ops",
 		(double)c->writer, NULL, NULL);
 	csv_row("growth", "reader slow ops both", "ops", (double)c->own_writer, NULL, NULL);
 	csv_row("growth", "reader slow ops neither", "ops", (double)c->neither, NULL, NULL);
+	csv_row("growth", "reader slow ops neither, longest", "us", (double)c->neither_max / 1e3,
+		NULL, NULL);
 }
 
 static void bench_growth(void)
@@ -815,8 +863,8 @@ static void bench_growth(void)
 	       "removed,\n   %.1f us leaving preempted ops out, %.1f us counting all (a holder "
 	       "switched out keeps\n   the lock through the time slice it waits).  The writer's "
 	       "goals use \"preemption removed\",\n   which is never below \"not preempted\"; "
-	       "the lookup goal uses \"both removed\": the reader's\n   own preemption and its "
-	       "waits on an off-CPU writer, told as above.\n",
+	       "the lookup goal uses \"both removed\": the reader's\n   own preemption or steal "
+	       "and its waits on an off-CPU writer, told as above.\n",
 	       (double)wl->adj.max / 1e3, (double)wl->calm.max / 1e3, (double)wl->all.max / 1e3);
 	csv_row("growth", "reader lock acquisitions", "ops", (double)extra, NULL, NULL);
 	goal("growth", "longest lock hold (writer), preemption removed", (double)wl->adj.max / 1e6,
