@@ -52,11 +52,13 @@
  * of those as its wall time less, for every recorded add it overlaps,
  * the part of the overlap beyond that add's CPU time: the least time the
  * writer was surely switched out (classify()).  The lookup goal uses the
- * smaller of that and the reader's own figure (its CPU time if the op was
- * stolen as the writer's adds are told).
+ * smaller of that and the reader's own figure, which also leaves out its
+ * time stolen (told as the writer's) and waiting on the run queue (read
+ * from /proc/thread-self/schedstat after every op).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +295,37 @@ static inline struct sample sample_now(void)
 }
 
 /*
+ * The reader's run-queue wait: the second field of
+ * /proc/thread-self/schedstat (ns the thread was runnable but not
+ * running: after a preemption, and after a wake-up until it got a CPU),
+ * with the wall clock read before and after, so that the window between
+ * two readings is bounded.  About 1.5 us, outside the timed interval.
+ */
+static int rq_fd = -1;
+
+struct rq_sample {
+	uint64_t wait_ns, before, after;
+};
+
+static inline struct rq_sample rq_now(void)
+{
+	struct rq_sample q = {0, now_ns(), 0};
+	char b[128];
+	ssize_t n = rq_fd >= 0 ? pread(rq_fd, b, sizeof(b) - 1, 0) : -1;
+	if (n > 0) {
+		const char *p = b, *end = b + n;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+		while (p < end && *p == ' ')
+			p++;
+		for (; p < end && *p >= '0' && *p <= '9'; p++)
+			q.wait_ns = q.wait_ns * 10 + (uint64_t)(*p - '0');
+	}
+	q.after = now_ns();
+	return q;
+}
+
+/*
  * Records an operation of @ns wall time bracketed by @prev and @cur and
  * returns the time it is given in adj.  A
  * preempted one is timed in adj by the CPU time its thread spent between
@@ -345,11 +378,12 @@ struct rclass {
 	struct hist both;		  /* every op, the smaller of that and its own figure */
 	uint64_t slow, lost;		  /* ops over REC_SLOW_NS; of those not recorded */
 	uint64_t own, writer, own_writer; /* recorded slow ops by cause: own */
-	uint64_t own_stolen;		  /* (of own, stolen rather than preempted) */
+	uint64_t own_stolen, own_queued;  /* of all, stolen; waited on the run queue */
 	uint64_t neither;		  /* preemption, a writer's, both, none */
 	uint64_t overlap_kept;	   /* of neither: overlapped one, but the writer may have run */
 	uint64_t neither_max;	   /* the longest of neither */
 	uint64_t worst, worst_dur; /* the longest op left in both, its wall (0: not recorded) */
+	int rq_seen;		   /* the reader could read its run-queue wait */
 	int worst_own, worst_writer, worst_slept;	 /* ... and what it was told */
 	uint64_t w_preempted, w_stolen, w_slept, w_lost; /* the writer's record */
 };
@@ -429,15 +463,16 @@ static inline void woff_note(uint64_t t0, uint64_t t1, const struct sample *prev
 struct slow_op {
 	uint64_t t0, t1; /* CLOCK_MONOTONIC ns around the op */
 	uint64_t own;	 /* its time with its own preemption removed (adj) */
-	uint64_t self;	 /* that, or its CPU time if stolen */
-	int preempted, slept, stolen;
+	uint64_t self; /* the least of that, its CPU time if stolen, its time less run-queue wait */
+	int preempted, slept, stolen, queued;
 };
 
 static struct slow_op slow_ops[REC_MAX];
 static uint64_t nslow, unrec_max_all, unrec_max_own; /* max of the ops not recorded */
 
 static inline void slow_note(uint64_t t0, uint64_t t1, uint64_t own, const struct sample *prev,
-			     const struct sample *cur)
+			     const struct sample *cur, const struct rq_sample *qprev,
+			     const struct rq_sample *qcur)
 {
 	uint64_t ns = t1 - t0, cpu = cur->cpu_ns - prev->cpu_ns;
 	if (ns > REC_SLOW_NS && nslow < REC_MAX) {
@@ -445,8 +480,17 @@ static inline void slow_note(uint64_t t0, uint64_t t1, uint64_t own, const struc
 		/* No switch, yet CPU time well short of the wall time: stolen,
 		 * told as the writer's adds are (woff_note()). */
 		int stolen = !preempted && !slept && ns > cpu + OFF_NS;
+		/* Run-queue wait between the readings, less all of the window
+		 * outside the op, in case the wait fell there. */
+		uint64_t rq = qcur->wait_ns - qprev->wait_ns,
+			 margin = qcur->after - qprev->before - ns;
+		uint64_t rq_in = rq > margin ? rq - margin : 0, self = own;
+		if (stolen && cpu < self)
+			self = cpu;
+		if (rq_in > 0 && ns - (rq_in < ns ? rq_in : ns) < self)
+			self = ns - (rq_in < ns ? rq_in : ns);
 		slow_ops[nslow++] =
-		    (struct slow_op){t0, t1, own, stolen ? cpu : own, preempted, slept, stolen};
+		    (struct slow_op){t0, t1, own, self, preempted, slept, stolen, rq_in > 0};
 		return;
 	}
 	if (ns > REC_SLOW_NS)
@@ -473,7 +517,8 @@ static void hist_move(struct hist *h, uint64_t from, uint64_t to)
  * or the sequence odd if it was inside its transaction.  Only that lower
  * bound is removed, never time the writer might have spent running (a
  * long transaction stays the library's).  An op also off its CPU itself
- * (preempted, timed as in adj, or stolen, timed by its CPU time) is
+ * (preempted, timed as in adj; stolen, timed by its CPU time; or waiting
+ * on the run queue, timed without that wait) is
  * given the smaller of that and its own figure, not both removals added,
  * since the two processes may have been off their CPUs at the same time.
  * Ops at or under REC_SLOW_NS, and any beyond REC_MAX, keep their figures.
@@ -509,7 +554,7 @@ static void classify(const struct lat *l, struct rclass *c)
 		if (rem > dur)
 			rem = dur;
 		uint64_t wv = dur - rem, bv = o->self < wv ? o->self : wv;
-		int off = o->preempted || o->stolen;
+		int off = o->preempted || o->stolen || o->queued;
 		hist_move(&c->wadj, dur, wv);
 		hist_move(&c->both, o->own, bv);
 		if (wv > max_w)
@@ -525,6 +570,7 @@ static void classify(const struct lat *l, struct rclass *c)
 		}
 		c->own += (uint64_t)(off && !rem);
 		c->own_stolen += (uint64_t)o->stolen;
+		c->own_queued += (uint64_t)o->queued;
 		c->writer += (uint64_t)(!off && rem);
 		c->own_writer += (uint64_t)(off && rem);
 		c->neither += (uint64_t)(!off && !rem);
@@ -635,7 +681,10 @@ static void growth_reader(shset *s, int unused)
 	if (shset_contains(s, k, KEY_LEN) < 0)
 		_exit(1);
 	ready_and_wait();
+	rq_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	S->rc.rq_seen = rq_fd >= 0;
 	struct sample prev = sample_now();
+	struct rq_sample qprev = rq_now();
 	while (!__atomic_load_n(&S->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t done = __atomic_load_n(&S->progress, __ATOMIC_ACQUIRE);
 		for (int j = 0; j < 256; j++) {
@@ -649,9 +698,11 @@ static void growth_reader(shset *s, int unused)
 			int r = shset_contains(s, k, KEY_LEN);
 			uint64_t t1 = now_ns();
 			struct sample cur = sample_now();
+			struct rq_sample qcur = rq_now();
 			uint64_t own = lat_add(&my_lat, t1 - t0, &prev, &cur);
-			slow_note(t0, t1, own, &prev, &cur);
+			slow_note(t0, t1, own, &prev, &cur, &qprev, &qcur);
 			prev = cur;
+			qprev = qcur;
 			wrong += r != present;
 		}
 		ops += 256;
@@ -660,6 +711,8 @@ static void growth_reader(shset *s, int unused)
 	S->wrong[1] = wrong;
 	S->lat[1] = my_lat;
 	classify(&my_lat, &S->rc); /* the writer has exited: its record is complete */
+	if (rq_fd >= 0)
+		close(rq_fd);
 }
 
 /* One row per way of timing: the writer's three, the reader's five (@c). */
@@ -725,25 +778,29 @@ static void print_writer_waits(const struct rclass *c)
 	       "recorded adds is\n   timed as its wall time less, for each such add, the part of "
 	       "the overlap beyond that\n   add's CPU time: time the writer was certainly "
 	       "switched out.  \"writer's preemption\n   removed\" removes only that.  \"both "
-	       "removed\" takes the smaller of that and the reader's\n   own figure: "
-	       "\"preemption removed\", or its CPU time if its op was stolen as above (both\n   "
-	       "processes may be off their CPUs at once, so the two removals are not added).\n",
+	       "removed\" takes the smaller of that and the reader's\n   own figure: the "
+	       "least of \"preemption removed\", its CPU time if its op was stolen as\n   above, "
+	       "and its wall time less its run-queue wait (runnable but not running, after a\n   "
+	       "preemption or a wake-up: /proc/thread-self/schedstat read after every op, %s;\n   "
+	       "the part of the window between two readings outside the op is not removed).  "
+	       "Both\n   processes may be off their CPUs at once, so the two removals are not "
+	       "added.\n",
 	       (unsigned long long)c->w_preempted, OFF_NS / 1000, (unsigned long long)c->w_stolen,
 	       (unsigned long long)c->w_slept, (unsigned long long)c->w_lost, REC_MAX,
 	       REC_SLOW_NS / 1000, (unsigned long long)c->slow, (unsigned long long)c->lost,
-	       REC_MAX);
+	       REC_MAX, c->rq_seen ? "about 1.5 us more" : "unreadable here: not used");
 	if (st_wall)
 		printf("   The writer's longest stolen add: %.1f us wall, %.1f us CPU.\n",
 		       (double)st_wall / 1e3, (double)st_cpu / 1e3);
-	printf(
-	    "   Reader ops over %d us: %llu off their CPU themselves only (%llu stolen, the rest "
-	    "preempted),\n   %llu waited on an off-CPU writer only, %llu both, %llu neither "
-	    "(the longest %.1f us;\n   %llu of them overlapped a recorded add whose CPU time "
-	    "covers the overlap: the writer\n   may have run throughout).\n",
-	    REC_SLOW_NS / 1000, (unsigned long long)c->own, (unsigned long long)c->own_stolen,
-	    (unsigned long long)c->writer, (unsigned long long)c->own_writer,
-	    (unsigned long long)c->neither, (double)c->neither_max / 1e3,
-	    (unsigned long long)c->overlap_kept);
+	printf("   Reader ops over %d us: %llu off their CPU themselves only (of all, %llu stolen, "
+	       "%llu waited\n   on the run queue), %llu waited on an off-CPU writer only, %llu "
+	       "both, %llu neither\n   (the longest %.1f us; %llu of them overlapped a recorded "
+	       "add whose CPU time covers\n   the overlap: the writer may have run "
+	       "throughout).\n",
+	       REC_SLOW_NS / 1000, (unsigned long long)c->own, (unsigned long long)c->own_stolen,
+	       (unsigned long long)c->own_queued, (unsigned long long)c->writer,
+	       (unsigned long long)c->own_writer, (unsigned long long)c->neither,
+	       (double)c->neither_max / 1e3, (unsigned long long)c->overlap_kept);
 	if (c->worst_dur)
 		printf("   Longest op left with both removed: %.1f us (wall %.1f us; off its CPU "
 		       "itself %s, slept %s,\n   waited on an off-CPU writer %s).\n",
@@ -764,6 +821,8 @@ static void print_writer_waits(const struct rclass *c)
 		NULL);
 	csv_row("growth", "reader slow ops stolen themselves", "ops", (double)c->own_stolen, NULL,
 		NULL);
+	csv_row("growth", "reader slow ops waited on the run queue", "ops", (double)c->own_queued,
+		NULL, NULL);
 	csv_row("growth", "reader slow ops waited on an off-CPU writer only", "ops",
 		(double)c->writer, NULL, NULL);
 	csv_row("growth", "reader slow ops both", "ops", (double)c->own_writer, NULL, NULL);
