@@ -374,17 +374,18 @@ static double steal_ms(void)
 /* The reader's slow ops, classified after the run by whose preemption
  * they overlap (see classify()). */
 struct rclass {
-	struct hist wadj;		  /* every op, waits on an off-CPU writer taken away */
-	struct hist both;		  /* every op, the smaller of that and its own figure */
-	uint64_t slow, lost;		  /* ops over REC_SLOW_NS; of those not recorded */
-	uint64_t own, writer, own_writer; /* recorded slow ops by cause: own */
-	uint64_t own_stolen, own_queued;  /* of all, stolen; waited on the run queue */
-	uint64_t neither;		  /* preemption, a writer's, both, none */
-	uint64_t overlap_kept;	   /* of neither: overlapped one, but the writer may have run */
-	uint64_t neither_max;	   /* the longest of neither */
+	struct hist wadj;    /* every op, waits on an off-CPU writer taken away */
+	struct hist both;    /* every op, the smaller of that and its own figure */
+	uint64_t slow, lost; /* ops over REC_SLOW_NS; of those, not recorded */
+	/* Recorded slow ops by cause: off its CPU itself only, waited on an
+	 * off-CPU writer only, both, neither. */
+	uint64_t own, writer, own_writer, neither;
+	uint64_t own_stolen, own_queued; /* of all: stolen; waited on the run queue */
+	uint64_t overlap_kept;		 /* of neither: overlapped a recorded add */
+	uint64_t neither_max;		 /* the longest of neither */
 	uint64_t worst, worst_dur; /* the longest op left in both, its wall (0: not recorded) */
-	int rq_seen;		   /* the reader could read its run-queue wait */
-	int worst_own, worst_writer, worst_slept;	 /* ... and what it was told */
+	int worst_own, worst_writer, worst_slept; /* ... and what it was told */
+	int rq_seen;				  /* the reader could read its run-queue wait */
 	uint64_t w_preempted, w_stolen, w_slept, w_lost; /* the writer's record */
 };
 
@@ -418,15 +419,19 @@ struct woff {
 	uint64_t kind;	 /* WOFF_* */
 };
 
-struct woff_log {
+struct woff_count {
 	uint64_t n;		    /* adds recorded, or that would have been (n > REC_MAX) */
 	uint64_t preempted, stolen; /* of n, by kind */
 	uint64_t slept;		    /* off-CPU adds not recorded because they also slept */
+};
+
+struct woff_log {
+	struct woff_count c; /* written once the writer is done */
 	struct woff r[REC_MAX];
 };
 
 static struct woff_log *W;
-static struct woff_log my_woff; /* the writer's counts; entries go to W->r */
+static struct woff_count my_woff; /* the writer's counts; entries go to W->r */
 
 /*
  * Called by the writer after each add, outside its timed interval: an add
@@ -463,7 +468,7 @@ static inline void woff_note(uint64_t t0, uint64_t t1, const struct sample *prev
 struct slow_op {
 	uint64_t t0, t1; /* CLOCK_MONOTONIC ns around the op */
 	uint64_t own;	 /* its time with its own preemption removed (adj) */
-	uint64_t self; /* the least of that, its CPU time if stolen, its time less run-queue wait */
+	uint64_t self;	 /* least of own, CPU time if stolen, wall less run-queue wait */
 	int preempted, slept, stolen, queued;
 };
 
@@ -517,15 +522,15 @@ static void hist_move(struct hist *h, uint64_t from, uint64_t to)
  * or the sequence odd if it was inside its transaction.  Only that lower
  * bound is removed, never time the writer might have spent running (a
  * long transaction stays the library's).  An op also off its CPU itself
- * (preempted, timed as in adj; stolen, timed by its CPU time; or waiting
- * on the run queue, timed without that wait) is
- * given the smaller of that and its own figure, not both removals added,
- * since the two processes may have been off their CPUs at the same time.
+ * (preempted, timed as in adj; stolen, timed by its CPU time; waiting on
+ * the run queue, timed without that wait) is given the smaller of that
+ * and its own figure, not both removals added, since the two processes
+ * may have been off their CPUs at the same time.
  * Ops at or under REC_SLOW_NS, and any beyond REC_MAX, keep their figures.
  */
 static void classify(const struct lat *l, struct rclass *c)
 {
-	uint64_t wn = W->n, nw = wn < REC_MAX ? wn : REC_MAX; /* read once, bounded */
+	uint64_t wn = W->c.n, nw = wn < REC_MAX ? wn : REC_MAX; /* read once, bounded */
 	uint64_t nr = nslow < REC_MAX ? nslow : REC_MAX, j = 0;
 	uint64_t max_w = unrec_max_all, max_b = unrec_max_own;
 
@@ -580,9 +585,9 @@ static void classify(const struct lat *l, struct rclass *c)
 	}
 	c->wadj.max = max_w;
 	c->both.max = max_b;
-	c->w_preempted = W->preempted;
-	c->w_stolen = W->stolen;
-	c->w_slept = W->slept;
+	c->w_preempted = W->c.preempted;
+	c->w_stolen = W->c.stolen;
+	c->w_slept = W->c.slept;
 	c->w_lost = wn - nw;
 }
 
@@ -663,10 +668,7 @@ static void growth_writer(shset *s, int unused)
 	S->t_end[0] = now_ns();
 	S->ops[0] = growth_keys;
 	S->lat[0] = my_lat;
-	W->n = my_woff.n;
-	W->preempted = my_woff.preempted;
-	W->stolen = my_woff.stolen;
-	W->slept = my_woff.slept;
+	W->c = my_woff;
 }
 
 static void growth_reader(shset *s, int unused)
@@ -680,9 +682,9 @@ static void growth_reader(shset *s, int unused)
 	make_key(ABSENT_WHO, 0, KEY_LEN, k);
 	if (shset_contains(s, k, KEY_LEN) < 0)
 		_exit(1);
-	ready_and_wait();
 	rq_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 	S->rc.rq_seen = rq_fd >= 0;
+	ready_and_wait();
 	struct sample prev = sample_now();
 	struct rq_sample qprev = rq_now();
 	while (!__atomic_load_n(&S->stop, __ATOMIC_ACQUIRE)) {
@@ -757,7 +759,7 @@ static const char *yes_no(int v)
 static void print_writer_waits(const struct rclass *c)
 {
 	/* The writer's longest stolen add, to show what steal alone does. */
-	uint64_t wn = W->n, nw = wn < REC_MAX ? wn : REC_MAX, st_wall = 0, st_cpu = 0;
+	uint64_t wn = W->c.n, nw = wn < REC_MAX ? wn : REC_MAX, st_wall = 0, st_cpu = 0;
 	for (uint64_t k = 0; k < nw; k++) {
 		struct woff w = W->r[k];
 		if (w.kind == WOFF_STOLEN && w.t1 - w.t0 > st_wall) {
@@ -803,9 +805,12 @@ static void print_writer_waits(const struct rclass *c)
 	       (double)c->neither_max / 1e3, (unsigned long long)c->overlap_kept);
 	if (c->worst_dur)
 		printf("   Longest op left with both removed: %.1f us (wall %.1f us; off its CPU "
-		       "itself %s, slept %s,\n   waited on an off-CPU writer %s).\n",
+		       "itself %s,\n   slept %s, waited on an off-CPU writer %s)%s\n",
 		       (double)c->worst / 1e3, (double)c->worst_dur / 1e3, yes_no(c->worst_own),
-		       yes_no(c->worst_slept), yes_no(c->worst_writer));
+		       yes_no(c->worst_slept), yes_no(c->worst_writer),
+		       c->worst_slept ? ": it slept, and a sleep may be a wait for the lock while "
+					"the\n   writer ran, so only what is told above is removed."
+				      : ".");
 	csv_row("growth", "writer adds recorded preempted", "ops", (double)c->w_preempted, NULL,
 		NULL);
 	csv_row("growth", "writer adds recorded stolen", "ops", (double)c->w_stolen, NULL, NULL);
@@ -842,7 +847,7 @@ static void bench_growth(void)
 	struct shset_stats st0, st1;
 	shset_stats(s, &st0);
 	reset_shared();
-	W->n = W->preempted = W->stolen = W->slept = 0;
+	memset(&W->c, 0, sizeof(W->c));
 	double steal0 = steal_ms();
 	pid_t w = spawn(growth_writer, s, 0), r = spawn(growth_reader, s, 0);
 	go_when_ready(2);
@@ -922,8 +927,9 @@ static void bench_growth(void)
 	       "removed,\n   %.1f us leaving preempted ops out, %.1f us counting all (a holder "
 	       "switched out keeps\n   the lock through the time slice it waits).  The writer's "
 	       "goals use \"preemption removed\",\n   which is never below \"not preempted\"; "
-	       "the lookup goal uses \"both removed\": the reader's\n   own preemption or steal "
-	       "and its waits on an off-CPU writer, told as above.\n",
+	       "the lookup goal uses \"both removed\": the reader's\n   own time off its CPU "
+	       "(preempted, stolen, on the run queue) and its waits on an\n   off-CPU writer, "
+	       "told as above.\n",
 	       (double)wl->adj.max / 1e3, (double)wl->calm.max / 1e3, (double)wl->all.max / 1e3);
 	csv_row("growth", "reader lock acquisitions", "ops", (double)extra, NULL, NULL);
 	goal("growth", "longest lock hold (writer), preemption removed", (double)wl->adj.max / 1e6,
