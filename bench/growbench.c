@@ -805,12 +805,12 @@ static void print_writer_waits(const struct rclass *c)
 	       (double)c->neither_max / 1e3, (unsigned long long)c->overlap_kept);
 	if (c->worst_dur)
 		printf("   Longest op left with both removed: %.1f us (wall %.1f us; off its CPU "
-		       "itself %s,\n   slept %s, waited on an off-CPU writer %s)%s\n",
+		       "itself %s,\n   slept %s, waited on an off-CPU writer %s).%s\n",
 		       (double)c->worst / 1e3, (double)c->worst_dur / 1e3, yes_no(c->worst_own),
 		       yes_no(c->worst_slept), yes_no(c->worst_writer),
-		       c->worst_slept ? ": it slept, and a sleep may be a wait for the lock while "
-					"the\n   writer ran, so only what is told above is removed."
-				      : ".");
+		       c->worst_slept ? "  It slept: a sleep may\n   be a wait for the lock while "
+					"the writer ran, so only what is told above is removed."
+				      : "");
 	csv_row("growth", "writer adds recorded preempted", "ops", (double)c->w_preempted, NULL,
 		NULL);
 	csv_row("growth", "writer adds recorded stolen", "ops", (double)c->w_stolen, NULL, NULL);
