@@ -33,7 +33,7 @@
 #define SLOT	  32u
 #define MOVE_STEP 64u /* table.c */
 
-/* --- keys: id -> bytes; odd ids are long (arena) keys ------------------------------ */
+/* --- keys: id -> bytes; odd ids are long (arena) keys --------------------- */
 
 #define KEY_BUF 128
 
@@ -68,7 +68,7 @@ static uint32_t id_of(uint32_t n, int kind)
 	return kind == 2 ? n : n * 2 + (uint32_t)kind;
 }
 
-/* --- the model ---------------------------------------------------------------------- */
+/* --- the model ------------------------------------------------------------ */
 
 struct model {
 	uint8_t *in;
@@ -143,7 +143,7 @@ static void assert_content(shset *s, const struct model *m)
 	ck_assert_int_eq(shset_size(s), (long long)m->count);
 }
 
-/* --- a set under test ---------------------------------------------------------------- */
+/* --- a set under test ----------------------------------------------------- */
 
 struct ts {
 	shset *s;
@@ -368,7 +368,7 @@ static void remove_old_and_moved(struct ts *t, struct model *m, unsigned n)
 	ck_assert_uint_eq(word(&st(t)->old_tdesc), od);
 }
 
-/* --- growth ---------------------------------------------------------------------------- */
+/* --- growth --------------------------------------------------------------- */
 
 /* Every key added so far present, and a few never added absent, with keys
  * both in the old table above `moved` and already moved. */
@@ -420,7 +420,62 @@ START_TEST(growth_one_by_one)
 }
 END_TEST
 
-/* --- removes, pops and re-adds while a resize is in progress ----------------------------- */
+/* Another process looks keys up without the lock while this one grows the
+ * set through many resizes: a key added before never reads as absent, one
+ * never added never as present. */
+START_TEST(lookups_race_resizes)
+{
+	const uint32_t base = 20000, more = 250000;
+	struct ts t;
+	struct model m;
+	volatile uint64_t *stop =
+	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne((void *)stop, MAP_FAILED);
+	*stop = 0;
+	ts_open(&t, NULL);
+	model_init(&m, id_of(base + more, 2) + 1);
+	for (uint32_t n = 0; n < base; n++)
+		add_id(&t, &m, id_of(n, 2));
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		shset *c;
+		alarm((unsigned)(60 * test_scale()));
+		if (shset_attach_fd(&c, shset_fd(t.s)))
+			_exit(10);
+		uint64_t rounds = 0;
+		for (uint32_t n = 0; !__atomic_load_n(stop, __ATOMIC_RELAXED); n = (n + 1) % base) {
+			if (has_id(c, id_of(n, 2)) != 1)
+				_exit(11);
+			if (has_id(c, id_of(base + more + 1 + n % 7, 2) | 1u << 31) != 0)
+				_exit(12);
+			rounds++;
+		}
+		shset_close(c);
+		_exit(rounds > base ? 0 : 13);
+	}
+	uint64_t resizes = 0, od = 0;
+	for (uint32_t n = base; n < base + more; n++) {
+		add_id(&t, &m, id_of(n, 2));
+		uint64_t now = word(&st(&t)->old_tdesc);
+		resizes += now && now != od;
+		od = now;
+	}
+	usleep(100000);
+	*stop = 1;
+	int status = wait_status(pid);
+	ck_assert_msg(status == 0, "reader: status %d (11: a key missed, 12: a key invented)",
+		      status);
+	ck_assert_uint_ge(resizes, 4);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	munmap((void *)stop, 4096);
+	model_free(&m);
+	ts_close(&t);
+}
+END_TEST
+
+/* --- removes, pops and re-adds while a resize is in progress -------------- */
 
 /* Removes and re-adds a key that is still in the old table (and stays there
  * through the step the remove makes), then one already moved. */
@@ -535,7 +590,7 @@ START_TEST(churn_during_resizes)
 }
 END_TEST
 
-/* --- whole-set operations while a resize is in progress ------------------------------------ */
+/* --- whole-set operations while a resize is in progress ------------------- */
 
 START_TEST(foreach_and_copy_mid_resize)
 {
@@ -747,7 +802,7 @@ START_TEST(batch_mid_resize)
 }
 END_TEST
 
-/* --- shrinking and clearing ------------------------------------------------------------------ */
+/* --- shrinking and clearing ----------------------------------------------- */
 
 START_TEST(shrink_to_empty)
 {
@@ -854,8 +909,7 @@ START_TEST(clear_mid_resize_gives_memory_back)
 }
 END_TEST
 
-/* --- tombstones ----------------------------------------------------------------------------------
- */
+/* --- tombstones ----------------------------------------------------------- */
 
 /* A sliding window: each step removes the oldest key and adds a new one, so
  * tombstones pile up and must be shed by same-size rebuilds.  _i 1: the
@@ -910,8 +964,7 @@ START_TEST(tombstone_churn)
 }
 END_TEST
 
-/* --- the punch list
- * --------------------------------------------------------------------------------- */
+/* --- the punch list ------------------------------------------------------- */
 
 /* Whether block @b is on the free list of class @cls. */
 static int on_free_list(const struct ts *t, unsigned cls, uint64_t b)
@@ -977,8 +1030,7 @@ START_TEST(punch_list_gives_pages_back)
 }
 END_TEST
 
-/* --- tx_abort in the middle of a resize
- * ------------------------------------------------------------- */
+/* --- tx_abort in the middle of a resize ----------------------------------- */
 
 /* The state words a committed state consists of. */
 struct words {
@@ -1030,7 +1082,8 @@ static void assert_words(const struct words *a, const struct words *b)
  * One transaction of many inserts, removes (keys in the old table and keys
  * moved) and pops, aborted.  _i 0: mid-resize; 1: the transaction starts a
  * resize; 2: it finishes one (the old table freed to the punch list); 3:
- * it finishes one and starts the next.
+ * it finishes one and starts the next; 4: it rebuilds on a fresh table
+ * first (big batches); 5: it clears the set.
  */
 START_TEST(abort_mid_resize)
 {
@@ -1047,7 +1100,7 @@ START_TEST(abort_mid_resize)
 		while (word(&st(&t)->old_tdesc) ||
 		       (word(&st(&t)->count) + word(&st(&t)->tombs) + 2) * 4 <= capacity(&t) * 3)
 			add_id(&t, &m, id_of(next++, 2));
-	} else if (_i >= 2) {
+	} else if (_i == 2 || _i == 3) {
 		while (word(&st(&t)->moved) + 4 * MOVE_STEP < old_cap(&t))
 			add_id(&t, &m, id_of(next++, 2));
 	}
@@ -1061,8 +1114,16 @@ START_TEST(abort_mid_resize)
 	memcpy(mx.in, m.in, m.n);
 	mx.count = m.count;
 	struct tx *x = tx_open(&t);
-	uint32_t inserts = _i == 3 ? 12000 : 400;
+	uint32_t inserts = _i == 3 ? 12000 : _i == 5 ? 0 : 400;
 	int started = 0, finished = 0;
+	if (_i == 4) {
+		ck_assert_int_eq(table_fresh(x, 5000), 0);
+		ck_assert_uint_eq(x->old_tdesc, 0);
+		ck_assert_uint_ne(x->tdesc, w0.tdesc);
+	} else if (_i == 5) {
+		ck_assert_int_eq(table_clear(x), 0);
+		ck_assert_uint_eq(table_tx_count(x), 0);
+	}
 	for (uint32_t n = 0; n < inserts; n++) {
 		ck_assert_int_eq(table_insert(x, k, mkkey(id_of(next + n, 2), k)), 1);
 		model_add(&mx, id_of(next + n, 2));
@@ -1086,7 +1147,7 @@ START_TEST(abort_mid_resize)
 	}
 	if (_i == 1 || _i == 3)
 		ck_assert_int_eq(started, 1);
-	if (_i >= 2)
+	if (_i == 2 || _i == 3)
 		ck_assert_int_eq(finished, 1);
 	tx_abort(x);
 	tx_close(&t);
@@ -1109,8 +1170,7 @@ START_TEST(abort_mid_resize)
 }
 END_TEST
 
-/* --- ENOSPC
- * ------------------------------------------------------------------------------------------- */
+/* --- ENOSPC --------------------------------------------------------------- */
 
 START_TEST(full_set_fills_to_seven_eighths)
 {
@@ -1168,8 +1228,7 @@ START_TEST(full_set_fills_to_seven_eighths)
 }
 END_TEST
 
-/* --- hostile state words
- * ----------------------------------------------------------------------------- */
+/* --- hostile state words -------------------------------------------------- */
 
 /* Runs @fn(@t, @arg) in a child under a watchdog: its exit status, 128+signal
  * if it crashed, 128+SIGALRM if it hung. */
@@ -1454,8 +1513,7 @@ START_TEST(hostile_racing_peer)
 }
 END_TEST
 
-/* --- known defects (SHSET_KNOWN_BUGS=1)
- * ------------------------------------------------------------------- */
+/* --- known defects (SHSET_KNOWN_BUGS=1) ----------------------------------- */
 
 /*
  * A freed table whose last punching step falls in a commit that finds the
@@ -1503,12 +1561,64 @@ START_TEST(known_punch_step_with_full_log_leaks_table)
 }
 END_TEST
 
+/*
+ * A copy taken while a freed table waits on the punch list keeps the
+ * table's pages for good: table_copy_into (table.c) copies the heap's data
+ * extents, the unpunched table among them, and the free lists, but not
+ * punch_head/punch_done, so in the copy the table is on no list: never
+ * punched, never reused.  Both sets should give the memory back as they
+ * are written.
+ */
+START_TEST(known_copy_drops_punch_list)
+{
+	struct ts t, c;
+	struct model m;
+	uint32_t next = 0;
+	shset *cs;
+
+	ts_open(&t, NULL);
+	model_init(&m, 400000);
+	uint64_t od = to_resize_done(&t, &m, &next, 0, 17);
+	ck_assert_uint_eq(word(&st(&t)->punch_head), off_of(od));
+	ck_assert_int_eq(shset_copy(t.s, &cs), 0);
+	ts_wrap(&c, cs);
+	ck_assert_int_eq(shset_verify(c.s), 0);
+	assert_content(c.s, &m);
+	struct model mc;
+	model_init(&mc, m.n);
+	memcpy(mc.in, m.in, m.n);
+	mc.count = m.count;
+	uint32_t x = id_of(next + 1000, 0);
+	for (int n = 0; n < 20; n++) {
+		if (n & 1) {
+			remove_id(&t, &m, x);
+			remove_id(&c, &mc, x);
+		} else {
+			add_id(&t, &m, x);
+			add_id(&c, &mc, x);
+		}
+	}
+	ck_assert_uint_eq(word(&st(&t)->punch_head), 0);
+	uint64_t mt = mem_bytes(shset_fd(t.s)), mcopy = mem_bytes(shset_fd(c.s));
+	ck_assert_msg(mcopy <= mt + (1u << 20),
+		      "the copy holds %llu bytes, the original %llu: the freed table's pages stay",
+		      (unsigned long long)mcopy, (unsigned long long)mt);
+	ck_assert_int_eq(shset_verify(c.s), 0);
+	assert_content(c.s, &mc);
+	model_free(&mc);
+	model_free(&m);
+	ts_close(&c);
+	ts_close(&t);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("table");
 	TCase *tc = tcase_create("resize");
 	tcase_set_timeout(tc, 120 * test_scale());
 	tcase_add_loop_test(tc, growth_one_by_one, 0, 2);
+	tcase_add_test(tc, lookups_race_resizes);
 	tcase_add_test(tc, churn_during_resizes);
 	tcase_add_test(tc, foreach_and_copy_mid_resize);
 	tcase_add_test(tc, save_load_mid_resize);
@@ -1518,7 +1628,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, clear_mid_resize_gives_memory_back);
 	tcase_add_loop_test(tc, tombstone_churn, 0, 2);
 	tcase_add_test(tc, punch_list_gives_pages_back);
-	tcase_add_loop_test(tc, abort_mid_resize, 0, 4);
+	tcase_add_loop_test(tc, abort_mid_resize, 0, 6);
 	tcase_add_test(tc, full_set_fills_to_seven_eighths);
 	suite_add_tcase(s, tc);
 
@@ -1535,6 +1645,7 @@ static Suite *suite(void)
 		TCase *tk = tcase_create("known_bugs");
 		tcase_set_timeout(tk, 120 * test_scale());
 		tcase_add_test(tk, known_punch_step_with_full_log_leaks_table);
+		tcase_add_test(tk, known_copy_drops_punch_list);
 		suite_add_tcase(s, tk);
 	}
 	return s;
