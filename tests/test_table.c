@@ -30,8 +30,11 @@
 #include "table.h"
 #include "tx.h"
 
-#define SLOT	  32u
-#define MOVE_STEP 64u /* table.c */
+#define SLOT 32u
+/* table.c: a resize step moves MOVE_STEP slots of the old table, times how
+ * many times bigger it is than the new one (at most 8). */
+#define MOVE_STEP 16u
+#define MOVE_MAX  (MOVE_STEP * 8)
 
 /* --- keys: id -> bytes; odd ids are long (arena) keys --------------------- */
 
@@ -345,8 +348,8 @@ static uint64_t to_resize_done(struct ts *t, struct model *m, uint32_t *next, in
 	}
 }
 
-/* Removes up to @n keys still in the old table (beyond the next steps) and
- * @n already moved: tombstones in both tables. */
+/* While the set grows: removes @n keys still in the old table (beyond the
+ * next steps) and @n already moved, making tombstones in both tables. */
 static void remove_old_and_moved(struct ts *t, struct model *m, unsigned n)
 {
 	uint64_t od = word(&st(t)->old_tdesc), moved = word(&st(t)->moved);
@@ -485,7 +488,7 @@ static int poke_old_and_moved(struct ts *t, struct model *m)
 	uint64_t oc = cap_of(od);
 	int done = 0;
 
-	for (uint64_t i = moved + 2 * MOVE_STEP; i < oc; i++) {
+	for (uint64_t i = moved + 2 * MOVE_MAX; i < oc; i++) {
 		long long id = slot_id(t, od, i);
 		if (id < 0)
 			continue;
@@ -555,7 +558,7 @@ START_TEST(churn_during_resizes)
 			sample_verify(&t, &sp);
 			uint64_t oc = old_cap(&t);
 			if (oc >= 1024 && op % 97 == 0 &&
-			    word(&st(&t)->moved) + 3 * MOVE_STEP < oc) {
+			    word(&st(&t)->moved) + 3 * MOVE_MAX < oc) {
 				if (poke_old_and_moved(&t, &m) == 3)
 					pokes++;
 				ck_assert_int_eq(shset_verify(t.s), 0);
@@ -744,34 +747,39 @@ START_TEST(algebra_mid_resize)
 }
 END_TEST
 
-/* A batch of 3000 keys (500 already there) mid-resize: with a 64 KiB log it
- * rebuilds on a fresh table (_i 0), with the default log it runs in place
- * and its steps move keys (_i 1).  Then a batch remove. */
+/* A batch (500 keys already there, 10 twice) mid-resize: 3000 keys with a
+ * 64 KiB log rebuild on a fresh table (_i 0); with the default log they are
+ * inserted in place and their steps move keys (_i 1), and 6000 are
+ * inserted in place in the order of their home slots (_i 2).  Then a batch
+ * remove. */
 START_TEST(batch_mid_resize)
 {
 	struct shset_opts o = {.log_bytes = _i == 0 ? 64 * 1024 : 0};
+	const uint32_t nb = _i == 2 ? 6000 : 3000;
 	struct ts t;
 	struct model m;
 	uint32_t next = 0;
-	static uint8_t keys[3000][KEY_BUF];
-	const void *kp[3000];
-	size_t kl[3000];
+	static uint8_t keys[6000][KEY_BUF];
+	static const void *kp[6000];
+	static size_t kl[6000];
 
 	ts_open(&t, &o);
 	model_init(&m, 200000);
-	to_mid_resize(&t, &m, &next, 2, 13);
+	to_mid_resize(&t, &m, &next, 2, _i == 2 ? 14 : 13);
 	remove_old_and_moved(&t, &m, 10);
 	uint64_t od = word(&st(&t)->old_tdesc), moved = word(&st(&t)->moved);
 	uint64_t cur = word(&st(&t)->tdesc);
 	long long expect = 0;
-	for (uint32_t n = 0; n < 3000; n++) {
+	for (uint32_t n = 0; n < nb; n++) {
 		uint32_t id = n < 500 ? id_of(n * 3, 2) : id_of(next + n, 2);
+		if (n >= nb - 10)
+			id = id_of(next + n - 1000, 2);
 		kl[n] = mkkey(id, keys[n]);
 		kp[n] = keys[n];
 		expect += model_add(&m, id);
 	}
-	ck_assert_int_ge(expect, 2500);
-	ck_assert_int_eq(shset_add_batch(t.s, kp, kl, 3000), expect);
+	ck_assert_int_ge(expect, nb - 510);
+	ck_assert_int_eq(shset_add_batch(t.s, kp, kl, nb), expect);
 	ck_assert_int_eq(shset_verify(t.s), 0);
 	assert_content(t.s, &m);
 	if (_i == 0) {
@@ -784,7 +792,7 @@ START_TEST(batch_mid_resize)
 		uint64_t od1 = word(&st(&t)->old_tdesc);
 		ck_assert(od1 == 0 || (od1 == od && word(&st(&t)->moved) > moved));
 	}
-	next += 3000;
+	next += nb;
 
 	to_mid_resize(&t, &m, &next, 2, 13);
 	expect = 0;
@@ -1025,6 +1033,52 @@ START_TEST(punch_list_gives_pages_back)
 		      (unsigned long long)mem0, (unsigned long long)mem1);
 	ck_assert_int_eq(shset_verify(t.s), 0);
 	assert_content(t.s, &m);
+	model_free(&m);
+	ts_close(&t);
+}
+END_TEST
+
+/*
+ * A freed table reaches a free list once punched, even when the
+ * transaction that punches it fills the undo log to its limit.  (Punching
+ * in the commit, after the commit's own state words had eaten into the
+ * log's reserve, used to unlink the table from the punch list and then fail
+ * to log its new link: its heap range was lost for good.)
+ */
+START_TEST(punched_table_reaches_free_list_with_full_log)
+{
+	struct shset_opts o = {.log_bytes = 64 * 1024};
+	struct ts t;
+	struct model m;
+	uint32_t next = 0;
+	uint8_t k[KEY_BUF];
+
+	ts_open(&t, &o);
+	model_init(&m, 400000);
+	/* Until a table of 2^16 slots (2 MiB: one punching step) is freed. */
+	uint64_t od = to_resize_done(&t, &m, &next, 0, 16);
+	uint64_t b = off_of(od);
+	unsigned cls = alloc_class(cap_of(od) * SLOT);
+	ck_assert_uint_eq(word(&st(&t)->punch_head), b);
+
+	/* One transaction of inserts that uses the log up to its limit (each
+	 * insert into a table of an earlier transaction logs one word). */
+	struct tx *x = tx_open(&t);
+	while (tx_log_room(x) > 0) {
+		uint32_t id = id_of(next++, 0);
+		ck_assert_int_eq(table_insert(x, k, mkkey(id, k)), 1);
+		model_add(&m, id);
+	}
+	tx_commit(x);
+	tx_close(&t);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	assert_content(t.s, &m);
+	/* That transaction punched the table in full (one step): it is off
+	 * the punch list, and on the free list of its class. */
+	ck_assert_uint_ne(word(&st(&t)->punch_head), b);
+	ck_assert_msg(on_free_list(&t, cls, b),
+		      "table %#llx (class %u) is on neither the punch list nor a free list",
+		      (unsigned long long)b, cls);
 	model_free(&m);
 	ts_close(&t);
 }
@@ -1516,52 +1570,6 @@ END_TEST
 /* --- known defects (SHSET_KNOWN_BUGS=1) ----------------------------------- */
 
 /*
- * A freed table whose last punching step falls in a commit that finds the
- * undo log at its limit is unlinked from the punch list but reaches no free
- * list: its heap range is lost for good.  punch_step (alloc.c) advances
- * punch_head before tx_log() of the table's link word, and tx_log() stops
- * at the log's capacity minus the commit reserve, which the commit's own
- * state words (table_commit) have already eaten into.
- */
-START_TEST(known_punch_step_with_full_log_leaks_table)
-{
-	struct shset_opts o = {.log_bytes = 64 * 1024};
-	struct ts t;
-	struct model m;
-	uint32_t next = 0;
-	uint8_t k[KEY_BUF];
-
-	ts_open(&t, &o);
-	model_init(&m, 400000);
-	/* Until a table of 2^16 slots (2 MiB: one punching step) is freed. */
-	uint64_t od = to_resize_done(&t, &m, &next, 0, 16);
-	uint64_t b = off_of(od);
-	unsigned cls = alloc_class(cap_of(od) * SLOT);
-	ck_assert_uint_eq(word(&st(&t)->punch_head), b);
-
-	/* One transaction of inserts that uses the log up to its limit (each
-	 * insert into a table of an earlier transaction logs one word). */
-	struct tx *x = tx_open(&t);
-	while (tx_log_room(x) > 0) {
-		uint32_t id = id_of(next++, 0);
-		ck_assert_int_eq(table_insert(x, k, mkkey(id, k)), 1);
-		model_add(&m, id);
-	}
-	tx_commit(x);
-	tx_close(&t);
-	ck_assert_int_eq(shset_verify(t.s), 0);
-	assert_content(t.s, &m);
-	/* The table was punched in full; it must be somewhere. */
-	uint64_t ph = word(&st(&t)->punch_head);
-	ck_assert_msg(ph == b || on_free_list(&t, cls, b),
-		      "table %#llx (class %u) is on neither the punch list nor a free list",
-		      (unsigned long long)b, cls);
-	model_free(&m);
-	ts_close(&t);
-}
-END_TEST
-
-/*
  * A copy taken while a freed table waits on the punch list keeps the
  * table's pages for good: table_copy_into (table.c) copies the heap's data
  * extents, the unpunched table among them, and the free lists, but not
@@ -1623,11 +1631,12 @@ static Suite *suite(void)
 	tcase_add_test(tc, foreach_and_copy_mid_resize);
 	tcase_add_test(tc, save_load_mid_resize);
 	tcase_add_loop_test(tc, algebra_mid_resize, 0, 4);
-	tcase_add_loop_test(tc, batch_mid_resize, 0, 2);
+	tcase_add_loop_test(tc, batch_mid_resize, 0, 3);
 	tcase_add_loop_test(tc, shrink_to_empty, 0, 2);
 	tcase_add_test(tc, clear_mid_resize_gives_memory_back);
 	tcase_add_loop_test(tc, tombstone_churn, 0, 2);
 	tcase_add_test(tc, punch_list_gives_pages_back);
+	tcase_add_test(tc, punched_table_reaches_free_list_with_full_log);
 	tcase_add_loop_test(tc, abort_mid_resize, 0, 6);
 	tcase_add_test(tc, full_set_fills_to_seven_eighths);
 	suite_add_tcase(s, tc);
@@ -1644,7 +1653,6 @@ static Suite *suite(void)
 	if (kb && strcmp(kb, "1") == 0) {
 		TCase *tk = tcase_create("known_bugs");
 		tcase_set_timeout(tk, 120 * test_scale());
-		tcase_add_test(tk, known_punch_step_with_full_log_leaks_table);
 		tcase_add_test(tk, known_copy_drops_punch_list);
 		suite_add_tcase(s, tk);
 	}
