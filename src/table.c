@@ -1298,6 +1298,10 @@ int table_copy_into(struct region *src, struct region *dst)
 	d->tdesc = s->tdesc;
 	d->old_tdesc = s->old_tdesc;
 	d->moved = s->moved;
+	/* Freed tables still giving their pages back: copied with the heap's
+	 * data, they must stay on the list to be punched and reused. */
+	d->punch_head = s->punch_head;
+	d->punch_done = s->punch_done;
 	d->count = s->count;
 	d->tombs = s->tombs;
 	d->key_bytes = s->key_bytes;

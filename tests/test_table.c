@@ -10,8 +10,6 @@
  * tx_abort) where the public API cannot reach.  Content is checked exactly
  * against a private model: a bitmap over a universe of numbered keys,
  * short ones stored inline in the slot and long ones in the arena.
- *
- * SHSET_KNOWN_BUGS=1 adds the tests of known, unfixed defects.
  */
 #include "helpers.h"
 
@@ -1567,17 +1565,14 @@ START_TEST(hostile_racing_peer)
 }
 END_TEST
 
-/* --- known defects (SHSET_KNOWN_BUGS=1) ----------------------------------- */
+/* --- copies and the punch list ------------------------------------------- */
 
 /*
- * A copy taken while a freed table waits on the punch list keeps the
- * table's pages for good: table_copy_into (table.c) copies the heap's data
- * extents, the unpunched table among them, and the free lists, but not
- * punch_head/punch_done, so in the copy the table is on no list: never
- * punched, never reused.  Both sets should give the memory back as they
- * are written.
+ * A copy taken while a freed table waits on the punch list carries the
+ * list: the copy holds the table's unpunched pages (copied with the heap's
+ * data), and both sets give the memory back as they are written.
  */
-START_TEST(known_copy_drops_punch_list)
+START_TEST(copy_keeps_punch_list)
 {
 	struct ts t, c;
 	struct model m;
@@ -1648,14 +1643,7 @@ static Suite *suite(void)
 	tcase_add_test(th, hostile_punch_list);
 	tcase_add_test(th, hostile_racing_peer);
 	suite_add_tcase(s, th);
-
-	const char *kb = getenv("SHSET_KNOWN_BUGS");
-	if (kb && strcmp(kb, "1") == 0) {
-		TCase *tk = tcase_create("known_bugs");
-		tcase_set_timeout(tk, 120 * test_scale());
-		tcase_add_test(tk, known_copy_drops_punch_list);
-		suite_add_tcase(s, tk);
-	}
+	tcase_add_test(th, copy_keeps_punch_list);
 	return s;
 }
 
