@@ -49,28 +49,6 @@ static inline void prim_cpu_relax(void)
 	__builtin_ia32_pause();
 #elif defined(__aarch64__)
 	__asm__ __volatile__("yield" ::: "memory");
-	/* Single loads and stores of shared words: the compiler may neither
-	 * split them nor read a word twice where the code reads it once. */
-	static inline uint64_t prim_ld64(const uint8_t *p)
-	{
-		return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
-	}
-
-	static inline uint32_t prim_ld32(const uint8_t *p)
-	{
-		return __atomic_load_n((const uint32_t *)p, __ATOMIC_RELAXED);
-	}
-
-	static inline void prim_st64(uint8_t * p, uint64_t v)
-	{
-		__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
-	}
-
-	static inline void prim_st32(uint8_t * p, uint32_t v)
-	{
-		__atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED);
-	}
-
 #endif
 }
 
