@@ -34,7 +34,7 @@ static int target_ok(struct region *r, uint64_t off)
 
 	if (off & 7)
 		return 0;
-	if (off >= lo && off + 8 <= hi)
+	if (off >= lo && off <= hi - 8) /* off + 8 could wrap past 0 */
 		return 1;
 	return off >= r->heap_off && region_check(r, off, 8) == 0;
 }
