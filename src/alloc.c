@@ -155,6 +155,10 @@ int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 		*out = b;
 		return 0;
 	}
+	/* Headers carved from brk are written unlogged: only past the
+	 * committed heap. */
+	if (x->brk < x->brk0)
+		return -EINVAL;
 	uint64_t align = alloc_class_align(cls);
 	b = (x->brk + align - 1) & ~(align - 1);
 	if (b < x->brk || b + size < b || b + size > x->r->map_size)

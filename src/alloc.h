@@ -69,7 +69,7 @@ void alloc_begin(struct tx *x);
  * free list and the punch list empty once committed, nothing queued, and
  * after the commit the pages go back to the kernel.  The committed heap is
  * not touched, so nothing may be allocated after it in the same
- * transaction. */
+ * transaction (-EINVAL). */
 void alloc_reset(struct tx *x);
 /* Commit: splices the queued blocks into the free lists and publishes brk
  * and the heads this transaction read. */

@@ -162,6 +162,7 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	/* Each state word read once (atomically: the compiler must not read
 	 * it again); the transaction works on these copies. */
 	x->brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
+	x->brk0 = x->brk;
 	x->tdesc = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
 	x->count = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
 	x->tombs = __atomic_load_n(&st->tombs, __ATOMIC_RELAXED);

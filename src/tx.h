@@ -91,6 +91,8 @@ struct tx {
 	 * freed blocks of (pend_map): only those are touched at commit.
 	 * tx_begin zeroes everything up to head[]. */
 	uint64_t brk;
+	uint64_t brk0; /* brk as committed: carving below it would overwrite
+			  the heap a rollback must find intact (after a clear) */
 	uint64_t head_map[ALLOC_MAP_WORDS], pend_map[ALLOC_MAP_WORDS];
 	uint64_t head[ALLOC_CLASSES];
 	uint64_t pend_head[ALLOC_CLASSES], pend_tail[ALLOC_CLASSES];
