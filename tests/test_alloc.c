@@ -482,6 +482,37 @@ START_TEST(freed_tables_give_pages_back)
 }
 END_TEST
 
+/* The commit that finishes punching a table moves it to its free list
+ * even when the transaction filled the log: the link is logged from the
+ * commit's reserve. */
+START_TEST(punched_table_listed_from_a_full_log)
+{
+	struct region *r = make_region(64ull << 20);
+	struct tx_state *st = tx_state(r);
+	struct tx t, *x = begin(r, &t);
+	unsigned c = alloc_class(256 * 1024), small = alloc_class(512);
+	uint64_t tb, pad;
+
+	ck_assert_int_eq(alloc_get(x, c, 1, &tb), 0);
+	ck_assert_int_eq(alloc_get(x, small, 1, &pad), 0);
+	tx_commit(x);
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_put(x, tb, c, 1), 0);
+	tx_commit(x);
+	ck_assert_uint_eq(st->punch_head, tb);
+
+	x = begin(r, &t);
+	while (tx_log(x, pad) == 0)
+		;
+	ck_assert_uint_eq(tx_log_room(x), 0);
+	tx_commit(x);
+	ck_assert_uint_eq(st->punch_head, 0);
+	ck_assert_uint_eq(st->head[c], tb);
+	ck_assert_int_eq(verify_now(r), 0);
+	region_close(r);
+}
+END_TEST
+
 /* A committed list of three blocks of class @c; returns them. */
 static void three_free(struct region *r, unsigned c, uint64_t b[3])
 {
@@ -682,6 +713,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, stamps);
 	tcase_add_test(tc, abort_restores_free_lists);
 	tcase_add_test(tc, freed_tables_give_pages_back);
+	tcase_add_test(tc, punched_table_listed_from_a_full_log);
 	tcase_add_test(tc, verify_catches_a_cycle);
 	tcase_add_test(tc, verify_catches_misaligned_links);
 	tcase_add_test(tc, verify_catches_links_out_of_the_heap);
