@@ -64,12 +64,13 @@ struct tx_state {
 };
 
 _Static_assert(sizeof(struct tx_state) <= REGION_STATE_BYTES, "state too large");
-/* A commit logs at most one splice and one head per size class, brk, and
- * the table's state words: the reserve always holds them, and leaves most
- * of the smallest log to the transaction itself. */
+/* A commit logs at most the allocator's words (ALLOC_COMMIT_WORDS: a splice
+ * and a head per size class, and a few more) and the table's: the reserve
+ * always holds them, and leaves 7/8 of the smallest log (16-byte entries)
+ * to the transaction itself. */
 _Static_assert(ALLOC_COMMIT_WORDS + TX_TABLE_WORDS <= TX_LOG_RESERVE,
 	       "commit must fit the log reserve");
-_Static_assert(TX_LOG_RESERVE * 16 * 8 <= TX_MIN_LOG, "the reserve is a small part of the log");
+_Static_assert(TX_LOG_RESERVE * 8 <= TX_MIN_LOG / 16, "the reserve is a small part of the log");
 
 static inline struct tx_state *tx_state(struct region *r)
 {
