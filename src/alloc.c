@@ -2,10 +2,18 @@
 /*
  * alloc.c - the block allocator of a set's heap.
  *
- * [heap_off, brk) holds tables and key blocks, both power-of-two sized.  A
- * free block's first word links it into head[class]; popping leaves the
- * link in place.  A key block starts with a header word: free-list link
- * (40 bits, in 32-byte units) | stamp (24 bits).
+ * [heap_off, brk) holds tables and key blocks, sized by class (alloc.h).
+ * Blocks of 512 bytes or more start 64-byte aligned, smaller ones 16-byte
+ * aligned; a class's blocks all share one alignment, so a block reused
+ * from a free list is aligned as one carved from brk.  A free block's
+ * first word links it into head[class]; popping leaves the link in place.
+ * A key block starts with a header word: free-list link (40 bits, in
+ * 16-byte units: 2^44 bytes) | stamp (24 bits).
+ *
+ * A freed table of 8 KiB or more first goes to the punch list (first word:
+ * next table | its class << 56): each transaction, as it begins, gives
+ * its pages back a bounded step at a time; then it moves to the free list
+ * of its class.
  *
  * What needs no logging, and why:
  *   - memory past the committed brk;
@@ -17,6 +25,10 @@
  *     transaction number, and freeing a block with the current stamp logs
  *     the header first.  Tables have no header, so their first word is
  *     always logged when they are freed or popped.
+ *
+ * Links are read from shared memory, once each, and checked (in the heap,
+ * aligned for the class) before anything follows them; walks over them are
+ * bounded by the heap's size.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,41 +40,106 @@
 #include "prim.h"
 #include "tx.h"
 
-#define BLK_NEXT_MASK ((1ull << 40) - 1)
-#define BLK_STAMP(w)  ((uint32_t)((w) >> 40))
+#define BLK_LINK_SHIFT 4u
+#define BLK_NEXT_MASK  ((1ull << 40) - 1)
+#define BLK_STAMP(w)   ((uint32_t)((w) >> 40))
 /* A table on the punch list: next table | its class << 56. */
 #define PUNCH_CLS_SHIFT 56
 #define PUNCH_NEXT_MASK ((1ull << PUNCH_CLS_SHIFT) - 1)
 
-unsigned alloc_class(uint64_t bytes)
-{
-	unsigned c = ALLOC_MIN_CLASS;
+_Static_assert(2 * ALLOC_STEP + (ALLOC_SMALL - 1) * ALLOC_STEP == ALLOC_SMALL_MAX &&
+		   (1ull << (8 + (ALLOC_CLASSES - ALLOC_SMALL) / ALLOC_PER_DOUBLING)) ==
+		       REGION_MAX_BYTES,
+	       "the classes run from 32 bytes to the largest region");
+_Static_assert((1ull << BLK_LINK_SHIFT) == ALLOC_STEP, "links count 16-byte units");
+_Static_assert((BLK_NEXT_MASK + 1) << BLK_LINK_SHIFT >= REGION_MAX_BYTES,
+	       "a link addresses the largest region");
+_Static_assert(ALLOC_STEP % VIEW_HEAP_ALIGN == 0 && ALLOC_BIG_ALIGN % VIEW_HEAP_ALIGN == 0,
+	       "blocks pass view_heap's alignment check");
+_Static_assert(ALLOC_CLASSES < 256 && REGION_MAX_BYTES <= PUNCH_NEXT_MASK,
+	       "a punch-list word holds a class and an offset");
 
-	while ((1ull << c) < bytes)
-		c++;
-	return c;
+static inline uint64_t link_off(uint64_t w)
+{
+	return (w & BLK_NEXT_MASK) << BLK_LINK_SHIFT;
 }
 
-uint64_t *alloc_head(struct tx *x, unsigned c)
+static inline uint64_t link_of(uint64_t off)
 {
-	if (!(x->head_mask & (1ull << c))) {
+	return off >> BLK_LINK_SHIFT;
+}
+
+static inline int map_has(const uint64_t *m, unsigned c)
+{
+	return (int)((m[c / 64] >> (c % 64)) & 1);
+}
+
+static inline void map_set(uint64_t *m, unsigned c)
+{
+	m[c / 64] |= 1ull << (c % 64);
+}
+
+unsigned alloc_class(uint64_t bytes)
+{
+	if (bytes <= 2 * ALLOC_STEP)
+		return 0;
+	if (bytes <= ALLOC_SMALL_MAX)
+		return (unsigned)((bytes - 2 * ALLOC_STEP + ALLOC_STEP - 1) / ALLOC_STEP);
+	if (bytes > REGION_MAX_BYTES)
+		return ALLOC_CLASSES;
+	/* bytes in (2^k, 2^(k+1)]: the quarter steps of 2^k that cover it. */
+	unsigned k = 63u - (unsigned)__builtin_clzll(bytes - 1);
+	uint64_t q = (bytes - (1ull << k) + (1ull << (k - 2)) - 1) >> (k - 2);
+	return ALLOC_SMALL + (k - 8) * ALLOC_PER_DOUBLING + (unsigned)q - 1;
+}
+
+/* A block of class @cls at @b: in the heap and aligned for its class. */
+static uint8_t *block_at(const struct view *v, uint64_t b, unsigned cls)
+{
+	if (b & (alloc_class_align(cls) - 1))
+		return NULL;
+	return view_heap(v, b, alloc_class_bytes(cls));
+}
+
+/* The free list of class @c as this transaction sees it: read once. */
+static uint64_t *head(struct tx *x, unsigned c)
+{
+	if (!map_has(x->head_map, c)) {
 		x->head[c] = __atomic_load_n(&x->st->head[c], __ATOMIC_RELAXED);
-		x->head_mask |= 1ull << c;
+		map_set(x->head_map, c);
 	}
 	return &x->head[c];
 }
 
+/* Puts @b (at @p, its first word already logged or unneeded by a
+ * rollback) on this transaction's pending list of class @cls. */
+static void pend(struct tx *x, uint64_t b, uint8_t *p, unsigned cls)
+{
+	if (!map_has(x->pend_map, cls)) {
+		map_set(x->pend_map, cls);
+		x->pend_head[cls] = 0;
+		x->pend_tail[cls] = b;
+	}
+	prim_st64(p, link_of(x->pend_head[cls]));
+	CRASH_POINT("free: block queued");
+	x->pend_head[cls] = b;
+}
+
 int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 {
-	uint64_t size = alloc_class_bytes(cls), b = *alloc_head(x, cls);
+	if (cls >= ALLOC_CLASSES)
+		return -ENOSPC;
+	uint64_t size = alloc_class_bytes(cls), b = *head(x, cls);
 
+	if (is_table && size < ALLOC_BIG)
+		return -EINVAL; /* tables rely on the big blocks' alignment */
 	if (b) {
-		uint8_t *p = view_heap(&x->v, b, size);
+		uint8_t *p = block_at(&x->v, b, cls);
 		if (!p)
 			return -EUCLEAN;
 		uint64_t w = prim_ld64(p);
-		uint64_t next = (w & BLK_NEXT_MASK) << 5;
-		if (next && !view_heap(&x->v, next, size))
+		uint64_t next = link_off(w);
+		if (next && !block_at(&x->v, next, cls))
 			return -EUCLEAN;
 		if (is_table) {
 			int err = tx_log(x, b);
@@ -74,13 +151,17 @@ int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 			prim_st64(p, (w & BLK_NEXT_MASK) | ((uint64_t)x->stamp << 40));
 			CRASH_POINT("alloc: free block stamped");
 		}
-		*alloc_head(x, cls) = next;
+		*head(x, cls) = next;
 		*out = b;
 		return 0;
 	}
-	uint64_t align = size < 64 ? 32 : 64;
+	/* Headers carved from brk are written unlogged: only past the
+	 * committed heap. */
+	if (x->brk < x->brk0)
+		return -EINVAL;
+	uint64_t align = alloc_class_align(cls);
 	b = (x->brk + align - 1) & ~(align - 1);
-	if (b + size < b || b + size > x->r->map_size)
+	if (b < x->brk || b + size < b || b + size > x->r->map_size)
 		return -ENOSPC;
 	int err = region_grow(x->r, b + size);
 	if (err)
@@ -98,8 +179,10 @@ int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 
 int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table)
 {
+	if (cls >= ALLOC_CLASSES)
+		return -EUCLEAN;
 	uint64_t size = alloc_class_bytes(cls);
-	uint8_t *p = view_heap(&x->v, b, size);
+	uint8_t *p = block_at(&x->v, b, cls);
 
 	if (!p)
 		return -EUCLEAN;
@@ -119,14 +202,7 @@ int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table)
 		x->ppend_head = b;
 		return 0;
 	}
-	if (!(x->pend_mask & (1ull << cls))) {
-		x->pend_mask |= 1ull << cls;
-		x->pend_head[cls] = 0;
-		x->pend_tail[cls] = b;
-	}
-	prim_st64(p, x->pend_head[cls] >> 5);
-	CRASH_POINT("free: block queued");
-	x->pend_head[cls] = b;
+	pend(x, b, p, cls);
 	return 0;
 }
 
@@ -148,8 +224,10 @@ static void punch_step(struct tx *x)
 	unsigned cls = (unsigned)(w >> PUNCH_CLS_SHIFT);
 	uint64_t size = cls < ALLOC_CLASSES ? alloc_class_bytes(cls) : 0;
 	uint64_t next = w & PUNCH_NEXT_MASK;
-	if (!p || size < 2 * ALLOC_PUNCH_MIN || !view_heap(&x->v, b, size) ||
-	    (next && !view_heap(&x->v, next, ALLOC_PUNCH_MIN)) || x->punch_done >= size) {
+	if (!p || size < 2 * ALLOC_PUNCH_MIN || !block_at(&x->v, b, cls) ||
+	    (next &&
+	     (!view_heap(&x->v, next, ALLOC_PUNCH_MIN) || (next & (ALLOC_BIG_ALIGN - 1)))) ||
+	    x->punch_done >= size) {
 		/* Scribbled: drop the list (its memory is lost, not misused). */
 		x->punch_head = 0;
 		x->punch_done = 0;
@@ -168,16 +246,10 @@ static void punch_step(struct tx *x)
 	x->punch_head = next;
 	x->punch_done = 0;
 	/* Its link word becomes a free-list link (logged: a rollback puts
-	 * it back on the punch list).  The reserve has room for this word. */
+	 * it back on the punch list; the log is empty this early). */
 	if (tx_log(x, b))
 		return;
-	if (!(x->pend_mask & (1ull << cls))) {
-		x->pend_mask |= 1ull << cls;
-		x->pend_head[cls] = 0;
-		x->pend_tail[cls] = b;
-	}
-	prim_st64(p, x->pend_head[cls] >> 5);
-	x->pend_head[cls] = b;
+	pend(x, b, p, cls);
 }
 
 void alloc_begin(struct tx *x)
@@ -199,18 +271,20 @@ void alloc_commit(struct tx *x)
 	tx_publish(x, &st->punch_head, x->punch_head);
 	tx_publish(x, &st->punch_done, x->punch_done);
 
-	for (uint64_t m = x->pend_mask; m; m &= m - 1) {
-		unsigned c = (unsigned)__builtin_ctzll(m);
-		uint64_t tail = x->pend_tail[c];
-		tx_publish(x, (uint64_t *)(x->r->base + tail), *alloc_head(x, c) >> 5);
-		CRASH_POINT("commit: free list spliced");
-		x->head[c] = x->pend_head[c];
-	}
+	for (unsigned i = 0; i < ALLOC_MAP_WORDS; i++)
+		for (uint64_t m = x->pend_map[i]; m; m &= m - 1) {
+			unsigned c = i * 64 + (unsigned)__builtin_ctzll(m);
+			uint64_t tail = x->pend_tail[c];
+			tx_publish(x, (uint64_t *)(x->r->base + tail), link_of(*head(x, c)));
+			CRASH_POINT("commit: free list spliced");
+			x->head[c] = x->pend_head[c];
+		}
 	tx_publish(x, &st->brk, x->brk);
-	for (uint64_t m = x->head_mask; m; m &= m - 1) {
-		unsigned c = (unsigned)__builtin_ctzll(m);
-		tx_publish(x, &st->head[c], x->head[c]);
-	}
+	for (unsigned i = 0; i < ALLOC_MAP_WORDS; i++)
+		for (uint64_t m = x->head_map[i]; m; m &= m - 1) {
+			unsigned c = i * 64 + (unsigned)__builtin_ctzll(m);
+			tx_publish(x, &st->head[c], x->head[c]);
+		}
 }
 
 void alloc_reset(struct tx *x)
@@ -222,8 +296,9 @@ void alloc_reset(struct tx *x)
 	x->brk = heap;
 	x->v.brk = heap;
 	memset(x->head, 0, sizeof(x->head));
-	x->head_mask = (1ull << ALLOC_CLASSES) - 1;
-	x->pend_mask = 0;
+	for (unsigned c = 0; c < ALLOC_CLASSES; c++)
+		map_set(x->head_map, c);
+	memset(x->pend_map, 0, sizeof(x->pend_map));
 	/* Tables waiting to be punched go with the rest. */
 	x->punch_head = 0;
 	x->punch_done = 0;
@@ -243,25 +318,30 @@ void alloc_release(struct tx *x)
 
 int alloc_verify(const struct view *v, const struct tx_state *st)
 {
+	/* Free blocks and tables waiting to be punched are disjoint pieces of
+	 * the heap: together no bigger than it, which also bounds the walks
+	 * (and ends any cycle). */
+	uint64_t budget = v->brk > v->heap_off ? v->brk - v->heap_off : 0;
+
 	for (unsigned c = 0; c < ALLOC_CLASSES; c++) {
-		uint64_t b = st->head[c], steps = 0, size = alloc_class_bytes(c);
-		uint64_t limit = (st->brk - v->heap_off) / size + 1;
+		uint64_t b = st->head[c], size = alloc_class_bytes(c);
 		while (b) {
-			const uint8_t *p = view_heap(v, b, size);
-			if (!p || c < ALLOC_MIN_CLASS || ++steps > limit)
+			const uint8_t *p = block_at(v, b, c);
+			if (!p || size > budget)
 				return -EUCLEAN;
-			b = (prim_ld64(p) & BLK_NEXT_MASK) << 5;
+			budget -= size;
+			b = link_off(prim_ld64(p));
 		}
 	}
-	uint64_t b = st->punch_head, steps = 0;
-	uint64_t limit = (st->brk - v->heap_off) / (2 * ALLOC_PUNCH_MIN) + 1;
-	while (b) {
+	for (uint64_t b = st->punch_head; b;) {
 		const uint8_t *p = view_heap(v, b, ALLOC_PUNCH_MIN);
-		unsigned cls = p ? (unsigned)(prim_ld64(p) >> PUNCH_CLS_SHIFT) : 0;
-		if (!p || cls >= ALLOC_CLASSES || alloc_class_bytes(cls) < 2 * ALLOC_PUNCH_MIN ||
-		    !view_heap(v, b, alloc_class_bytes(cls)) || ++steps > limit)
+		uint64_t w = p ? prim_ld64(p) : 0;
+		unsigned cls = (unsigned)(w >> PUNCH_CLS_SHIFT);
+		uint64_t size = cls < ALLOC_CLASSES ? alloc_class_bytes(cls) : 0;
+		if (!p || size < 2 * ALLOC_PUNCH_MIN || !block_at(v, b, cls) || size > budget)
 			return -EUCLEAN;
-		b = prim_ld64(p) & PUNCH_NEXT_MASK;
+		budget -= size;
+		b = w & PUNCH_NEXT_MASK;
 	}
 	return 0;
 }

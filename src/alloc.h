@@ -1,16 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * alloc.h - the block allocator of a set's heap (private): tables and key
- * blocks, power-of-two sized, carved from brk or reused from free lists
- * kept by size class, all inside a transaction.
+ * blocks, carved from brk or reused from free lists kept by size class,
+ * all inside a transaction.
+ *
+ * Size classes: 32 to 256 bytes in 16-byte steps, then four per doubling
+ * (320, 384, 448, 512, 640, ...) up to 2^44 bytes, so that a key block
+ * wastes under 16 bytes or under a fifth of its size, and every power of
+ * two from 512 on (a table) is a class of its own.
  */
 #ifndef SHSET_ALLOC_H
 #define SHSET_ALLOC_H
 
 #include <stdint.h>
 
-#define ALLOC_CLASSES	45u /* block sizes 2^0 .. 2^44; used from 2^5 */
-#define ALLOC_MIN_CLASS 5u
+#define ALLOC_STEP	   16u	/* sizes and alignment of small blocks */
+#define ALLOC_SMALL_MAX	   256u /* the last class of the 16-byte steps */
+#define ALLOC_SMALL	   15u	/* classes 32, 48, ..., 256 */
+#define ALLOC_PER_DOUBLING 4u
+/* Classes 32 .. 256, then 4 per doubling from 256 to 2^44. */
+#define ALLOC_CLASSES (ALLOC_SMALL + ALLOC_PER_DOUBLING * (44u - 8u))
+/* Blocks this big or bigger (every table) start 64-byte aligned. */
+#define ALLOC_BIG	512u
+#define ALLOC_BIG_ALIGN 64u
+#define ALLOC_MAP_WORDS ((ALLOC_CLASSES + 63) / 64)
 /* Bytes of a key block before the key: free-list link | stamp. */
 #define ALLOC_HDR 8u
 /* Freed tables this big or bigger give their pages back (all but the
@@ -21,12 +34,21 @@
 
 struct tx;
 
-/* The class of the smallest block that holds @bytes. */
+/* The class of the smallest block that holds @bytes; ALLOC_CLASSES when
+ * none does (more than 2^44 bytes). */
 unsigned alloc_class(uint64_t bytes);
-/* Bytes of a block of class @cls. */
+/* Bytes of a block of class @cls (<= ALLOC_CLASSES). */
 static inline uint64_t alloc_class_bytes(unsigned cls)
 {
-	return 1ull << cls;
+	if (cls < ALLOC_SMALL)
+		return 2 * ALLOC_STEP + (uint64_t)cls * ALLOC_STEP;
+	unsigned j = cls - ALLOC_SMALL, k = 8 + j / ALLOC_PER_DOUBLING;
+	return (1ull << k) + (uint64_t)(j % ALLOC_PER_DOUBLING + 1) * (1ull << (k - 2));
+}
+/* Where blocks of class @cls start: a multiple of this. */
+static inline uint64_t alloc_class_align(unsigned cls)
+{
+	return alloc_class_bytes(cls) >= ALLOC_BIG ? ALLOC_BIG_ALIGN : ALLOC_STEP;
 }
 /* The block that holds a key of @len bytes (and its header): its class. */
 static inline unsigned alloc_key_class(uint64_t len)
@@ -43,20 +65,25 @@ int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table);
 /* At the start of a transaction, before any write: gives back the next
  * step of the punch list (see alloc.c). */
 void alloc_begin(struct tx *x);
+/* Everything in the heap is free (clear): brk back to its start, every
+ * free list and the punch list empty once committed, nothing queued, and
+ * after the commit the pages go back to the kernel.  The committed heap is
+ * not touched, so nothing may be allocated after it in the same
+ * transaction (-EINVAL). */
+void alloc_reset(struct tx *x);
 /* Commit: splices the queued blocks into the free lists and publishes brk
  * and the heads this transaction read. */
 void alloc_commit(struct tx *x);
-/* Everything in the heap is free: brk back to its start, no free lists,
- * and after the commit the pages go back to the kernel (clear). */
-void alloc_reset(struct tx *x);
+/* The most words alloc_commit may log: a splice and a head per class,
+ * brk, the punch list's two words and the splice of the tables freed. */
+#define ALLOC_COMMIT_WORDS (2 * ALLOC_CLASSES + 4)
 /* After the commit point: gives the pages of a cleared heap back. */
 void alloc_release(struct tx *x);
 /* The free lists of the state @st (a private copy) seen through @v: in the
- * heap, aligned, no cycles.  0 or -EUCLEAN. */
+ * heap, aligned for their class, no cycles, no more bytes than the heap.
+ * 0 or -EUCLEAN. */
 struct view;
 struct tx_state;
 int alloc_verify(const struct view *v, const struct tx_state *st);
-/* The free list of class @c as this transaction sees it. */
-uint64_t *alloc_head(struct tx *x, unsigned c);
 
 #endif

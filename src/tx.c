@@ -34,7 +34,7 @@ static int target_ok(struct region *r, uint64_t off)
 
 	if (off & 7)
 		return 0;
-	if (off >= lo && off + 8 <= hi)
+	if (off >= lo && off <= hi - 8) /* off + 8 could wrap past 0 */
 		return 1;
 	return off >= r->heap_off && region_check(r, off, 8) == 0;
 }
@@ -162,6 +162,7 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	/* Each state word read once (atomically: the compiler must not read
 	 * it again); the transaction works on these copies. */
 	x->brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
+	x->brk0 = x->brk;
 	x->tdesc = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
 	x->count = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
 	x->tombs = __atomic_load_n(&st->tombs, __ATOMIC_RELAXED);

@@ -31,7 +31,9 @@
 #include "view.h"
 
 #define TX_MIN_LOG     (64u * 1024)
-#define TX_LOG_RESERVE 256u /* entries kept for commit */
+#define TX_LOG_RESERVE 512u /* entries kept for commit */
+/* State words of the table's that a commit may log (table_commit: 7). */
+#define TX_TABLE_WORDS 10u
 
 /*
  * The set's shared state, in the region's state area.  `seq` is the
@@ -62,9 +64,13 @@ struct tx_state {
 };
 
 _Static_assert(sizeof(struct tx_state) <= REGION_STATE_BYTES, "state too large");
-/* A commit logs at most one splice and one head per size class, and the
- * table's state words: the reserve always holds them. */
-_Static_assert(2 * ALLOC_CLASSES + 14 <= TX_LOG_RESERVE, "commit must fit the log reserve");
+/* A commit logs at most the allocator's words (ALLOC_COMMIT_WORDS: a splice
+ * and a head per size class, and a few more) and the table's: the reserve
+ * always holds them, and leaves 7/8 of the smallest log (16-byte entries)
+ * to the transaction itself. */
+_Static_assert(ALLOC_COMMIT_WORDS + TX_TABLE_WORDS <= TX_LOG_RESERVE,
+	       "commit must fit the log reserve");
+_Static_assert(TX_LOG_RESERVE * 8 <= TX_MIN_LOG / 16, "the reserve is a small part of the log");
 
 static inline struct tx_state *tx_state(struct region *r)
 {
@@ -81,11 +87,14 @@ struct tx {
 	uint64_t seq0;
 	uint32_t stamp; /* marks blocks popped by this transaction */
 	int dirty;
-	/* The allocator's words (alloc.c).  Free-list heads this transaction
-	 * has read (head_mask) and blocks it freed (pend_mask), by class: only
-	 * those are touched at commit. */
+	/* The allocator's words (alloc.c).  Bitmaps by class of the free-list
+	 * heads this transaction has read (head_map) and of the classes it
+	 * freed blocks of (pend_map): only those are touched at commit.
+	 * tx_begin zeroes everything up to head[]. */
 	uint64_t brk;
-	uint64_t head_mask, pend_mask;
+	uint64_t brk0; /* brk as committed: carving below it would overwrite
+			  the heap a rollback must find intact (after a clear) */
+	uint64_t head_map[ALLOC_MAP_WORDS], pend_map[ALLOC_MAP_WORDS];
 	uint64_t head[ALLOC_CLASSES];
 	uint64_t pend_head[ALLOC_CLASSES], pend_tail[ALLOC_CLASSES];
 	uint64_t punch_to;		 /* alloc_reset: [heap_off, punch_to) goes back */

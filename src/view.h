@@ -17,8 +17,9 @@
 
 #include "region.h"
 
-/* Heap objects (tables and arena blocks) start on this boundary. */
-#define VIEW_HEAP_ALIGN 32u
+/* Heap objects (tables and arena blocks) start on this boundary at least
+ * (alloc.h: small key blocks on 16 bytes, tables on 64). */
+#define VIEW_HEAP_ALIGN 16u
 
 struct view {
 	struct region *r;   /* a live region, or NULL for a copy */
