@@ -980,7 +980,8 @@ static int on_free_list(const struct ts *t, unsigned cls, uint64_t b)
 	for (int n = 0; p && n < 1000; n++) {
 		if (p == b)
 			return 1;
-		p = (word((const uint64_t *)(t->r->base + p)) & ((1ull << 40) - 1)) << 5;
+		p = (word((const uint64_t *)(t->r->base + p)) & ((1ull << 40) - 1))
+		    << 4; /* 16-byte units (alloc.c) */
 	}
 	return 0;
 }
