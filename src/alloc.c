@@ -10,10 +10,10 @@
  * A key block starts with a header word: free-list link (40 bits, in
  * 16-byte units: 2^44 bytes) | stamp (24 bits).
  *
- * A freed table of 8 KiB or more first goes to the punch list (first word:
- * next table | its class << 56): each transaction, as it begins, gives
- * its pages back a bounded step at a time; then it moves to the free list
- * of its class.
+ * A freed block of 8 KiB or more (a table, or the block of a key over 8 KiB)
+ * first goes to the punch list (first word: next block | its class << 56):
+ * each transaction, as it begins, gives its pages back a bounded step at a
+ * time; then it moves to the free list of its class.
  *
  * What needs no logging, and why:
  *   - memory past the committed brk;
@@ -193,10 +193,11 @@ int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table)
 			return err;
 	}
 	tx_touch(x);
-	if (is_table && size >= 2 * ALLOC_PUNCH_MIN) {
-		/* To the punch list: free once its pages are given back. */
+	if (size >= 2 * ALLOC_PUNCH_MIN) {
+		/* A table or a big key's block, to the punch list: free once
+		 * its pages are given back. */
 		prim_st64(p, x->ppend_head | (uint64_t)cls << PUNCH_CLS_SHIFT);
-		CRASH_POINT("free: table queued for punching");
+		CRASH_POINT("free: block queued for punching");
 		if (!x->ppend_head)
 			x->ppend_tail = b;
 		x->ppend_head = b;

@@ -26,7 +26,7 @@
 #define ALLOC_MAP_WORDS ((ALLOC_CLASSES + 63) / 64)
 /* Bytes of a key block before the key: free-list link | stamp. */
 #define ALLOC_HDR 8u
-/* Freed tables this big or bigger give their pages back (all but the
+/* Freed blocks (tables, big keys') this big or bigger give their pages back (all but the
  * first page, which holds the list link), at most ALLOC_PUNCH_STEP bytes
  * a transaction. */
 #define ALLOC_PUNCH_MIN	 4096u

@@ -274,27 +274,29 @@ START_TEST(full_log_is_e2big)
 }
 END_TEST
 
-/* Two key blocks in each of N classes, one freed and committed; the other
- * freed in a transaction that first filled the log to its limit: the
- * commit splices N lists and publishes N heads and brk from the reserve
- * alone. */
+/* Two key blocks in each of the n classes below the punch list's, one freed and committed; the
+ * other freed in a transaction that first filled the log to its limit: the commit splices n lists
+ * and publishes n heads and brk from the reserve alone. */
 START_TEST(commit_fits_the_reserve)
 {
 	struct region *r = make_region(TX_MIN_LOG);
 	struct tx_state *st = tx_state(r);
-	enum { N = 70 }; /* classes up to 3.5 MiB */
+	/* Every class whose freed blocks go to a free list (bigger ones go
+	 * to the punch list, one chain whatever their classes). */
+	enum { N = 100 };
+	const unsigned n = alloc_class(2 * ALLOC_PUNCH_MIN);
 	uint64_t b1[N], b2[N], pad = heap_words(r, 8);
 	struct tx t, *x = begin(r, &t);
 
 	ck_assert_uint_ge(TX_LOG_RESERVE, ALLOC_COMMIT_WORDS + TX_TABLE_WORDS);
 	ck_assert_uint_le(TX_LOG_RESERVE * 8, log_cap(r));
-	for (unsigned c = 0; c < N; c++) {
+	for (unsigned c = 0; c < n; c++) {
 		ck_assert_int_eq(alloc_get(x, c, 0, &b1[c]), 0);
 		ck_assert_int_eq(alloc_get(x, c, 0, &b2[c]), 0);
 	}
 	tx_commit(x);
 	x = begin(r, &t);
-	for (unsigned c = 0; c < N; c++)
+	for (unsigned c = 0; c < n; c++)
 		ck_assert_int_eq(alloc_put(x, b1[c], c, 0), 0);
 	tx_commit(x);
 
@@ -306,18 +308,18 @@ START_TEST(commit_fits_the_reserve)
 		x = begin(r, &t);
 		while (tx_log(x, pad) == 0)
 			;
-		for (unsigned c = 0; c < N; c++)
+		for (unsigned c = 0; c < n; c++)
 			if (alloc_put(x, b2[c], c, 0))
 				_exit(1);
 		uint64_t b;
-		if (alloc_get(x, N, 0, &b)) /* moves brk */
+		if (alloc_get(x, n, 0, &b)) /* moves brk */
 			_exit(2);
 		uint64_t before = st->log_n;
 		alloc_commit(x);
 		/* One splice and one head per class and brk, all logged. */
-		if (st->log_n != before + 2 * N + 1 || st->log_n > log_cap(r))
+		if (st->log_n != before + 2 * n + 1 || st->log_n > log_cap(r))
 			_exit(3);
-		for (unsigned c = 0; c < N; c++)
+		for (unsigned c = 0; c < n; c++)
 			if (st->head[c] != b2[c])
 				_exit(4);
 		raise(SIGKILL);
@@ -325,7 +327,7 @@ START_TEST(commit_fits_the_reserve)
 	ck_assert_int_eq(wait_status(pid), 128 + SIGKILL);
 	ck_assert_int_eq(tx_repair(r), 0);
 	ck_assert_uint_eq(st->brk, brk);
-	for (unsigned c = 0; c < N; c++) {
+	for (unsigned c = 0; c < n; c++) {
 		ck_assert_uint_eq(st->head[c], b1[c]);
 		ck_assert_uint_eq(*w64(r, b1[c]) & ((1ull << 40) - 1), 0);
 	}
@@ -334,11 +336,11 @@ START_TEST(commit_fits_the_reserve)
 	x = begin(r, &t);
 	while (tx_log(x, pad) == 0)
 		;
-	for (unsigned c = 0; c < N; c++)
+	for (unsigned c = 0; c < n; c++)
 		ck_assert_int_eq(alloc_put(x, b2[c], c, 0), 0);
 	tx_commit(x);
 	ck_assert_uint_eq(st->log_n, 0);
-	for (unsigned c = 0; c < N; c++) {
+	for (unsigned c = 0; c < n; c++) {
 		ck_assert_uint_eq(st->head[c], b2[c]);
 		ck_assert_uint_eq((*w64(r, b2[c]) & ((1ull << 40) - 1)) << 4, b1[c]);
 	}
