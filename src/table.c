@@ -800,10 +800,13 @@ static void *scratch_alloc(size_t bytes)
 
 static long long insert_sorted(struct tx *x, struct key_src *src)
 {
+	/* A key of up to INLINE_MAX bytes travels in its record, as it will
+	 * sit in its slot: the inserts then read nothing but the records,
+	 * front to back.  A longer one is a pointer to the caller's bytes. */
 	struct rec {
 		uint64_t h;
-		const void *key;
-		size_t len;
+		uint32_t len;
+		uint8_t k[INLINE_MAX];
 	} *rec = scratch_alloc(src->n * sizeof(*rec));
 	uint64_t *hs = scratch_alloc(src->n * sizeof(*hs));
 	uint32_t *start = calloc((1u << SORT_BITS) + 1, sizeof(*start));
@@ -830,17 +833,36 @@ static long long insert_sorted(struct tx *x, struct key_src *src)
 	}
 	for (uint32_t b = 0; b < 1u << bits; b++)
 		start[b + 1] += start[b];
-	/* Whole records, so that the inserts read them front to back. */
 	src->i = src->pos = 0;
 	for (size_t i = 0; i < n; i++) {
 		src_next(src, &key, &len);
-		rec[start[hs[i] >> (64 - bits)]++] = (struct rec){hs[i], key, len};
+		struct rec *r = &rec[start[hs[i] >> (64 - bits)]++];
+		r->h = hs[i];
+		r->len = (uint32_t)len;
+		if (len <= INLINE_MAX)
+			memcpy(r->k, key, len);
+		else
+			memcpy(r->k, &key, sizeof(key));
 	}
+	uint64_t cap;
+	const uint8_t *t = view_table(&x->v, x->tdesc, &cap);
 	for (size_t o = 0; o < n; o++) {
-		/* The keys' bytes are where the caller put them: fetch ahead. */
-		if (o + PREFETCH_AHEAD < n)
-			__builtin_prefetch(rec[o + PREFETCH_AHEAD].key);
-		int r = insert_hashed(x, rec[o].key, rec[o].len, rec[o].h);
+		/* A bucket's slots are new to the caches, and a long key's
+		 * bytes are where the caller put them: fetch both ahead. */
+		if (o + PREFETCH_AHEAD < n) {
+			const struct rec *a = &rec[o + PREFETCH_AHEAD];
+			if (t && l2 == tdesc_log2(x->tdesc))
+				__builtin_prefetch(t + (a->h >> (64 - l2)) * SLOT_SIZE, 1);
+			if (a->len > INLINE_MAX) {
+				memcpy(&key, a->k, sizeof(key));
+				__builtin_prefetch(key);
+			}
+		}
+		if (rec[o].len <= INLINE_MAX)
+			key = rec[o].k;
+		else
+			memcpy(&key, rec[o].k, sizeof(key));
+		int r = insert_hashed(x, key, rec[o].len, rec[o].h);
 		if (r < 0) {
 			added = r;
 			break;
