@@ -127,6 +127,7 @@ static void pend(struct tx *x, uint64_t b, uint8_t *p, unsigned cls)
 
 int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 {
+	x->alloc_used = 1;
 	if (cls >= ALLOC_CLASSES)
 		return -ENOSPC;
 	uint64_t size = alloc_class_bytes(cls), b = *head(x, cls);
@@ -179,6 +180,7 @@ int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 
 int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table)
 {
+	x->alloc_used = 1;
 	if (cls >= ALLOC_CLASSES)
 		return -EUCLEAN;
 	uint64_t size = alloc_class_bytes(cls);
@@ -218,6 +220,7 @@ static void punch_step(struct tx *x)
 {
 	uint64_t b = x->punch_head;
 
+	x->alloc_used = 1;
 	if (!b)
 		return;
 	uint8_t *p = view_heap(&x->v, b, ALLOC_PUNCH_MIN);
@@ -261,6 +264,10 @@ void alloc_begin(struct tx *x)
 void alloc_commit(struct tx *x)
 {
 	struct tx_state *st = x->st;
+
+	/* Most transactions neither allocate nor free. */
+	if (!x->alloc_used)
+		return;
 	if (x->ppend_head) {
 		/* This transaction's freed tables go in front of the list. */
 		uint64_t w = prim_ld64(x->r->base + x->ppend_tail);
@@ -292,6 +299,7 @@ void alloc_reset(struct tx *x)
 {
 	uint64_t heap = x->r->heap_off;
 
+	x->alloc_used = 1;
 	if (x->brk > x->punch_to)
 		x->punch_to = x->brk;
 	x->brk = heap;

@@ -156,9 +156,16 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 		if (*err)
 			return NULL;
 	}
-	memset(x, 0, offsetof(struct tx, head));
+	/* Field by field: a memset of the head of struct tx cost more than
+	 * the rest of this function. */
 	x->r = r;
 	x->st = st;
+	x->seq0 = 0;
+	x->dirty = 0;
+	for (unsigned i = 0; i < ALLOC_MAP_WORDS; i++) {
+		x->head_map[i] = 0;
+		x->pend_map[i] = 0;
+	}
 	/* Each state word read once (atomically: the compiler must not read
 	 * it again); the transaction works on these copies. */
 	x->brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
@@ -185,7 +192,9 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 		return NULL;
 	}
 	view_region(&x->v, r, x->brk);
-	alloc_begin(x);
+	x->alloc_used = 0;
+	if (x->punch_head)
+		alloc_begin(x);
 	st->txn++;
 	x->stamp = (uint32_t)(st->txn & TX_STAMP_MASK);
 	if (!x->stamp)
@@ -193,10 +202,8 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	return x;
 }
 
-void tx_publish(struct tx *x, uint64_t *field, uint64_t val)
+void tx_publish_changed(struct tx *x, uint64_t *field, uint64_t val)
 {
-	if (*field == val)
-		return;
 	/* The reserve always has room for the commit's few words. */
 	log_limit(x, (uint64_t)((uint8_t *)field - x->r->base), log_cap(x->r));
 	__atomic_store_n(field, val, __ATOMIC_RELAXED);

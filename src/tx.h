@@ -89,8 +89,8 @@ struct tx {
 	int dirty;
 	/* The allocator's words (alloc.c).  Bitmaps by class of the free-list
 	 * heads this transaction has read (head_map) and of the classes it
-	 * freed blocks of (pend_map): only those are touched at commit.
-	 * tx_begin zeroes everything up to head[]. */
+	 * freed blocks of (pend_map): only those are touched at commit. */
+	int alloc_used; /* something below may have changed */
 	uint64_t brk;
 	uint64_t brk0; /* brk as committed: carving below it would overwrite
 			  the heap a rollback must find intact (after a clear) */
@@ -122,7 +122,13 @@ int tx_log(struct tx *x, uint64_t off);
 uint64_t tx_log_room(const struct tx *x);
 /* Commit: writes @val into the state word @field, logged (from the
  * reserve, so it cannot fail). */
-void tx_publish(struct tx *x, uint64_t *field, uint64_t val);
+void tx_publish_changed(struct tx *x, uint64_t *field, uint64_t val);
+static inline void tx_publish(struct tx *x, uint64_t *field, uint64_t val)
+{
+	/* Inline: a commit looks at a dozen words and changes two or three. */
+	if (__atomic_load_n(field, __ATOMIC_RELAXED) != val)
+		tx_publish_changed(x, field, val);
+}
 /* Publishes the transaction; it cannot fail once called with no error
  * pending. */
 void tx_commit(struct tx *x);
