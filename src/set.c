@@ -284,7 +284,13 @@ static long long run_tx(struct shset *s, tx_fn fn, void *arg, uint64_t expect_wr
 		struct tx *x = tx_begin(s->r, s->txmem, &err);
 		if (!x)
 			return err;
-		if (fresh || expect_writes * 2 > tx_log_room(x)) {
+		/* A fresh table costs a pass over the whole set: worth it when
+		 * the log could not hold the batch and the set is no bigger
+		 * than the batch.  A big set tries in place first (a resize
+		 * in progress keeps moving a step at a time) and rebuilds
+		 * only if the log runs out. */
+		if (fresh ||
+		    (expect_writes * 2 > tx_log_room(x) && table_tx_count(x) <= expect_writes)) {
 			err = table_fresh(x, expect_writes);
 			if (err) {
 				tx_abort(x);

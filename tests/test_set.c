@@ -269,6 +269,42 @@ START_TEST(big_batches_against_model)
 }
 END_TEST
 
+/* A batch the undo log can hold goes into a big set in place: no rebuild
+ * of the whole table (which a resize in progress would also make wait),
+ * whatever fraction of the log it needs. */
+START_TEST(big_set_batch_in_place)
+{
+	enum { SET = 200000, BATCH = 40000 };
+	static uint8_t buf[BATCH][16];
+	static const void *kp[BATCH];
+	static size_t kl[BATCH];
+	struct shset_opts o = {.capacity = 400000};
+	struct shset_stats a, b;
+	uint8_t key[16] = {0};
+	shset *s;
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	for (uint32_t i = 0; i < SET; i++) {
+		memcpy(key, &i, sizeof(i));
+		ck_assert_int_eq(shset_add(s, key, sizeof(key)), 1);
+	}
+	for (uint32_t i = 0; i < BATCH; i++) {
+		uint32_t k = SET + i;
+		memset(buf[i], 0, 16);
+		memcpy(buf[i], &k, sizeof(k));
+		kp[i] = buf[i];
+		kl[i] = 16;
+	}
+	ck_assert_int_eq(shset_stats(s, &a), 0);
+	ck_assert_int_eq(shset_add_batch(s, kp, kl, BATCH), BATCH);
+	ck_assert_int_eq(shset_stats(s, &b), 0);
+	ck_assert_uint_eq(b.resizes, a.resizes);
+	ck_assert_int_eq(shset_size(s), SET + BATCH);
+	ck_assert_int_eq(shset_verify(s), 0);
+	shset_close(s);
+}
+END_TEST
+
 START_TEST(growth_to_a_million)
 {
 	shset *s;
@@ -842,6 +878,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, processes_and_threads);
 	tcase_add_test(tc, copy_foreach_batch_atomicity);
 	tcase_add_test(tc, big_batches_against_model);
+	tcase_add_test(tc, big_set_batch_in_place);
 	tcase_add_test(tc, readers_never_see_garbage);
 	suite_add_tcase(s, tc);
 	return s;
