@@ -240,3 +240,10 @@ int lease_owner_alive(struct shset_lease *l, uint32_t owner)
 	/* If we cannot tell, assume alive: taking a live owner's lock is worse. */
 	return r != 0;
 }
+
+int lease_holder_alive(struct shset_lease *l, const shset_lock *lk)
+{
+	uint32_t owner = __atomic_load_n(&lk->word, __ATOMIC_RELAXED) & LEASE_OWNER_MASK;
+
+	return owner && lease_owner_alive(l, owner) == 1;
+}

@@ -47,6 +47,10 @@ static inline uint32_t lease_me(struct shset_lease *l)
 #define LEASE_OWNER_SELF 2
 int lease_owner_alive(struct shset_lease *l, uint32_t owner);
 
+/* 1 if @lk is held by a process that is alive and is not this one: a
+ * reader waiting for that holder's transaction to end need not queue for
+ * the lock (the holder may just be switched out).  0 otherwise. */
+int lease_holder_alive(struct shset_lease *l, const shset_lock *lk);
 static inline uint64_t lease_check_ns(const struct shset_lease *l)
 {
 	return l->check_ns;

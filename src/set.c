@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "prim.h"
+#include "lease.h"
 #include "region.h"
 #include "set.h"
 #include "shset.h"
@@ -363,6 +365,16 @@ int shset_remove(shset *s, const void *key, size_t len)
 	return err ? err : (int)locked_tx(s, do_remove, &k, 1);
 }
 
+/* Rounds of a reader's wait (each up to READ_WAIT_NS, 200 us) for a live
+ * writer's transaction before it takes the lock: a time slice or two of a
+ * writer switched out. */
+#define READER_PATIENCE 25
+
+static int writer_alive(struct shset *s)
+{
+	return s->r->lease && lease_holder_alive(s->r->lease, s->r->lock);
+}
+
 int shset_contains(shset *s, const void *key, size_t len)
 {
 	int err = key_ok(s, key, len);
@@ -372,7 +384,15 @@ int shset_contains(shset *s, const void *key, size_t len)
 	if (!key)
 		key = "";
 	int res = table_contains_optimistic(s->r, key, len);
-	if (res != -EAGAIN)
+	/* A transaction outlasted the reader's wait: while its writer is
+	 * alive (switched out, most likely) wait for it a while longer,
+	 * giving it the CPU, rather than queue for its lock and hold it in
+	 * turn.  A long one (a big batch) is then waited for on the lock. */
+	for (int n = 0; res == -EBUSY && n < READER_PATIENCE && writer_alive(s); n++) {
+		sched_yield();
+		res = table_contains_optimistic(s->r, key, len);
+	}
+	if (res != -EAGAIN && res != -EBUSY)
 		return res;
 	/* Writers kept the sequence moving, or one died with it odd: the
 	 * lock waits for them, or takes over and repairs. */
@@ -389,7 +409,11 @@ long long shset_size(shset *s)
 	if (!s)
 		return -EINVAL;
 	long long n = table_count_optimistic(s->r);
-	if (n != -EAGAIN)
+	for (int i = 0; n == -EBUSY && i < READER_PATIENCE && writer_alive(s); i++) {
+		sched_yield();
+		n = table_count_optimistic(s->r);
+	}
+	if (n != -EAGAIN && n != -EBUSY)
 		return n;
 	int err = set_lock(s);
 	if (err)

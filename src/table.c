@@ -270,7 +270,7 @@ int table_contains_optimistic(struct region *r, const void *key, size_t len)
 
 	for (int tries = 0; tries < READ_TRIES; tries++) {
 		if (seq_wait(st, &s, &deadline))
-			break;
+			return -EBUSY;
 		struct view v;
 		struct tables tb;
 		view_region(&v, r, __atomic_load_n(&st->brk, __ATOMIC_RELAXED));
@@ -314,7 +314,7 @@ long long table_count_optimistic(struct region *r)
 
 	for (int tries = 0; tries < READ_TRIES; tries++) {
 		if (seq_wait(st, &s, &deadline))
-			break;
+			return -EBUSY;
 		struct tables tb;
 		uint64_t c = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
 		tables_read(st, &tb);

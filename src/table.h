@@ -14,8 +14,9 @@
 int table_init(struct region *r, uint64_t capacity);
 
 /* Lock-free lookup under the seqcount: 1 present, 0 absent, -EAGAIN when
- * a writer kept interfering (take the lock and use table_contains_locked),
- * -EUCLEAN when the table is inconsistent. */
+ * writers kept interfering (take the lock and use table_contains_locked),
+ * -EBUSY when one transaction lasted READ_WAIT_NS (its writer was switched
+ * out, or died: the lock tells), -EUCLEAN when the table is inconsistent. */
 int table_contains_optimistic(struct region *r, const void *key, size_t len);
 long long table_count_optimistic(struct region *r);
 
