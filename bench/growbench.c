@@ -70,6 +70,7 @@
 #include <unistd.h>
 
 #include "shset.h"
+#include "spread.h"
 
 #define KEY_LEN	    16
 #define MAX_WRITERS 4
@@ -143,24 +144,6 @@ static uint64_t file_blocks_bytes(shset *s)
 	if (fstat(shset_fd(s), &st) < 0)
 		die("fstat", errno);
 	return (uint64_t)st.st_blocks * 512;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-struct spread {
-	double median, min, max;
-};
-
-static struct spread spread_of(const double *v, int n)
-{
-	double s[MAX_RUNS];
-	memcpy(s, v, sizeof(double) * (size_t)n);
-	qsort(s, (size_t)n, sizeof(double), cmp_double);
-	return (struct spread){s[n / 2], s[0], s[n - 1]};
 }
 
 static void csv_row(const char *section, const char *name, const char *unit, double value,

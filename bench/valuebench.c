@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "shset/values.h"
+#include "spread.h"
 
 enum { V_SHSET, V_ATOMIC, V_MUTEX, NVARIANTS };
 static const char *variant_name[NVARIANTS] = {"shset_int_fetch_add", "__atomic_fetch_add",
@@ -118,24 +119,6 @@ static double measure(int variant, uint64_t n)
 		exit(1);
 	}
 	return (double)(PROCS * n) / ((double)(t1 - t0) / 1e9);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-struct spread {
-	double median, min, max;
-};
-
-static struct spread spread_of(const double *v, int n)
-{
-	double s[RUNS];
-	memcpy(s, v, sizeof(double) * (size_t)n);
-	qsort(s, (size_t)n, sizeof(double), cmp_double);
-	return (struct spread){s[n / 2], s[0], s[n - 1]};
 }
 
 int main(int argc, char **argv)

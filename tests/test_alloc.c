@@ -6,6 +6,7 @@
  * end of the region.
  */
 #include "helpers.h"
+#include "txhelp.h"
 
 #include <fcntl.h>
 #include <stddef.h>
@@ -23,22 +24,12 @@
 
 static struct region *make_region(uint64_t max)
 {
-	struct region *r = NULL;
-	struct region_opts o = {.max_size = max, .log_bytes = TX_MIN_LOG, .name = "test_alloc"};
-
-	ck_assert_int_eq(region_create(&r, &o), 0);
-	ck_assert_int_eq(table_init(r, 0), 0);
-	return r;
+	return txh_region(max, TX_MIN_LOG, "test_alloc");
 }
 
 static struct tx *begin(struct region *r, struct tx *mem)
 {
-	int err = 1;
-	struct tx *x = tx_begin(r, mem, &err);
-
-	ck_assert_int_eq(err, 0);
-	ck_assert_ptr_nonnull(x);
-	return x;
+	return txh_begin(r, mem);
 }
 
 static uint64_t word(struct region *r, uint64_t off)

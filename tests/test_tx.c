@@ -7,6 +7,7 @@
  * on.
  */
 #include "helpers.h"
+#include "txhelp.h"
 
 #include <fcntl.h>
 #include <stddef.h>
@@ -23,23 +24,12 @@
 
 static struct region *make_region(uint64_t log_bytes)
 {
-	struct region *r = NULL;
-	struct region_opts o = {
-	    .max_size = 256ull << 20, .log_bytes = log_bytes, .name = "test_tx"};
-
-	ck_assert_int_eq(region_create(&r, &o), 0);
-	ck_assert_int_eq(table_init(r, 0), 0);
-	return r;
+	return txh_region(256ull << 20, log_bytes, "test_tx");
 }
 
 static struct tx *begin(struct region *r, struct tx *mem)
 {
-	int err = 1;
-	struct tx *x = tx_begin(r, mem, &err);
-
-	ck_assert_int_eq(err, 0);
-	ck_assert_ptr_nonnull(x);
-	return x;
+	return txh_begin(r, mem);
 }
 
 /* Heap words to play with: @n words carved and committed, zeroed. */
