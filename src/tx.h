@@ -41,29 +41,35 @@
  * inside a transaction (logged), except the statistics.
  */
 struct tx_state {
-	uint64_t seq; /* odd while a writer mutates */
+	uint64_t seq; /* odd while a writer mutates; alone in its cache line */
 	uint64_t pad0[7];
-	uint64_t tdesc;		      /* table: offset | log2(capacity) << 56; 0: none */
-	uint64_t count;		      /* live keys */
-	uint64_t tombs;		      /* tombstones in the table */
-	uint64_t brk;		      /* heap bump pointer (absolute offset) */
-	uint64_t key_bytes;	      /* sum of live key lengths */
-	uint64_t arena_bytes;	      /* bytes of live arena blocks */
+	uint64_t tdesc;	      /* table: offset | log2(capacity) << 56; 0: none */
+	uint64_t count;	      /* live keys */
+	uint64_t tombs;	      /* tombstones in the table */
+	uint64_t brk;	      /* heap bump pointer (absolute offset) */
+	uint64_t key_bytes;   /* sum of live key lengths */
+	uint64_t arena_bytes; /* bytes of live arena blocks */
+	/* A table being drained into tdesc (0: none), and how many of its
+	 * slots have been moved: see table.c.  In tdesc's cache line, which
+	 * lookups read anyway. */
+	uint64_t old_tdesc, moved;
 	uint64_t head[ALLOC_CLASSES]; /* free block lists by size class */
 	uint64_t log_n;		      /* undo log entries; 0: nothing in flight */
 	uint64_t txn;		      /* transaction counter (block stamps) */
 	uint64_t pop_hint;	      /* where pop starts looking (a hint) */
 	/* Statistics: under the lock, not logged (a crash may lose one). */
 	uint64_t n_repairs, n_resizes, n_aborts, n_txns;
-	/* A table being drained into tdesc (0: none), and how many of its
-	 * slots have been moved: see table.c. */
-	uint64_t old_tdesc, moved;
 	/* Freed tables whose pages are being given back, and how many bytes
 	 * of the first have been: see alloc.c. */
 	uint64_t punch_head, punch_done;
 };
 
 _Static_assert(sizeof(struct tx_state) <= REGION_STATE_BYTES, "state too large");
+/* What a lookup reads besides seq: one cache line (the state area is
+ * 64-byte aligned in the region). */
+_Static_assert(offsetof(struct tx_state, tdesc) / 64 == offsetof(struct tx_state, moved) / 64 &&
+		   offsetof(struct tx_state, brk) / 64 == offsetof(struct tx_state, tdesc) / 64,
+	       "a lookup's words share a cache line");
 /* A commit logs at most the allocator's words (ALLOC_COMMIT_WORDS: a splice
  * and a head per size class, and a few more) and the table's: the reserve
  * always holds them, and leaves 7/8 of the smallest log (16-byte entries)
