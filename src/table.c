@@ -13,7 +13,10 @@
  * The probe starts at the hash's top bits.  A hit needs the full meta and
  * length to match before the key bytes are compared, so a probe usually
  * touches one cache line.  Longer keys live in key blocks (alloc.c).
- * clear() empties everything by resetting brk.
+ * A table grows, shrinks and sheds tombstones incrementally, a few slots
+ * per operation ("incremental resizing" below); big batches are inserted
+ * in home-slot order ("bulk inserts").  clear() empties everything by
+ * resetting brk.
  *
  * What needs no logging, and why:
  *   - the body of an EMPTY slot: meta decides, and meta is logged (a
@@ -740,6 +743,8 @@ int table_insert(struct tx *x, const void *key, size_t len)
 {
 	return insert_hashed(x, key, len, hash_bytes(x->v.seed, key, len));
 }
+
+/* --- bulk inserts ----------------------------------------------------------- */
 
 /* Keys hashed, and their home slots fetched, this far ahead of the insert
  * that needs them: a batch into a big table then waits for memory once per
