@@ -138,6 +138,15 @@ static inline void slot_read(uint8_t *dst, const uint8_t *slot)
 		prim_st64(dst + w * 8, prim_ld64(slot + w * 8));
 }
 
+/* Writes the body (all but the meta) of a private slot copy @src into the
+ * shared slot @dst, word by word: lock-free readers may be reading it (and
+ * will retry), so the stores are single atomic ones, as their loads are. */
+static inline void slot_body_write(uint8_t *dst, const uint8_t *src)
+{
+	for (unsigned w = 1; w < SLOT_SIZE / 8; w++)
+		prim_st64(dst + w * 8, prim_ld64(src + w * 8));
+}
+
 /*
  * Looks @key up in the table @tdesc, whose slots below @gone have been
  * moved to another table (they neither match nor take keys; an EMPTY one
@@ -403,7 +412,7 @@ static int place(uint8_t *t, unsigned l2, const uint8_t *slot)
 
 	if (err)
 		return err;
-	memcpy(t + i * SLOT_SIZE + 8, slot + 8, SLOT_SIZE - 8);
+	slot_body_write(t + i * SLOT_SIZE, slot);
 	__atomic_store_n((uint64_t *)(t + i * SLOT_SIZE), prim_ld64(slot), __ATOMIC_RELEASE);
 	return 0;
 }
@@ -440,11 +449,13 @@ static int new_table(struct tx *x, unsigned l2, uint64_t *off)
 	/* Zero pages without writing them where that is cheaper; memory past
 	 * the committed brk or in a free table is no committed state's (a
 	 * popped table's first word, its free-list link, was logged by
-	 * alloc_get). */
+	 * alloc_get).  A small one is zeroed word by word with atomic stores:
+	 * a reader still probing a table freed under it may read it. */
 	if (table_bytes(l2) < PUNCH_ZERO_MIN ||
 	    fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)*off,
 		      (off_t)table_bytes(l2)))
-		memset(nt, 0, table_bytes(l2));
+		for (uint64_t w = 0; w < table_bytes(l2) / 8; w++)
+			prim_st64(nt + w * 8, 0);
 	CRASH_POINT("resize: new table cleared");
 	return 0;
 }
@@ -606,7 +617,7 @@ static int move_some(struct tx *x, uint64_t budget)
 		if (err)
 			return err;
 		tx_touch(x);
-		memcpy(nt + j * SLOT_SIZE + 8, s + 8, SLOT_SIZE - 8);
+		slot_body_write(nt + j * SLOT_SIZE, s);
 		__atomic_store_n((uint64_t *)(nt + j * SLOT_SIZE), m, __ATOMIC_RELEASE);
 		CRASH_POINT("move: key moved");
 	}
