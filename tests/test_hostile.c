@@ -807,8 +807,7 @@ START_TEST(random_words_peer)
 				break;
 			case 2:
 			case 3: /* the table state */
-				off =
-				    REGION_STATE_OFF + rng_next(&rng) % sizeof(struct tx_state);
+				off = REGION_STATE_OFF + rng_next(&rng) % sizeof(struct tx_state);
 				break;
 			case 4: /* the undo log and its length */
 				off = p.h.log_off + rng_next(&rng) % 4096;
