@@ -32,7 +32,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -241,8 +240,7 @@ static void punch_step(struct tx *x)
 	uint64_t len = size - from < ALLOC_PUNCH_STEP ? size - from : ALLOC_PUNCH_STEP;
 	/* Before the transaction marks the set as changing: readers need not
 	 * wait for the punch, which touches nothing they read. */
-	fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(b + from),
-		  (off_t)len);
+	region_punch(x->r, b + from, len); /* best effort: memory, not state */
 	CRASH_POINT("punch: pages given back");
 	x->punch_done = from + len;
 	if (x->punch_done < size)
@@ -321,8 +319,7 @@ void alloc_release(struct tx *x)
 	uint64_t heap = x->r->heap_off;
 
 	if (x->punch_to > heap)
-		fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)heap,
-			  (off_t)(x->punch_to - heap));
+		region_punch(x->r, heap, x->punch_to - heap);
 }
 
 int alloc_verify(const struct view *v, const struct tx_state *st)

@@ -344,6 +344,16 @@ int region_refresh(struct region *r, uint64_t end)
 	return end <= avail ? 0 : -EUCLEAN;
 }
 
+int region_punch(struct region *r, uint64_t off, uint64_t len)
+{
+	while (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			 (off_t)len) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
 int region_grow(struct region *r, uint64_t end)
 {
 	if (r->readonly)

@@ -120,6 +120,11 @@ static inline void *region_ptr(const struct region *r, uint64_t off)
 	return r->base + off;
 }
 
+/* Gives the pages of [@off, @off+@len) back to the kernel (the range then
+ * reads as zeros; partial pages are zeroed).  Retried when a signal
+ * interrupts it: 0 or -errno. */
+int region_punch(struct region *r, uint64_t off, uint64_t len);
+
 /* Makes the file at least @end bytes long (with headroom).  Lock held.
  * -ENOSPC past max_size. */
 int region_grow(struct region *r, uint64_t end);

@@ -370,9 +370,19 @@ int shset_remove(shset *s, const void *key, size_t len)
  * writer switched out. */
 #define READER_PATIENCE 25
 
-static int writer_alive(struct shset *s)
+/* After a lock-free read gave @res: 1 (having yielded the CPU) if it
+ * should be tried again because a transaction outlasted the reader's wait
+ * while its writer is alive (switched out, most likely) and the reader has
+ * not waited *@rounds of READER_PATIENCE yet; 0 when the lock must decide:
+ * a dead writer, or a long transaction (a big batch) waited for on it. */
+static int wait_for_writer(struct shset *s, long long res, int *rounds)
 {
-	return s->r->lease && lease_holder_alive(s->r->lease, s->r->lock);
+	if (res != -EBUSY || *rounds >= READER_PATIENCE || !s->r->lease ||
+	    !lease_holder_alive(s->r->lease, s->r->lock))
+		return 0;
+	++*rounds;
+	sched_yield();
+	return 1;
 }
 
 int shset_contains(shset *s, const void *key, size_t len)
@@ -384,14 +394,10 @@ int shset_contains(shset *s, const void *key, size_t len)
 	if (!key)
 		key = "";
 	int res = table_contains_optimistic(s->r, key, len);
-	/* A transaction outlasted the reader's wait: while its writer is
-	 * alive (switched out, most likely) wait for it a while longer,
-	 * giving it the CPU, rather than queue for its lock and hold it in
-	 * turn.  A long one (a big batch) is then waited for on the lock. */
-	for (int n = 0; res == -EBUSY && n < READER_PATIENCE && writer_alive(s); n++) {
-		sched_yield();
+	/* Rather than queue for a switched-out writer's lock and hold it in
+	 * turn, wait for the writer a while longer. */
+	for (int rounds = 0; wait_for_writer(s, res, &rounds);)
 		res = table_contains_optimistic(s->r, key, len);
-	}
 	if (res != -EAGAIN && res != -EBUSY)
 		return res;
 	/* Writers kept the sequence moving, or one died with it odd: the
@@ -409,10 +415,8 @@ long long shset_size(shset *s)
 	if (!s)
 		return -EINVAL;
 	long long n = table_count_optimistic(s->r);
-	for (int i = 0; n == -EBUSY && i < READER_PATIENCE && writer_alive(s); i++) {
-		sched_yield();
+	for (int rounds = 0; wait_for_writer(s, n, &rounds);)
 		n = table_count_optimistic(s->r);
-	}
 	if (n != -EAGAIN && n != -EBUSY)
 		return n;
 	int err = set_lock(s);

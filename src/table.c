@@ -37,7 +37,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -48,6 +47,7 @@
 #include "crashpoint.h"
 #include "hash.h"
 #include "prim.h"
+#include "snapshot.h"
 #include "table.h"
 #include "tx.h"
 #include "view.h"
@@ -359,7 +359,6 @@ int table_contains_locked(struct region *r, const void *key, size_t len)
 
 int table_begin(struct tx *x)
 {
-	x->count0 = x->count;
 	uint64_t cap = x->tdesc ? 1ull << (tdesc_log2(x->tdesc) & 63) : 0;
 	uint64_t ocap = x->old_tdesc ? 1ull << (tdesc_log2(x->old_tdesc) & 63) : 0;
 
@@ -451,9 +450,7 @@ static int new_table(struct tx *x, unsigned l2, uint64_t *off)
 	 * popped table's first word, its free-list link, was logged by
 	 * alloc_get).  A small one is zeroed word by word with atomic stores:
 	 * a reader still probing a table freed under it may read it. */
-	if (table_bytes(l2) < PUNCH_ZERO_MIN ||
-	    fallocate(x->r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)*off,
-		      (off_t)table_bytes(l2)))
+	if (table_bytes(l2) < PUNCH_ZERO_MIN || region_punch(x->r, *off, table_bytes(l2)))
 		for (uint64_t w = 0; w < table_bytes(l2) / 8; w++)
 			prim_st64(nt + w * 8, 0);
 	CRASH_POINT("resize: new table cleared");
@@ -792,21 +789,16 @@ static int src_next(struct key_src *src, const void **key, size_t *len)
 		*len = src->lens[src->i++];
 		return 1;
 	}
-	uint32_t l;
-	if (src->recs_len - src->pos < 4)
-		return -EINVAL;
-	memcpy(&l, src->recs + src->pos, 4);
-	if (l > SHSET_KEY_MAX || src->recs_len - src->pos - 4 < l)
-		return -EINVAL;
-	*key = src->recs + src->pos + 4;
-	*len = l;
-	src->pos += 4 + (size_t)l;
+	const uint8_t *k;
+	if (snap_next(src->recs, src->recs_len, &src->pos, &k, len) != 1)
+		return -EINVAL; /* fewer records than n, or a bad one */
+	*key = k;
 	src->i++;
 	return 1;
 }
 
 /* Scratch memory for a big batch, faulted in with one call (a million
- * keys need 32 MB of it: 8,192 page faults one by one). */
+ * keys need 40 MB of it: 10,240 page faults one by one). */
 static void *scratch_alloc(size_t bytes)
 {
 	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,

@@ -214,7 +214,7 @@ void tx_commit(struct tx *x)
 {
 	struct tx_state *st = x->st;
 
-	table_commit(x); /* may empty the heap: before the allocator's words */
+	table_commit(x);
 	alloc_commit(x);
 	if (x->dirty) {
 		/* The commit point.  Then readers may trust the table again. */

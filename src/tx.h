@@ -108,9 +108,8 @@ struct tx {
 	uint64_t ppend_head, ppend_tail; /* tables this transaction freed */
 	/* The table's words (table.c). */
 	uint64_t tdesc, count, tombs, key_bytes, arena_bytes, old_tdesc, moved;
-	uint64_t count0; /* count when the transaction began */
-	int cleared;	 /* clear() ran: nothing else may follow in this one */
-	int fresh;	 /* the current table was allocated by this transaction */
+	int cleared; /* clear() ran: nothing else may follow in this one */
+	int fresh;   /* the current table was allocated by this transaction */
 	uint64_t fresh_tdesc;
 };
 
