@@ -42,7 +42,7 @@
 #define BLK_LINK_SHIFT 4u
 #define BLK_NEXT_MASK  ((1ull << 40) - 1)
 #define BLK_STAMP(w)   ((uint32_t)((w) >> 40))
-/* A table on the punch list: next table | its class << 56. */
+/* A block on the punch list: next block | its class << 56. */
 #define PUNCH_CLS_SHIFT 56
 #define PUNCH_NEXT_MASK ((1ull << PUNCH_CLS_SHIFT) - 1)
 
@@ -209,11 +209,12 @@ int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table)
 }
 
 /*
- * Gives back up to ALLOC_PUNCH_STEP bytes of the first table on the punch
- * list; a table done moves to the free list of its class.  Punching memory
+ * Gives back up to ALLOC_PUNCH_STEP bytes of the first block on the punch
+ * list; a block done moves to the free list of its class.  Punching memory
  * nothing committed refers to is safe at any point of a transaction, and
  * idempotent: a crash only makes the next one punch it again.  Each step
- * is bounded, so freeing a big table never holds the lock for long.
+ * is bounded, so freeing a big table never holds the lock for long.  A
+ * @b that fails its checks was written by a peer: the list is dropped.
  */
 static void punch_step(struct tx *x)
 {

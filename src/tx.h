@@ -59,7 +59,7 @@ struct tx_state {
 	uint64_t pop_hint;	      /* where pop starts looking (a hint) */
 	/* Statistics: under the lock, not logged (a crash may lose one). */
 	uint64_t n_repairs, n_resizes, n_aborts, n_txns;
-	/* Freed tables whose pages are being given back, and how many bytes
+	/* Freed blocks whose pages are being given back, and how many bytes
 	 * of the first have been: see alloc.c. */
 	uint64_t punch_head, punch_done;
 };
@@ -104,8 +104,8 @@ struct tx {
 	uint64_t head[ALLOC_CLASSES];
 	uint64_t pend_head[ALLOC_CLASSES], pend_tail[ALLOC_CLASSES];
 	uint64_t punch_to;		 /* alloc_reset: [heap_off, punch_to) goes back */
-	uint64_t punch_head, punch_done; /* the shared list of tables to punch */
-	uint64_t ppend_head, ppend_tail; /* tables this transaction freed */
+	uint64_t punch_head, punch_done; /* the shared list of blocks to punch */
+	uint64_t ppend_head, ppend_tail; /* big blocks this transaction freed */
 	/* The table's words (table.c). */
 	uint64_t tdesc, count, tombs, key_bytes, arena_bytes, old_tdesc, moved;
 	int cleared; /* clear() ran: nothing else may follow in this one */
