@@ -71,6 +71,10 @@ struct shset_opts {
 	uint64_t log_bytes; /* undo log area (default 1 MiB); bounds the
 			       in-place part of one atomic batch */
 	const char *name;   /* memfd name shown in /proc (default "shset") */
+	/* Since 0.2 (set size = sizeof(struct shset_opts) to use them): */
+	uint32_t shards; /* writer shards, a power of two up to 16; 0: one per
+			    512 MiB of max_bytes, up to 16 */
+	uint32_t pad;	 /* 0 */
 };
 
 /*

@@ -161,7 +161,7 @@ int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 		return -EINVAL;
 	uint64_t align = alloc_class_align(cls);
 	b = (x->brk + align - 1) & ~(align - 1);
-	if (b < x->brk || b + size < b || b + size > x->r->map_size)
+	if (b < x->brk || b + size < b || b + size > x->r->heap_end)
 		return -ENOSPC;
 	int err = region_grow(x->r, b + size);
 	if (err)

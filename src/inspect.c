@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fdpass.h"
+#include "prim.h"
 #include "region.h"
 #include "shset.h"
 #include "shset/inspect.h"
@@ -20,8 +21,22 @@
 
 struct shset_view {
 	struct region *r;
-	struct table_snap sn; /* the last copy taken; sn.buf NULL: none */
+	/* The last copy taken, one per shard; taken 0: none. */
+	struct table_snap sn[REGION_SHARDS_MAX];
+	int taken;
 };
+
+/* shset_view_next's position: the shard in the top byte, the place in
+ * its copy below. */
+#define POS_SHARD_SHIFT 56
+#define POS_IN_MASK	((1ull << POS_SHARD_SHIFT) - 1)
+
+static void snaps_free(struct shset_view *v)
+{
+	for (unsigned i = 0; i < REGION_SHARDS_MAX; i++)
+		table_snap_free(&v->sn[i]);
+	v->taken = 0;
+}
 
 int shset_view_open(shset_view **out, int fd)
 {
@@ -47,7 +62,7 @@ void shset_view_close(shset_view *v)
 {
 	if (!v)
 		return;
-	table_snap_free(&v->sn);
+	snaps_free(v);
 	region_close(v->r);
 	free(v);
 }
@@ -61,7 +76,7 @@ int shset_view_info(shset_view *v, struct shset_view_info *info)
 		return -EINVAL;
 	memset(info, 0, sizeof(*info));
 	struct region *r = v->r;
-	table_stats(r, &ts);
+	table_stats_shards(r, &ts);
 	info->version = REGION_VERSION; /* attach refuses any other */
 	info->key_type = r->key_type;
 	memcpy(info->uuid, r->uuid, sizeof(info->uuid));
@@ -102,26 +117,58 @@ int shset_view_take(shset_view *v, uint64_t timeout_ns)
 {
 	if (!v)
 		return -EINVAL;
-	table_snap_free(&v->sn);
-	int err = table_snap_optimistic(v->r, &v->sn, timeout_ns);
+	struct region *r = v->r;
+	uint64_t start = prim_mono_ns();
+	int err;
+	for (;;) {
+		snaps_free(v);
+		/* Each shard copied between two equal even seqcounts, then
+		 * all of them checked unchanged: the copies are of one
+		 * moment (a transaction over several shards keeps them all
+		 * odd until it is whole). */
+		uint64_t spent = prim_mono_ns() - start;
+		err = spent > timeout_ns ? -EAGAIN : 0;
+		for (unsigned i = 0; i < r->nshards && !err; i++)
+			err = table_snap_optimistic(r->shard[i], &v->sn[i], timeout_ns - spent);
+		int same = !err;
+		for (unsigned i = 0; i < r->nshards && same; i++)
+			same = __atomic_load_n(&tx_state(r->shard[i])->seq, __ATOMIC_ACQUIRE) ==
+			       v->sn[i].st.seq;
+		if (same || err)
+			break;
+	}
+	for (unsigned i = 0; i < r->nshards && !err; i++)
+		err = table_snap_verify(&v->sn[i]);
 	if (err) {
 		/* A copy that could not be made is no copy to walk. */
-		table_snap_free(&v->sn);
+		snaps_free(v);
 		return err;
 	}
-	return table_snap_verify(&v->sn);
+	v->taken = 1;
+	return 0;
 }
 
 int shset_view_next(shset_view *v, uint64_t *pos, const void **key, size_t *len)
 {
 	const uint8_t *k;
 
-	if (!v || !pos || !key || !len || !v->sn.buf)
+	if (!v || !pos || !key || !len || !v->taken)
 		return -EINVAL;
-	int res = table_snap_next(&v->sn, pos, &k, len);
-	if (res == 1)
-		*key = k;
-	return res;
+	for (uint64_t i = *pos >> POS_SHARD_SHIFT; i < v->r->nshards; i++) {
+		uint64_t in = i == *pos >> POS_SHARD_SHIFT ? *pos & POS_IN_MASK : 0;
+		int res = table_snap_next(&v->sn[i], &in, &k, len);
+		if (res < 0)
+			return res;
+		if (res == 1) {
+			if (in > POS_IN_MASK)
+				return -EUCLEAN;
+			*pos = i << POS_SHARD_SHIFT | in;
+			*key = k;
+			return 1;
+		}
+	}
+	*pos = (uint64_t)v->r->nshards << POS_SHARD_SHIFT;
+	return 0;
 }
 
 int shset_recv_fd(int sock, int *fd)

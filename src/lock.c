@@ -127,6 +127,9 @@ struct lock_thread {
 
 /* initial-exec: the fast path must not call __tls_get_addr. */
 static __thread struct lock_thread *lock_self __attribute__((tls_model("initial-exec")));
+/* The owner value of the last dead owner this thread took a lock from
+ * (0: none; owner values are never 0). */
+static __thread uint32_t lock_dead_hint;
 static pthread_mutex_t threads_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct lock_thread *threads; /* threads_mu */
 static pthread_key_t threads_key;   /* created under threads_mu */
@@ -463,6 +466,10 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 	 * too) must not start a new full interval, or a process receiving
 	 * signals more often than the interval never checks the owner. */
 	uint64_t next_check = prim_mono_ns() + check;
+	/* An owner this thread found dead before (it held several locks, a
+	 * set's shards) is checked at once, not after an interval per lock. */
+	if ((__atomic_load_n(&lk->word, __ATOMIC_RELAXED) & LEASE_OWNER_MASK) == lock_dead_hint)
+		next_check = 0;
 	for (;;) {
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
 		if (!(v & LEASE_OWNER_MASK)) {
@@ -515,8 +522,10 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 		if (alive)
 			continue;
 		nv = me | LOCK_INCONSISTENT | (v & LOCK_WAITERS);
-		if (take(lk, &v, nv, entry))
+		if (take(lk, &v, nv, entry)) {
+			lock_dead_hint = owner;
 			return took_over(lk, nv);
+		}
 	}
 }
 

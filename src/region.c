@@ -74,6 +74,50 @@ static int map_region(struct region *r)
 	return 0;
 }
 
+/* Shard i > 0 starts a page of its own (lock and state as in the header
+ * page), then its log, then its heap, up to the next shard. */
+static uint64_t shard_start(const struct region *r, uint32_t i)
+{
+	return (uint64_t)i * r->shard_bytes;
+}
+
+static void free_shards(struct region *r)
+{
+	for (uint32_t i = 1; i < REGION_SHARDS_MAX; i++) {
+		free(r->shard[i]);
+		r->shard[i] = NULL;
+	}
+}
+
+/* The struct region of every shard, from the trusted copies in @r. */
+static int make_shards(struct region *r)
+{
+	r->owner = r;
+	r->shard_idx = 0;
+	r->heap_end = r->shard_bytes;
+	r->shard[0] = r;
+	for (uint32_t i = 1; i < r->nshards; i++) {
+		struct region *c = malloc(sizeof(*c));
+		if (!c) {
+			free_shards(r);
+			return -ENOMEM;
+		}
+		*c = *r;
+		uint64_t at = shard_start(r, i);
+		c->shard_idx = i;
+		c->lock = (shset_lock *)(r->base + at + REGION_LOCK_OFF);
+		c->state = r->base + at + REGION_STATE_OFF;
+		c->log_off = at + REGION_PAGE;
+		c->heap_off = c->log_off + r->log_bytes;
+		c->heap_end = at + r->shard_bytes;
+		r->shard[i] = c;
+	}
+	/* The clones copied the array while it filled: give them all of it. */
+	for (uint32_t i = 1; i < r->nshards; i++)
+		memcpy(r->shard[i]->shard, r->shard, sizeof(r->shard));
+	return 0;
+}
+
 static void adopt(struct region *r, const struct region_hdr *h, uint64_t file_size)
 {
 	r->map_size = h->max_size;
@@ -84,7 +128,17 @@ static void adopt(struct region *r, const struct region_hdr *h, uint64_t file_si
 	memcpy(r->uuid, h->uuid, sizeof(r->uuid));
 	memcpy(r->seed, h->seed, sizeof(r->seed));
 	r->key_type = h->key_type;
+	r->nshards = h->nshards;
+	r->shard_bytes = h->shard_bytes;
 	r->avail = file_size < r->map_size ? file_size : r->map_size;
+}
+
+/* What the file must hold from the start: every shard's page and log. */
+static uint64_t shards_floor(const struct region_hdr *h)
+{
+	if (h->nshards <= 1)
+		return h->heap_off;
+	return (uint64_t)(h->nshards - 1) * h->shard_bytes + REGION_PAGE + h->log_bytes;
 }
 
 int region_create(struct region **out, const struct region_opts *o)
@@ -116,8 +170,21 @@ int region_create(struct region **out, const struct region_opts *o)
 	    REGION_SLOTS_OFF + (uint64_t)d.nslots * sizeof(struct shset_lease_slot), REGION_PAGE);
 	h.log_bytes = round_up(d.log_bytes ? d.log_bytes : REGION_PAGE, REGION_PAGE);
 	h.heap_off = h.log_off + h.log_bytes;
-	h.size = h.heap_off;
-	if (h.size > h.max_size)
+	h.nshards = d.nshards;
+	if (!h.nshards) {
+		h.nshards = 1;
+		while (h.nshards < REGION_SHARDS_MAX &&
+		       (uint64_t)h.nshards * 2 * REGION_SHARD_UNIT <= h.max_size)
+			h.nshards *= 2;
+	}
+	if (h.nshards > REGION_SHARDS_MAX || (h.nshards & (h.nshards - 1)))
+		return -EINVAL;
+	h.shard_bytes = h.max_size / h.nshards / REGION_PAGE * REGION_PAGE;
+	/* Each shard's heap must hold at least a few big keys and a table. */
+	if (h.nshards > 1 && h.shard_bytes < h.heap_off + (1u << 20))
+		return -EINVAL;
+	h.size = shards_floor(&h);
+	if (h.heap_off > h.max_size)
 		return -ENOSPC;
 	h.created_ns = prim_real_ns();
 	err = fill_random(h.uuid, sizeof(h.uuid));
@@ -150,11 +217,18 @@ int region_create(struct region **out, const struct region_opts *o)
 		goto fail_close;
 	/* The memfd reads as zeros: lock, slots, log and state start empty. */
 	memcpy(r->hdr, &h, sizeof(h));
-	err = shset_lease_open(&r->lease, r->fd, region_slots(r), r->nslots);
+	err = make_shards(r);
 	if (err)
 		goto fail_unmap;
+	err = shset_lease_open(&r->lease, r->fd, region_slots(r), r->nslots);
+	if (err)
+		goto fail_shards;
+	for (uint32_t i = 1; i < r->nshards; i++)
+		r->shard[i]->lease = r->lease;
 	*out = r;
 	return 0;
+fail_shards:
+	free_shards(r);
 fail_unmap:
 	munmap(r->base, r->map_size);
 fail_close:
@@ -223,6 +297,15 @@ int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size)
 	    hdr->heap_off != hdr->log_off + hdr->log_bytes || hdr->heap_off > hdr->max_size ||
 	    (uint64_t)st.st_size < hdr->heap_off || hdr->key_type > REGION_KEYS_MAX)
 		return -EUCLEAN;
+	/* Shards: a power of two of page-aligned stretches inside max_size,
+	 * each with room for its page, log and some heap. */
+	if (hdr->nshards == 0 || hdr->nshards > REGION_SHARDS_MAX ||
+	    (hdr->nshards & (hdr->nshards - 1)) || hdr->shard_bytes % REGION_PAGE ||
+	    hdr->shard_bytes > hdr->max_size / hdr->nshards ||
+	    (hdr->nshards == 1 ? hdr->shard_bytes != hdr->max_size
+			       : hdr->shard_bytes <= hdr->heap_off) ||
+	    (uint64_t)st.st_size < shards_floor(hdr))
+		return -EUCLEAN;
 	if (file_size)
 		*file_size = (uint64_t)st.st_size;
 	return 0;
@@ -256,14 +339,21 @@ int region_attach(struct region **out, int fd, int readonly)
 	err = map_region(r);
 	if (err)
 		goto fail_close;
+	err = make_shards(r);
+	if (err)
+		goto fail_unmap;
 	if (!readonly) {
 		err = shset_lease_open(&r->lease, r->fd, region_slots(r), r->nslots);
 		if (err)
-			goto fail_unmap;
+			goto fail_shards;
+		for (uint32_t i = 1; i < r->nshards; i++)
+			r->shard[i]->lease = r->lease;
 		region_populate(r);
 	}
 	*out = r;
 	return 0;
+fail_shards:
+	free_shards(r);
 fail_unmap:
 	munmap(r->base, r->map_size);
 fail_close:
@@ -320,6 +410,7 @@ void region_close(struct region *r)
 {
 	if (!r)
 		return;
+	free_shards(r);
 	shset_lease_close(r->lease);
 	munmap(r->base, r->map_size);
 	close(r->fd);
@@ -358,7 +449,7 @@ int region_grow(struct region *r, uint64_t end)
 {
 	if (r->readonly)
 		return -EROFS;
-	if (end > r->map_size)
+	if (end > r->heap_end)
 		return -ENOSPC;
 	if (region_check(r, 0, end) == 0)
 		return 0;
@@ -370,13 +461,21 @@ int region_grow(struct region *r, uint64_t end)
 	want = round_up(want, 64 * 1024);
 	if (want > r->map_size)
 		want = r->map_size;
-	if (ftruncate(r->fd, (off_t)want) < 0)
+	if (ftruncate(r->fd, (off_t)want) < 0) {
+		/* Another shard's writer may have grown the file past want
+		 * meanwhile: the shrink seal refuses to shrink it (EPERM). */
+		if (errno == EPERM && region_refresh(r, end) == 0)
+			return 0;
 		return errno == EFBIG || errno == EPERM ? -ENOSPC : -errno;
+	}
 	CRASH_POINT("grow: file extended");
 	__atomic_store_n(&r->avail, want, __ATOMIC_RELAXED);
-	__atomic_store_n(&r->hdr->size, want, __ATOMIC_RELEASE);
+	/* Writers of other shards grow it too: size only rises. */
+	uint64_t cur_size = __atomic_load_n(&r->hdr->size, __ATOMIC_RELAXED);
+	while (cur_size < want && !__atomic_compare_exchange_n(&r->hdr->size, &cur_size, want, 1,
+							       __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
 	CRASH_POINT("grow: size published");
-	__atomic_store_n(&r->hdr->grows, __atomic_load_n(&r->hdr->grows, __ATOMIC_RELAXED) + 1,
-			 __ATOMIC_RELAXED);
+	__atomic_fetch_add(&r->hdr->grows, 1, __ATOMIC_RELAXED);
 	return 0;
 }

@@ -9,7 +9,7 @@
 #include "shset/lock.h"
 
 #define REGION_MAGIC	    0x31544553484853ull /* "SHHSET1" little endian */
-#define REGION_VERSION	    2u
+#define REGION_VERSION	    3u
 #define REGION_PAGE	    4096u
 #define REGION_LOCK_OFF	    256u
 #define REGION_STATE_OFF    512u  /* owner-defined state area: table.c */
@@ -19,6 +19,10 @@
 #define REGION_DEFAULT_MAX  (8ull << 30)
 #define REGION_DEFAULT_PROC 256u
 #define REGION_KEYS_MAX	    2u /* highest SHSET_KEYS_* value */
+#define REGION_SHARDS_MAX   16u
+/* Default shard count: one shard per this much of max_size, up to 16 (a
+ * power of two); smaller sets are one shard, as before shards existed. */
+#define REGION_SHARD_UNIT (512ull << 20)
 
 /*
  * The first page of every set.  The fields above `size` are written once by
@@ -41,8 +45,9 @@ struct region_hdr {
 	uint64_t grows; /* number of growths; under the lock */
 	/* Written once by the creator like the fields above size; placed last
 	 * so that sets made before it existed read 0 (bytes). */
-	uint32_t key_type; /* SHSET_KEYS_*: how bindings present keys */
-	uint32_t pad;
+	uint32_t key_type;    /* SHSET_KEYS_*: how bindings present keys */
+	uint32_t nshards;     /* 1..REGION_SHARDS_MAX, a power of two */
+	uint64_t shard_bytes; /* shard i owns [i * shard_bytes, (i+1) * ...) */
 };
 
 _Static_assert(sizeof(struct region_hdr) <= REGION_LOCK_OFF, "header overlaps lock");
@@ -54,6 +59,7 @@ struct region_opts {
 	const char *name;
 	const uint64_t *seed; /* hash key to reuse (copies); NULL: random */
 	uint32_t key_type;    /* SHSET_KEYS_* */
+	uint32_t nshards;     /* 0: by max_size (REGION_SHARD_UNIT) */
 };
 
 struct region {
@@ -74,7 +80,28 @@ struct region {
 	/* Bytes known to exist in the file (it can only grow): reads below
 	 * this never fault. */
 	uint64_t avail;
+	/*
+	 * Shards.  A set's keys are split by hash over nshards shards, each
+	 * with its own lock, state, undo log and heap in its own stretch of
+	 * the file, so writers of different shards never meet.  Each shard
+	 * is described by a struct region of its own (shard[i]; shard[0] is
+	 * the region itself) whose lock, state, log and heap fields are the
+	 * shard's: the table and transaction code works on one shard as it
+	 * did on a whole set.  Clones share base, fd and lease with shard[0].
+	 */
+	uint64_t heap_end; /* this shard's heap may not pass it */
+	uint32_t nshards, shard_idx;
+	uint64_t shard_bytes;
+	struct region *owner;			 /* shard[0] */
+	struct region *shard[REGION_SHARDS_MAX]; /* in shard[0] only */
 };
+
+/* The shard holding keys of hash @h: its low bits, which a table uses for
+ * a slot only past 2^58 slots (it takes the high ones). */
+static inline struct region *region_shard(const struct region *r, uint64_t h)
+{
+	return r->shard[h & (r->nshards - 1)];
+}
 
 int region_create(struct region **out, const struct region_opts *o);
 /* Validates @fd (not consumed; dup'ed) and maps it.  @readonly attaches

@@ -2,9 +2,14 @@
 /*
  * set.c - the public set operations, built on region, lock and table.
  *
- * Every mutation is: take the lock (repairing after a dead owner), run one
- * table transaction, commit or abort, release.  Readers (contains, size)
- * first try the lock-free path and fall back to the lock.
+ * A set's keys are split by hash over its shards (region.h), each with its
+ * own lock, state, log and heap.  A mutation of one key is: take its
+ * shard's lock (repairing after a dead owner), run one table transaction,
+ * commit or abort, release.  Whole-set operations (batches over several
+ * shards, clear, copy, collect, set algebra, comparisons) take every
+ * shard's lock in shard order, and their mutations commit as one
+ * (tx_commit_shards).  Readers (contains, size) first try the lock-free
+ * path and fall back to the lock.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "prim.h"
 #include "lease.h"
 #include "region.h"
@@ -54,15 +60,26 @@ uint64_t set_last_hold_ns(void)
 
 struct shset {
 	struct region *r;
-	void *txmem; /* transaction storage, used under the set's lock */
-	dev_t dev;   /* the memfd's identity: what makes two handles one set */
+	/* Transaction storage, one per shard: shard i's is used under shard
+	 * i's lock only. */
+	uint8_t *txmem;
+	size_t txstride;
+	unsigned pop_next; /* the shard pop looks at first (a hint) */
+	dev_t dev;	   /* the memfd's identity: what makes two handles one set */
 	ino_t ino;
 };
 
+/* Once the region is open: its shard count sizes the storage. */
 static int handle_init(struct shset *s)
 {
-	s->txmem = malloc(tx_size());
+	s->txstride = (tx_size() + 63) & ~(size_t)63;
+	s->txmem = aligned_alloc(64, s->txstride * s->r->nshards);
 	return s->txmem ? 0 : -ENOMEM;
+}
+
+static void *shard_txmem(struct shset *s, const struct region *sh)
+{
+	return s->txmem + s->txstride * sh->shard_idx;
 }
 
 /* Records the memfd's identity once the region is open. */
@@ -79,14 +96,24 @@ static int handle_identify(struct shset *s)
 
 /* --- handles -------------------------------------------------------------- */
 
-static int opts_to_region(const struct shset_opts *opts, struct region_opts *ro)
+/* struct shset_opts as version 0.1 laid it out: up to `name`. */
+#define OPTS_V01_SIZE (offsetof(struct shset_opts, name) + sizeof(const char *))
+
+static int opts_to_region(const struct shset_opts *in, struct region_opts *ro)
 {
+	struct shset_opts o = {0}, *opts = &o;
+
 	memset(ro, 0, sizeof(*ro));
 	ro->log_bytes = DEFAULT_LOG_BYTES;
-	if (!opts)
+	if (!in)
 		return 0;
-	/* 0.1 is the first layout with a size: nothing is smaller. */
-	if (opts->flags || (opts->size && opts->size < sizeof(struct shset_opts)))
+	/* size 0 is 0.1's layout (no shards); a later, larger one is read
+	 * as far as this version knows it. */
+	size_t n = in->size ? in->size : OPTS_V01_SIZE;
+	if (n < OPTS_V01_SIZE)
+		return -EINVAL;
+	memcpy(&o, in, n < sizeof(o) ? n : sizeof(o));
+	if (opts->flags)
 		return -EINVAL;
 	ro->max_size = opts->max_bytes;
 	ro->nslots = opts->max_procs;
@@ -96,6 +123,9 @@ static int opts_to_region(const struct shset_opts *opts, struct region_opts *ro)
 	if (opts->key_type > SHSET_KEYS_INT)
 		return -EINVAL;
 	ro->key_type = opts->key_type;
+	if (opts->shards > REGION_SHARDS_MAX || (opts->shards & (opts->shards - 1)))
+		return -EINVAL;
+	ro->nshards = opts->shards;
 	return 0;
 }
 
@@ -106,11 +136,15 @@ static int create_region(struct shset **out, const struct region_opts *ro, uint6
 
 	if (!s)
 		return -ENOMEM;
-	err = handle_init(s);
-	if (!err)
-		err = region_create(&s->r, ro);
+	err = region_create(&s->r, ro);
 	if (!err) {
-		err = table_init(s->r, capacity);
+		err = handle_init(s);
+		/* Each shard's table sized for its share, and an eighth more
+		 * for the hash's unevenness. */
+		unsigned n = s->r->nshards;
+		uint64_t each = capacity ? capacity / n + capacity / (8 * n) + 1 : 0;
+		for (unsigned i = 0; i < n && !err; i++)
+			err = table_init(s->r->shard[i], n == 1 ? capacity : each);
 		if (!err)
 			err = handle_identify(s);
 		if (err)
@@ -156,11 +190,11 @@ int shset_attach_fd(shset **out, int fd)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	err = handle_init(s);
-	if (!err)
-		err = region_attach(&s->r, fd, 0);
+	err = region_attach(&s->r, fd, 0);
 	if (!err && s->r->log_bytes < TX_MIN_LOG)
 		err = -EUCLEAN;
+	if (!err)
+		err = handle_init(s);
 	if (!err)
 		err = handle_identify(s);
 	if (err && s->r)
@@ -200,28 +234,60 @@ void shset_close(shset *s)
 
 /* --- locking ----------------------------------------------------------------- */
 
-static int set_lock(struct shset *s)
+static int lock_shard(struct region *sh)
 {
-	struct region *r = s->r;
-	int res = shset_lock_acquire(r->lock, r->lease);
+	int res = shset_lock_acquire(sh->lock, sh->lease);
 
 	if (res < 0)
 		return res;
 	if (res == SHSET_LOCK_OWNER_DIED) {
-		/* The dead owner's transaction is undone before anyone looks. */
-		int err = tx_repair(r);
+		/* The dead owner's transaction is undone (or, past its
+		 * commit point, kept) before anyone looks. */
+		int err = tx_repair(sh);
 		if (err) {
-			shset_lock_release(r->lock, r->lease);
+			shset_lock_release(sh->lock, sh->lease);
 			return err;
 		}
-		shset_lock_consistent(r->lock, r->lease);
+		shset_lock_consistent(sh->lock, sh->lease);
+	} else if (__builtin_expect((__atomic_load_n(&tx_state(sh)->seq, __ATOMIC_RELAXED) & 1) ||
+					__atomic_load_n(&tx_state(sh)->log_n, __ATOMIC_ACQUIRE),
+				    0)) {
+		/* Odd, or a log, with the lock free: a peer wrote it, or its
+		 * writer died without the lock saying so.  Repaired now, or
+		 * readers would wait on it for ever. */
+		int err = tx_repair(sh);
+		if (err) {
+			shset_lock_release(sh->lock, sh->lease);
+			return err;
+		}
+	}
+	return 0;
+}
+
+static void unlock_shard(struct region *sh)
+{
+	shset_lock_release(sh->lock, sh->lease);
+}
+
+/* Every shard's lock, in shard order (so two such callers never
+ * deadlock, and a one-shard caller holds nothing else). */
+static int set_lock(struct shset *s)
+{
+	for (unsigned i = 0; i < s->r->nshards; i++) {
+		int err = lock_shard(s->r->shard[i]);
+		if (err) {
+			while (i-- > 0)
+				unlock_shard(s->r->shard[i]);
+			return err;
+		}
 	}
 	return 0;
 }
 
 static void set_unlock(struct shset *s)
 {
-	shset_lock_release(s->r->lock, s->r->lease);
+	for (unsigned i = s->r->nshards; i-- > 0;)
+		unlock_shard(s->r->shard[i]);
 }
 
 /*
@@ -243,7 +309,7 @@ static int same_set(const struct shset *a, const struct shset *b)
 	return set_cmp(a, b) == 0;
 }
 
-/* Both locks in (device, inode) order, so (a, b) and (b, a) never
+/* Both sets' locks in (device, inode) order, so (a, b) and (b, a) never
  * deadlock. */
 static int lock_two(struct shset *a, struct shset *b)
 {
@@ -272,27 +338,32 @@ static void unlock_two(struct shset *a, struct shset *b)
 	set_unlock(a);
 }
 
+/* 1 if a transaction expecting @expect writes should start on a fresh
+ * table: worth a pass over the shard when the log could not hold them and
+ * the shard is no bigger than the batch.  A big shard tries in place
+ * first (a resize in progress keeps moving a step at a time) and rebuilds
+ * only if the log runs out. */
+static int want_fresh(const struct tx *x, uint64_t expect)
+{
+	return expect * 2 > tx_log_room(x) && table_tx_count(x) <= expect;
+}
+
 /*
- * Runs @fn in one transaction of @s, lock held by the caller.  If the undo
- * log runs out (-E2BIG), the transaction is undone and run again on a
- * fresh table, where slot writes need no log.
+ * Runs @fn in one transaction of shard @sh, its lock held by the caller.
+ * If the undo log runs out (-E2BIG), the transaction is undone and run
+ * again on a fresh table, where slot writes need no log.
  */
 typedef long long (*tx_fn)(struct tx *x, void *arg);
 
-static long long run_tx(struct shset *s, tx_fn fn, void *arg, uint64_t expect_writes)
+static long long run_tx(struct shset *s, struct region *sh, tx_fn fn, void *arg,
+			uint64_t expect_writes)
 {
 	for (int fresh = 0; fresh < 2; fresh++) {
 		int err;
-		struct tx *x = tx_begin(s->r, s->txmem, &err);
+		struct tx *x = tx_begin(sh, shard_txmem(s, sh), &err);
 		if (!x)
 			return err;
-		/* A fresh table costs a pass over the whole set: worth it when
-		 * the log could not hold the batch and the set is no bigger
-		 * than the batch.  A big set tries in place first (a resize
-		 * in progress keeps moving a step at a time) and rebuilds
-		 * only if the log runs out. */
-		if (fresh ||
-		    (expect_writes * 2 > tx_log_room(x) && table_tx_count(x) <= expect_writes)) {
+		if (fresh || want_fresh(x, expect_writes)) {
 			err = table_fresh(x, expect_writes);
 			if (err) {
 				tx_abort(x);
@@ -312,13 +383,71 @@ static long long run_tx(struct shset *s, tx_fn fn, void *arg, uint64_t expect_wr
 	return -E2BIG;
 }
 
-static long long locked_tx(struct shset *s, tx_fn fn, void *arg, uint64_t expect_writes)
+static long long shard_tx(struct shset *s, struct region *sh, tx_fn fn, void *arg,
+			  uint64_t expect_writes)
+{
+	int err = lock_shard(sh);
+
+	if (err)
+		return err;
+	long long res = run_tx(s, sh, fn, arg, expect_writes);
+	unlock_shard(sh);
+	return res;
+}
+
+/*
+ * Runs @fn over one transaction per shard (xs[i] for shard i), every
+ * shard's lock held by the caller, and commits them as one.  @expect (or
+ * NULL) says how many writes each shard may take, to start it on a fresh
+ * table as run_tx does; -E2BIG from any shard undoes all and runs again
+ * with every shard fresh.
+ */
+typedef long long (*multi_fn)(struct shset *s, struct tx **xs, void *arg);
+
+static long long run_multi(struct shset *s, multi_fn fn, void *arg, const uint64_t *expect)
+{
+	struct region *r = s->r;
+	struct tx *xs[REGION_SHARDS_MAX];
+	unsigned n = r->nshards;
+
+	for (int fresh = 0; fresh < 2; fresh++) {
+		uint64_t tag = tx_new_tag(r);
+		long long res = 0;
+		unsigned began;
+		for (began = 0; began < n && res >= 0; began++) {
+			int err;
+			struct region *sh = r->shard[began];
+			uint64_t e = expect ? expect[began] : 0;
+			xs[began] = tx_begin(sh, shard_txmem(s, sh), &err);
+			if (!xs[began]) {
+				res = err;
+				break;
+			}
+			tx_join(xs[began], tag);
+			if (fresh || want_fresh(xs[began], e))
+				res = table_fresh(xs[began], e);
+		}
+		if (res >= 0)
+			res = fn(s, xs, arg);
+		if (res >= 0) {
+			tx_commit_shards(xs, n, tag);
+			return res;
+		}
+		while (began-- > 0)
+			tx_abort(xs[began]);
+		if (res != -E2BIG)
+			return res;
+	}
+	return -E2BIG;
+}
+
+static long long locked_multi(struct shset *s, multi_fn fn, void *arg, const uint64_t *expect)
 {
 	int err = set_lock(s);
 
 	if (err)
 		return err;
-	long long res = run_tx(s, fn, arg, expect_writes);
+	long long res = run_multi(s, fn, arg, expect);
 	set_unlock(s);
 	return res;
 }
@@ -328,6 +457,7 @@ static long long locked_tx(struct shset *s, tx_fn fn, void *arg, uint64_t expect
 struct key_arg {
 	const void *key;
 	size_t len;
+	uint64_t h;
 };
 
 static int key_ok(const struct shset *s, const void *key, size_t len)
@@ -340,29 +470,34 @@ static int key_ok(const struct shset *s, const void *key, size_t len)
 static long long do_add(struct tx *x, void *arg)
 {
 	struct key_arg *k = arg;
-	return table_insert(x, k->key, k->len);
+	return table_insert_h(x, k->key, k->len, k->h);
 }
 
 static long long do_remove(struct tx *x, void *arg)
 {
 	struct key_arg *k = arg;
-	return table_remove(x, k->key, k->len);
+	return table_remove_h(x, k->key, k->len, k->h);
+}
+
+static int key_tx(shset *s, tx_fn fn, const void *key, size_t len)
+{
+	struct key_arg k = {key ? key : "", len, 0};
+	int err = key_ok(s, key, len);
+
+	if (err)
+		return err;
+	k.h = hash_bytes(s->r->seed, k.key, len);
+	return (int)shard_tx(s, region_shard(s->r, k.h), fn, &k, 1);
 }
 
 int shset_add(shset *s, const void *key, size_t len)
 {
-	struct key_arg k = {key ? key : "", len};
-	int err = key_ok(s, key, len);
-
-	return err ? err : (int)locked_tx(s, do_add, &k, 1);
+	return key_tx(s, do_add, key, len);
 }
 
 int shset_remove(shset *s, const void *key, size_t len)
 {
-	struct key_arg k = {key ? key : "", len};
-	int err = key_ok(s, key, len);
-
-	return err ? err : (int)locked_tx(s, do_remove, &k, 1);
+	return key_tx(s, do_remove, key, len);
 }
 
 /* Rounds of a reader's wait (each up to READ_WAIT_NS, 200 us) for a live
@@ -370,19 +505,27 @@ int shset_remove(shset *s, const void *key, size_t len)
  * writer switched out. */
 #define READER_PATIENCE 25
 
-/* After a lock-free read gave @res: 1 (having yielded the CPU) if it
- * should be tried again because a transaction outlasted the reader's wait
- * while its writer is alive (switched out, most likely) and the reader has
- * not waited *@rounds of READER_PATIENCE yet; 0 when the lock must decide:
- * a dead writer, or a long transaction (a big batch) waited for on it. */
-static int wait_for_writer(struct shset *s, long long res, int *rounds)
+/* After a lock-free read of shard @sh gave @res: 1 (having yielded the
+ * CPU) if it should be tried again because a transaction outlasted the
+ * reader's wait while its writer is alive (switched out, most likely) and
+ * the reader has not waited *@rounds of READER_PATIENCE yet; 0 when the
+ * lock must decide: a dead writer, or a long transaction (a big batch)
+ * waited for on it. */
+static int wait_for_writer(struct region *sh, long long res, int *rounds)
 {
-	if (res != -EBUSY || *rounds >= READER_PATIENCE || !s->r->lease ||
-	    !lease_holder_alive(s->r->lease, s->r->lock))
+	if (res != -EBUSY || *rounds >= READER_PATIENCE || !sh->lease ||
+	    !lease_holder_alive(sh->lease, sh->lock))
 		return 0;
 	++*rounds;
 	sched_yield();
 	return 1;
+}
+
+/* A key's presence in @r, every shard's lock held. */
+static int contains_locked(struct region *r, const void *key, size_t len)
+{
+	uint64_t h = hash_bytes(r->seed, key, len);
+	return table_contains_locked_h(region_shard(r, h), key, len, h);
 }
 
 int shset_contains(shset *s, const void *key, size_t len)
@@ -393,20 +536,22 @@ int shset_contains(shset *s, const void *key, size_t len)
 		return err;
 	if (!key)
 		key = "";
-	int res = table_contains_optimistic(s->r, key, len);
+	uint64_t h = hash_bytes(s->r->seed, key, len);
+	struct region *sh = region_shard(s->r, h);
+	int res = table_contains_optimistic_h(sh, key, len, h);
 	/* Rather than queue for a switched-out writer's lock and hold it in
 	 * turn, wait for the writer a while longer. */
-	for (int rounds = 0; wait_for_writer(s, res, &rounds);)
-		res = table_contains_optimistic(s->r, key, len);
+	for (int rounds = 0; wait_for_writer(sh, res, &rounds);)
+		res = table_contains_optimistic_h(sh, key, len, h);
 	if (res != -EAGAIN && res != -EBUSY)
 		return res;
 	/* Writers kept the sequence moving, or one died with it odd: the
 	 * lock waits for them, or takes over and repairs. */
-	err = set_lock(s);
+	err = lock_shard(sh);
 	if (err)
 		return err;
-	res = table_contains_locked(s->r, key, len);
-	set_unlock(s);
+	res = table_contains_locked_h(sh, key, len, h);
+	unlock_shard(sh);
 	return res;
 }
 
@@ -414,33 +559,44 @@ long long shset_size(shset *s)
 {
 	if (!s)
 		return -EINVAL;
-	long long n = table_count_optimistic(s->r);
-	for (int rounds = 0; wait_for_writer(s, n, &rounds);)
-		n = table_count_optimistic(s->r);
+	struct region *busy;
+	long long n = table_count_shards_optimistic(s->r, &busy);
+	for (int rounds = 0; wait_for_writer(busy, n, &rounds);)
+		n = table_count_shards_optimistic(s->r, &busy);
 	if (n != -EAGAIN && n != -EBUSY)
 		return n;
 	int err = set_lock(s);
 	if (err)
 		return err;
-	n = table_count_locked(s->r);
+	n = 0;
+	for (unsigned i = 0; i < s->r->nshards && n >= 0; i++) {
+		long long c = table_count_locked(s->r->shard[i]);
+		n = c < 0 ? c : n + c;
+	}
 	set_unlock(s);
 	return n;
 }
 
-/* Returns how many keys it removed. */
-static long long do_clear(struct tx *x, void *arg)
+/* Every shard emptied; returns how many keys that removed. */
+static long long do_clear(struct shset *s, struct tx **xs, void *arg)
 {
+	long long n = 0;
+
 	(void)arg;
-	long long n = (long long)table_tx_count(x);
-	int err = table_clear(x);
-	return err ? err : n;
+	for (unsigned i = 0; i < s->r->nshards; i++) {
+		n += (long long)table_tx_count(xs[i]);
+		int err = table_clear(xs[i]);
+		if (err)
+			return err;
+	}
+	return n;
 }
 
 int shset_clear(shset *s)
 {
 	if (!s)
 		return -EINVAL;
-	long long res = locked_tx(s, do_clear, NULL, 0);
+	long long res = locked_multi(s, do_clear, NULL, NULL);
 	return res < 0 ? (int)res : 0;
 }
 
@@ -463,14 +619,40 @@ int shset_pop(shset *s, void *buf, size_t cap, size_t *len)
 
 	if (!s || (!buf && cap))
 		return -EINVAL;
-	return (int)locked_tx(s, do_pop, &p, 1);
+	struct region *r = s->r;
+	unsigned n = r->nshards;
+	if (n == 1)
+		return (int)shard_tx(s, r, do_pop, &p, 1);
+	/* One shard at a time, from a different one each call, those whose
+	 * count (a racy hint) is not 0. */
+	unsigned first = __atomic_fetch_add(&s->pop_next, 1, __ATOMIC_RELAXED);
+	for (unsigned k = 0; k < n; k++) {
+		struct region *sh = r->shard[(first + k) & (n - 1)];
+		if (!__atomic_load_n(&tx_state(sh)->count, __ATOMIC_RELAXED))
+			continue;
+		long long res = shard_tx(s, sh, do_pop, &p, 1);
+		if (res != 0)
+			return (int)res;
+	}
+	/* Every shard looked empty, but not at the same moment (a key may
+	 * have moved from one not yet looked at to one already passed):
+	 * empty is decided with every lock held. */
+	int err = set_lock(s);
+	if (err)
+		return err;
+	long long res = 0;
+	for (unsigned i = 0; i < n && res == 0; i++)
+		res = run_tx(s, r->shard[i], do_pop, &p, 1);
+	set_unlock(s);
+	return (int)res;
 }
 
 /* --- batches ------------------------------------------------------------------ */
 
 struct batch_arg {
 	const void *const *keys;
-	const size_t *lens;
+	const size_t *lens; /* NULL: strlen */
+	const uint64_t *hs; /* the keys' hashes, or NULL: not computed */
 	size_t n;
 	int add;
 };
@@ -489,8 +671,13 @@ static long long do_batch(struct tx *x, void *arg)
 		return table_insert_many(x, b->keys, b->lens, b->n);
 	for (size_t i = 0; i < b->n; i++) {
 		const void *k = b->keys[i] ? b->keys[i] : "";
-		int r = b->add ? table_insert(x, k, batch_len(b, i))
-			       : table_remove(x, k, batch_len(b, i));
+		size_t len = batch_len(b, i);
+		int r;
+		if (b->hs)
+			r = b->add ? table_insert_h(x, k, len, b->hs[i])
+				   : table_remove_h(x, k, len, b->hs[i]);
+		else
+			r = b->add ? table_insert(x, k, len) : table_remove(x, k, len);
 		if (r < 0)
 			return r;
 		done += r;
@@ -498,9 +685,87 @@ static long long do_batch(struct tx *x, void *arg)
 	return done;
 }
 
+/* A batch split by shard: shard i's keys are part[i], each a batch of
+ * its own (keys, lengths and hashes in the shared arrays). */
+struct split {
+	struct batch_arg part[REGION_SHARDS_MAX];
+	uint64_t expect[REGION_SHARDS_MAX];
+	const void **keys;
+	size_t *lens;
+	uint64_t *hs;
+};
+
+static void split_free(struct split *sp)
+{
+	free(sp->keys);
+	free(sp->lens);
+	free(sp->hs);
+}
+
+/* Splits @n keys (@lens NULL: strings) by shard; the hashes come along.
+ * Returns the shard every key is in, -1 if they span several, or -ENOMEM. */
+static int split_keys(struct region *r, struct split *sp, const void *const *keys,
+		      const size_t *lens, size_t n, int add)
+{
+	unsigned ns = r->nshards;
+	size_t at[REGION_SHARDS_MAX] = {0}, cnt[REGION_SHARDS_MAX] = {0};
+
+	memset(sp, 0, sizeof(*sp));
+	sp->keys = malloc(n * sizeof(*sp->keys));
+	sp->lens = malloc(n * sizeof(*sp->lens));
+	sp->hs = malloc(n * sizeof(*sp->hs));
+	uint64_t *th = malloc(n * sizeof(*th));
+	if (!sp->keys || !sp->lens || !sp->hs || !th) {
+		free(th);
+		split_free(sp);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const void *k = keys[i] ? keys[i] : "";
+		size_t len = lens ? lens[i] : strlen(k);
+		th[i] = hash_bytes(r->seed, k, len);
+		cnt[th[i] & (ns - 1)]++;
+	}
+	int only = -1;
+	for (size_t i = 0, sum = 0; i < ns; i++) {
+		at[i] = sum;
+		sum += cnt[i];
+		if (cnt[i] == n)
+			only = (int)i;
+		sp->part[i] = (struct batch_arg){sp->keys + at[i], sp->lens + at[i], sp->hs + at[i],
+						 cnt[i], add};
+		sp->expect[i] = cnt[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		const void *k = keys[i] ? keys[i] : "";
+		size_t j = at[th[i] & (ns - 1)]++;
+		sp->keys[j] = k;
+		sp->lens[j] = lens ? lens[i] : strlen(k);
+		sp->hs[j] = th[i];
+	}
+	free(th);
+	return only;
+}
+
+static long long do_split(struct shset *s, struct tx **xs, void *arg)
+{
+	struct split *sp = arg;
+	long long done = 0;
+
+	for (unsigned i = 0; i < s->r->nshards; i++) {
+		if (!sp->part[i].n)
+			continue;
+		long long res = do_batch(xs[i], &sp->part[i]);
+		if (res < 0)
+			return res;
+		done += res;
+	}
+	return done;
+}
+
 static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)
 {
-	struct batch_arg b = {keys, lens, n, add};
+	struct batch_arg b = {keys, lens, NULL, n, add};
 
 	if (!s || (!keys && n))
 		return -EINVAL;
@@ -510,7 +775,23 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 		if (keys[i] && batch_len(&b, i) > SHSET_KEY_MAX)
 			return -EINVAL;
 	}
-	return locked_tx(s, do_batch, &b, n);
+	if (s->r->nshards == 1)
+		return shard_tx(s, s->r, do_batch, &b, n);
+	if (!n)
+		return 0;
+	/* Split before any lock is taken; a batch within one shard (a small
+	 * one, most likely) takes that shard's lock only. */
+	struct split sp;
+	int only = split_keys(s->r, &sp, keys, lens, n, add);
+	if (only < -1)
+		return only;
+	long long res;
+	if (only >= 0)
+		res = shard_tx(s, s->r->shard[only], do_batch, &sp.part[only], n);
+	else
+		res = locked_multi(s, do_split, &sp, sp.expect);
+	split_free(&sp);
+	return res;
 }
 
 struct records_arg {
@@ -530,8 +811,44 @@ long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, 
 	struct records_arg a = {recs, len, n};
 	/* table_init's sizing: @capacity keys below the 3/4 load limit. */
 	uint64_t expect = (capacity * 2 + 2) / 3;
+	unsigned ns = s->r->nshards;
 
-	return locked_tx(s, do_records, &a, expect > n ? expect : n);
+	if (ns == 1)
+		return shard_tx(s, s->r, do_records, &a, expect > n ? expect : n);
+	/* Several shards: the records' keys split by shard, each shard's
+	 * table built once at its final size. */
+	const void **keys = malloc((n ? n : 1) * sizeof(*keys));
+	size_t *lens = malloc((n ? n : 1) * sizeof(*lens));
+	long long res = -ENOMEM;
+	if (keys && lens) {
+		size_t at = 0, i;
+		for (i = 0; i < n; i++) {
+			uint32_t l;
+			if (len - at < 4)
+				break;
+			memcpy(&l, recs + at, 4);
+			if (len - at - 4 < l)
+				break;
+			keys[i] = recs + at + 4;
+			lens[i] = l;
+			at += 4 + (size_t)l;
+		}
+		res = -EINVAL;
+		struct split sp;
+		int only = i == n ? split_keys(s->r, &sp, keys, lens, n, 1) : -EINVAL;
+		if (only >= -1) {
+			for (unsigned j = 0; j < ns; j++)
+				if (sp.expect[j] < expect / ns)
+					sp.expect[j] = expect / ns;
+			res = locked_multi(s, do_split, &sp, sp.expect);
+			split_free(&sp);
+		} else {
+			res = only;
+		}
+	}
+	free(keys);
+	free(lens);
+	return res;
 }
 
 long long shset_add_batch(shset *s, const void *const *keys, const size_t *lens, size_t n)
@@ -562,27 +879,33 @@ int shset_copy(shset *s, shset **out)
 	ro.log_bytes = s->r->log_bytes;
 	ro.seed = s->r->seed;
 	ro.key_type = s->r->key_type;
+	ro.nshards = s->r->nshards;
 	err = create_region(&c, &ro, 0);
 	if (err)
 		return err;
-	/* Fault the destination in before taking the lock, so the lock is
-	 * held only for the memcpy itself.  The size is a racy guess; the
+	/* Fault the destination in before taking the locks, so they are
+	 * held only for the memcpy itself.  The sizes are racy guesses; the
 	 * copy grows the file further under the lock if it must. */
-	struct table_stats ts;
-	table_stats(s->r, &ts);
-	uint64_t guess = c->r->heap_off + ts.heap_bytes;
-	region_check(s->r, 0, guess); /* learns of growth by other processes */
-	if (guess > s->r->avail)      /* a scribbled brk must not make us fault in GiBs */
-		guess = s->r->avail;
-	if (guess > c->r->heap_off && guess <= c->r->map_size && region_grow(c->r, guess) == 0) {
-		/* Only where the source has data: its holes stay holes. */
-		region_extents(s->r, c->r->heap_off, guess, prefault_extent, c->r);
-		region_prefetch(s->r, s->r->heap_off, guess);
+	for (unsigned i = 0; i < s->r->nshards; i++) {
+		struct region *src = s->r->shard[i], *dst = c->r->shard[i];
+		struct table_stats ts;
+		table_stats(src, &ts);
+		uint64_t guess = dst->heap_off + ts.heap_bytes;
+		region_check(src, 0, guess); /* learns of growth by other processes */
+		if (guess > src->avail)	     /* a scribbled brk must not fault in GiBs */
+			guess = src->avail;
+		if (guess > dst->heap_off && guess <= dst->heap_end &&
+		    region_grow(dst, guess) == 0) {
+			/* Only where the source has data: its holes stay holes. */
+			region_extents(src, dst->heap_off, guess, prefault_extent, dst);
+			region_prefetch(src, src->heap_off, guess);
+		}
 	}
 	err = set_lock(s);
 	if (!err) {
 		uint64_t t0 = prim_mono_ns();
-		err = table_copy_into(s->r, c->r);
+		for (unsigned i = 0; i < s->r->nshards && !err; i++)
+			err = table_copy_into(s->r->shard[i], c->r->shard[i]);
 		set_unlock(s);
 		__atomic_store_n(&last_hold_ns, prim_mono_ns() - t0, __ATOMIC_RELAXED);
 	}
@@ -591,6 +914,44 @@ int shset_copy(shset *s, shset **out)
 		return err;
 	}
 	*out = c;
+	return 0;
+}
+
+/* Every shard's records into @buf, locks held: *@lenp the bytes written,
+ * or with -ENOBUFS the bytes they need. */
+static int collect_shards(struct region *r, uint8_t *buf, size_t cap, size_t *lenp, uint64_t *count,
+			  uint64_t *key_bytes)
+{
+	size_t at = 0, need = 0;
+	uint64_t n = 0, kb = 0;
+	int short_of = 0;
+
+	for (unsigned i = 0; i < r->nshards; i++) {
+		size_t len;
+		uint64_t c, k;
+		int err =
+		    table_collect(r->shard[i], buf + at, short_of ? 0 : cap - at, &len, &c, &k);
+		if (err == -ENOBUFS) {
+			short_of = 1;
+			need += len;
+			continue;
+		}
+		if (err)
+			return err;
+		if (short_of) {
+			need += len;
+			continue;
+		}
+		at += len;
+		need += len;
+		n += c;
+		kb += k;
+	}
+	*lenp = short_of ? need : at;
+	if (short_of)
+		return -ENOBUFS;
+	*count = n;
+	*key_bytes = kb;
 	return 0;
 }
 
@@ -611,7 +972,7 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 	if (fstat(s->r->fd, &fst) < 0)
 		return -errno;
 	uint64_t limit = 2 * (uint64_t)fst.st_blocks * 512 + 4096;
-	table_stats(s->r, &ts);
+	table_stats_shards(s->r, &ts);
 	need = (size_t)(ts.count * 4 + ts.key_bytes);
 	if (need > 2 * ts.heap_bytes + 4096) /* racy or scribbled: the lock decides */
 		need = 2 * ts.heap_bytes + 4096;
@@ -627,13 +988,17 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 		}
 		buf = nb;
 		prefault(buf, headroom + cap);
-		region_check(s->r, 0, s->r->heap_off + ts.heap_bytes);
-		region_prefetch(s->r, s->r->heap_off, s->r->heap_off + ts.heap_bytes);
+		for (unsigned i = 0; i < s->r->nshards; i++) {
+			struct region *sh = s->r->shard[i];
+			table_stats(sh, &ts);
+			region_check(sh, 0, sh->heap_off + ts.heap_bytes);
+			region_prefetch(sh, sh->heap_off, sh->heap_off + ts.heap_bytes);
+		}
 		err = set_lock(s);
 		if (err)
 			break;
 		uint64_t t0 = prim_mono_ns();
-		err = table_collect(s->r, buf + headroom, cap, lenp, count, key_bytes);
+		err = collect_shards(s->r, buf + headroom, cap, lenp, count, key_bytes);
 		set_unlock(s);
 		__atomic_store_n(&last_hold_ns, prim_mono_ns() - t0, __ATOMIC_RELAXED);
 		if (err != -ENOBUFS)
@@ -691,45 +1056,56 @@ enum { ALG_UNION, ALG_INTER, ALG_DIFF, ALG_SYMDIFF };
 
 static int keep_if_in_other(const void *k, size_t len, void *arg)
 {
-	return table_contains_locked(arg, k, len);
+	return contains_locked(arg, k, len);
 }
 
-static long long do_two(struct tx *x, void *arg)
+static long long do_two(struct shset *s, struct tx **xs, void *arg)
 {
 	struct two_arg *a = arg;
-	struct region *o = a->other->r;
-	struct table_iter it;
-	const uint8_t *k;
-	size_t len;
+	struct region *o = a->other->r, *r = s->r;
 	long long done = 0;
-	int r;
+	int res;
 
 	if (a->mode == ALG_INTER) {
-		r = table_filter(x, keep_if_in_other, o);
-		return r;
+		for (unsigned i = 0; i < r->nshards; i++) {
+			res = table_filter(xs[i], keep_if_in_other, o);
+			if (res < 0)
+				return res;
+			done += res;
+		}
+		return done;
 	}
-	table_iter_start(o, &it);
-	while ((r = table_iter_next(&it, &k, &len)) == 1) {
-		int res;
-		/* The other set's key bytes are shared memory: hashed and
-		 * stored from one private copy, so a peer changing them
-		 * between the two cannot make this set disagree with itself. */
-		memcpy(a->key, k, len);
-		k = a->key;
-		if (a->mode == ALG_UNION) {
-			res = table_insert(x, k, len);
-		} else if (a->mode == ALG_DIFF) {
-			res = table_remove(x, k, len);
-		} else {
-			res = table_remove(x, k, len);
-			if (res == 0)
-				res = table_insert(x, k, len);
+	for (unsigned j = 0; j < o->nshards; j++) {
+		struct table_iter it;
+		const uint8_t *k;
+		size_t len;
+		table_iter_start(o->shard[j], &it);
+		while ((res = table_iter_next(&it, &k, &len)) == 1) {
+			/* The other set's key bytes are shared memory: hashed
+			 * and stored from one private copy, so a peer changing
+			 * them between the two cannot make this set disagree
+			 * with itself. */
+			memcpy(a->key, k, len);
+			k = a->key;
+			uint64_t h = hash_bytes(r->seed, k, len);
+			struct tx *x = xs[h & (r->nshards - 1)];
+			if (a->mode == ALG_UNION) {
+				res = table_insert_h(x, k, len, h);
+			} else if (a->mode == ALG_DIFF) {
+				res = table_remove_h(x, k, len, h);
+			} else {
+				res = table_remove_h(x, k, len, h);
+				if (res == 0)
+					res = table_insert_h(x, k, len, h);
+			}
+			if (res < 0)
+				return res;
+			done += res;
 		}
 		if (res < 0)
 			return res;
-		done += res;
 	}
-	return r < 0 ? r : done;
+	return done;
 }
 
 static long long algebra(shset *s, shset *other, int mode)
@@ -740,7 +1116,7 @@ static long long algebra(shset *s, shset *other, int mode)
 		/* s | s = s & s = s; s - s = s ^ s = empty. */
 		if (mode == ALG_UNION || mode == ALG_INTER)
 			return 0;
-		return locked_tx(s, do_clear, NULL, 0);
+		return locked_multi(s, do_clear, NULL, NULL);
 	}
 	struct two_arg a = {other, mode, malloc(SHSET_KEY_MAX)};
 	if (!a.key)
@@ -750,16 +1126,23 @@ static long long algebra(shset *s, shset *other, int mode)
 		free(a.key);
 		return err;
 	}
-	/* How many keys may change, to size a fresh table: the other's count
-	 * only if its table fits its file, and no more keys than the memory
+	/* How many keys may change, to size fresh tables: the other's count
+	 * only if its tables fit its file, and no more keys than the memory
 	 * its file holds could store (32 bytes a slot); a peer holding only
 	 * the other set must not make this one allocate. */
-	long long n = table_count_locked(other->r);
+	uint64_t writes = 0;
+	for (unsigned i = 0; i < other->r->nshards; i++) {
+		long long n = table_count_locked(other->r->shard[i]);
+		writes += n > 0 ? (uint64_t)n : 0;
+	}
 	struct stat ost;
-	uint64_t writes = n > 0 ? (uint64_t)n : 0;
 	if (fstat(other->r->fd, &ost) < 0 || writes > (uint64_t)ost.st_blocks * 512 / 32)
 		writes = 0; /* unsized: the log's room decides, E2BIG retries fresh */
-	long long res = run_tx(s, do_two, &a, mode == ALG_INTER ? 0 : writes);
+	uint64_t expect[REGION_SHARDS_MAX];
+	unsigned ns = s->r->nshards;
+	for (unsigned i = 0; i < ns; i++)
+		expect[i] = mode == ALG_INTER ? 0 : writes / ns + writes / (8 * ns);
+	long long res = run_multi(s, do_two, &a, expect);
 	unlock_two(s, other);
 	free(a.key);
 	return res;
@@ -801,8 +1184,8 @@ static int compare(shset *a, shset *b, int mode)
 	if (err)
 		return err;
 	struct table_stats sa, sb;
-	table_stats(a->r, &sa);
-	table_stats(b->r, &sb);
+	table_stats_shards(a->r, &sa);
+	table_stats_shards(b->r, &sb);
 	int res = 1;
 	struct region *walk = a->r, *probe = b->r;
 	if (mode == CMP_DISJOINT && sb.count < sa.count) {
@@ -813,24 +1196,26 @@ static int compare(shset *a, shset *b, int mode)
 	    (mode == CMP_EQUAL && sa.count != sb.count)) {
 		res = 0;
 	} else {
-		struct table_iter it;
-		const uint8_t *k;
-		size_t len;
-		int r;
-		table_iter_start(walk, &it);
-		while ((r = table_iter_next(&it, &k, &len)) == 1) {
-			int in = table_contains_locked(probe, k, len);
-			if (in < 0) {
-				res = in;
-				break;
+		for (unsigned j = 0; j < walk->nshards && res == 1; j++) {
+			struct table_iter it;
+			const uint8_t *k;
+			size_t len;
+			int r;
+			table_iter_start(walk->shard[j], &it);
+			while ((r = table_iter_next(&it, &k, &len)) == 1) {
+				int in = contains_locked(probe, k, len);
+				if (in < 0) {
+					res = in;
+					break;
+				}
+				if (mode == CMP_DISJOINT ? in : !in) {
+					res = 0;
+					break;
+				}
 			}
-			if (mode == CMP_DISJOINT ? in : !in) {
-				res = 0;
-				break;
-			}
+			if (r < 0)
+				res = r;
 		}
-		if (r < 0)
-			res = r;
 	}
 	unlock_two(a, b);
 	return res;
@@ -871,7 +1256,8 @@ int shset_verify(shset *s)
 	int err = set_lock(s);
 	if (err)
 		return err;
-	err = table_verify(s->r);
+	for (unsigned i = 0; i < s->r->nshards && !err; i++)
+		err = table_verify(s->r->shard[i]);
 	set_unlock(s);
 	return err;
 }
@@ -884,7 +1270,7 @@ int shset_stats(shset *s, struct shset_stats *out)
 	if (!s || !out)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
-	table_stats(s->r, &ts);
+	table_stats_shards(s->r, &ts);
 	/* Figures a peer wrote are reported only if the region could hold
 	 * them; otherwise the caller gets them together with -EUCLEAN. */
 	int bad = ts.count > ts.capacity || ts.tombstones > ts.capacity - ts.count ||
@@ -911,6 +1297,7 @@ int shset_stats(shset *s, struct shset_stats *out)
 		if (__atomic_load_n(&slots[i].pid, __ATOMIC_RELAXED) &&
 		    shset_lease_slot_alive(s->r->lease, i) == 1)
 			st->attached++;
+	/* Shard 0's lock: the one every whole-set operation takes first. */
 	int err = shset_lock_state(s->r->lock, &st->lock);
 	memcpy(out, st, sizeof(*st));
 	return err ? err : bad ? -EUCLEAN : 0;

@@ -221,12 +221,13 @@ static int find(const struct view *v, const struct tables *tb, uint64_t h, const
 	return res;
 }
 
-static int lookup(const struct view *v, const struct tables *tb, const void *key, size_t len)
+static int lookup(const struct view *v, const struct tables *tb, const void *key, size_t len,
+		  uint64_t h)
 {
 	uint64_t pos, ins;
 	int in_old, tomb;
 
-	return find(v, tb, hash_bytes(v->seed, key, len), key, len, &pos, &in_old, &ins, &tomb);
+	return find(v, tb, h, key, len, &pos, &in_old, &ins, &tomb);
 }
 
 /* --- lock-free readers ---------------------------------------------------- */
@@ -277,6 +278,11 @@ static void tables_read(const struct tx_state *st, struct tables *tb)
 
 int table_contains_optimistic(struct region *r, const void *key, size_t len)
 {
+	return table_contains_optimistic_h(r, key, len, hash_bytes(r->seed, key, len));
+}
+
+int table_contains_optimistic_h(struct region *r, const void *key, size_t len, uint64_t h)
+{
 	struct tx_state *st = state(r);
 	uint64_t deadline = 0, s;
 
@@ -287,7 +293,7 @@ int table_contains_optimistic(struct region *r, const void *key, size_t len)
 		struct tables tb;
 		view_region(&v, r, __atomic_load_n(&st->brk, __ATOMIC_RELAXED));
 		tables_read(st, &tb);
-		int res = lookup(&v, &tb, key, len);
+		int res = lookup(&v, &tb, key, len, h);
 		if (!seq_retry(st, s))
 			return res;
 	}
@@ -336,6 +342,43 @@ long long table_count_optimistic(struct region *r)
 	return -EAGAIN;
 }
 
+long long table_count_shards_optimistic(struct region *r, struct region **busy)
+{
+	unsigned n = r->nshards;
+	uint64_t s1[REGION_SHARDS_MAX];
+
+	*busy = r;
+	if (n == 1)
+		return table_count_optimistic(r);
+	for (int tries = 0; tries < READ_TRIES; tries++) {
+		long long sum = 0;
+		int same = 1;
+		for (unsigned i = 0; i < n; i++)
+			s1[i] = seq_begin(state(r->shard[i]));
+		for (unsigned i = 0; i < n; i++) {
+			long long c = table_count_optimistic(r->shard[i]);
+			if (c < 0) {
+				*busy = r->shard[i];
+				return c;
+			}
+			sum += c;
+		}
+		/* Every shard even and unchanged from before the first count
+		 * to after the last: at the moment between the two passes
+		 * the counts were all true at once, and no transaction over
+		 * several shards was half published (each keeps its shards
+		 * odd until all are). */
+		SEQ_FENCE();
+		for (unsigned i = 0; i < n; i++)
+			if ((s1[i] & 1) ||
+			    __atomic_load_n(&state(r->shard[i])->seq, __ATOMIC_RELAXED) != s1[i])
+				same = 0;
+		if (same)
+			return sum;
+	}
+	return -EAGAIN;
+}
+
 long long table_count_locked(struct region *r)
 {
 	struct tables tb;
@@ -347,12 +390,17 @@ long long table_count_locked(struct region *r)
 
 int table_contains_locked(struct region *r, const void *key, size_t len)
 {
+	return table_contains_locked_h(r, key, len, hash_bytes(r->seed, key, len));
+}
+
+int table_contains_locked_h(struct region *r, const void *key, size_t len, uint64_t h)
+{
 	struct view v;
 	struct tables tb;
 
 	view_region(&v, r, __atomic_load_n(&state(r)->brk, __ATOMIC_RELAXED));
 	tables_read(state(r), &tb);
-	return lookup(&v, &tb, key, len);
+	return lookup(&v, &tb, key, len, h);
 }
 
 /* --- mutations ------------------------------------------------------------- */
@@ -752,6 +800,11 @@ int table_insert(struct tx *x, const void *key, size_t len)
 	return insert_hashed(x, key, len, hash_bytes(x->v.seed, key, len));
 }
 
+int table_insert_h(struct tx *x, const void *key, size_t len, uint64_t h)
+{
+	return insert_hashed(x, key, len, h);
+}
+
 /* --- bulk inserts ----------------------------------------------------------- */
 
 /* Keys hashed, and their home slots fetched, this far ahead of the insert
@@ -985,6 +1038,11 @@ static int maybe_shrink(struct tx *x)
 
 int table_remove(struct tx *x, const void *key, size_t len)
 {
+	return table_remove_h(x, key, len, hash_bytes(x->v.seed, key, len));
+}
+
+int table_remove_h(struct tx *x, const void *key, size_t len, uint64_t h)
+{
 	struct tables tb;
 	uint64_t pos, ins;
 	int res, in_old, tomb;
@@ -995,8 +1053,7 @@ int table_remove(struct tx *x, const void *key, size_t len)
 	if (res)
 		return res;
 	tb = (struct tables){x->tdesc, x->old_tdesc, x->moved};
-	res =
-	    find(&x->v, &tb, hash_bytes(x->v.seed, key, len), key, len, &pos, &in_old, &ins, &tomb);
+	res = find(&x->v, &tb, h, key, len, &pos, &in_old, &ins, &tomb);
 	if (res <= 0)
 		return res;
 	res = remove_at(x, in_old ? x->old_tdesc : x->tdesc, pos, (uint32_t)len);
@@ -1200,7 +1257,7 @@ int table_iter_next(struct table_iter *it, const uint8_t **key, size_t *len)
 
 static void view_snap(struct view *v, const struct table_snap *sn)
 {
-	view_copy(v, sn->buf, sn->heap_off, sn->st.brk, sn->seed);
+	view_copy(v, sn->buf, sn->heap_off, sn->st.brk, sn->seed, sn->shard_mask, sn->shard);
 }
 
 struct snap_read {
@@ -1245,8 +1302,11 @@ static int snap_copy(struct region *r, struct table_snap *sn)
 	sn->heap_off = r->heap_off;
 	sn->seed[0] = r->seed[0];
 	sn->seed[1] = r->seed[1];
+	sn->shard_mask = r->nshards - 1;
+	sn->shard = r->shard_idx;
 	uint64_t brk = sn->st.brk;
-	if (brk < sn->heap_off || region_check(r, sn->heap_off, brk - sn->heap_off))
+	if (brk < sn->heap_off || brk > r->heap_end ||
+	    region_check(r, sn->heap_off, brk - sn->heap_off))
 		return -EUCLEAN;
 	table_snap_free(sn);
 	/* Anonymous memory reads as zeros and takes no memory until written
@@ -1316,7 +1376,7 @@ int table_copy_into(struct region *src, struct region *dst)
 		return -EUCLEAN;
 	if (brk < src->heap_off || region_check(src, src->heap_off, brk - src->heap_off))
 		return -EUCLEAN;
-	if (dst->heap_off != src->heap_off || brk > dst->map_size)
+	if (dst->heap_off != src->heap_off || brk > dst->heap_end)
 		return -EINVAL;
 	err = region_grow(dst, brk);
 	if (err)
@@ -1433,7 +1493,7 @@ static int verify_table(const struct view *v, uint64_t tdesc, uint64_t gone, uin
 		if (!k)
 			return -EUCLEAN;
 		uint64_t h = hash_bytes(v->seed, k, len);
-		if (meta_of(h) != m)
+		if (meta_of(h) != m || (h & v->shard_mask) != v->shard)
 			return -EUCLEAN;
 		/* Reachable from its probe start, and the first copy. */
 		sum->walked += ((i - (h >> (64 - tdesc_log2(tdesc)))) & (cap - 1)) + 1;
@@ -1495,7 +1555,7 @@ int table_verify(struct region *r)
 	/* One reading of the state: the checks and the walks it bounds (the
 	 * free lists are bounded by brk) use the same numbers. */
 	memcpy(&st, state(r), sizeof(st));
-	if (st.brk < r->heap_off || st.brk > r->map_size || region_check(r, 0, st.brk))
+	if (st.brk < r->heap_off || st.brk > r->heap_end || region_check(r, 0, st.brk))
 		return -EUCLEAN;
 	view_region(&v, r, st.brk);
 	return verify_view(&v, &st);
@@ -1532,4 +1592,27 @@ int table_stats(struct region *r, struct table_stats *o)
 	o->txns = __atomic_load_n(&st->n_txns, __ATOMIC_RELAXED);
 	o->log_capacity = r->log_bytes / 16; /* 16-byte entries */
 	return 0;
+}
+
+/* The sums of every shard's figures. */
+void table_stats_shards(struct region *r, struct table_stats *sum)
+{
+	struct table_stats ts;
+
+	memset(sum, 0, sizeof(*sum));
+	for (unsigned i = 0; i < r->nshards; i++) {
+		table_stats(r->shard[i], &ts);
+		sum->count += ts.count;
+		sum->capacity += ts.capacity;
+		sum->tombstones += ts.tombstones;
+		sum->key_bytes += ts.key_bytes;
+		sum->arena_bytes += ts.arena_bytes;
+		sum->heap_bytes += ts.heap_bytes;
+		sum->file_bytes = ts.file_bytes;
+		sum->repairs += ts.repairs;
+		sum->resizes += ts.resizes;
+		sum->aborts += ts.aborts;
+		sum->txns += ts.txns;
+		sum->log_capacity += ts.log_capacity;
+	}
 }

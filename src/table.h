@@ -18,10 +18,17 @@ int table_init(struct region *r, uint64_t capacity);
  * -EBUSY when one transaction lasted READ_WAIT_NS (its writer was switched
  * out, or died: the lock tells), -EUCLEAN when the table is inconsistent. */
 int table_contains_optimistic(struct region *r, const void *key, size_t len);
+/* The same for a key whose hash @h the caller has (it chose the shard by
+ * it). */
+int table_contains_optimistic_h(struct region *r, const void *key, size_t len, uint64_t h);
 long long table_count_optimistic(struct region *r);
+/* The count of all shards of @r at one moment; on -EBUSY *@busy is the
+ * shard whose writer kept it waiting. */
+long long table_count_shards_optimistic(struct region *r, struct region **busy);
 
 /* With the lock held. */
 int table_contains_locked(struct region *r, const void *key, size_t len);
+int table_contains_locked_h(struct region *r, const void *key, size_t len, uint64_t h);
 /* Needs no seqcount: the lock excludes writers (and a scribbled odd
  * sequence must not make size fail under the lock). */
 long long table_count_locked(struct region *r);
@@ -38,6 +45,8 @@ void table_commit(struct tx *x);
 int table_fresh(struct tx *x, uint64_t keys);
 int table_insert(struct tx *x, const void *key, size_t len); /* 1 added, 0 present */
 int table_remove(struct tx *x, const void *key, size_t len); /* 1 removed, 0 absent */
+int table_insert_h(struct tx *x, const void *key, size_t len, uint64_t h);
+int table_remove_h(struct tx *x, const void *key, size_t len, uint64_t h);
 /* Inserts @n keys (@keys[i] of @lens[i] bytes; NULL: empty), their home
  * slots prefetched ahead: the number added, or <0. */
 long long table_insert_many(struct tx *x, const void *const *keys, const size_t *lens, size_t n);
@@ -77,6 +86,7 @@ struct table_snap {
 	uint64_t cap;
 	uint64_t heap_off;
 	uint64_t seed[2];
+	uint32_t shard_mask, shard;
 	struct tx_state st;
 };
 /* Without the lock and without writing to the region (inspection): copies
@@ -102,5 +112,7 @@ struct table_stats {
 	uint64_t repairs, resizes, aborts, txns, log_capacity;
 };
 int table_stats(struct region *r, struct table_stats *st);
+/* The sums over the shards of @r (file_bytes: the file's). */
+void table_stats_shards(struct region *r, struct table_stats *sum);
 
 #endif

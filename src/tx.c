@@ -27,16 +27,18 @@ static inline uint64_t log_cap(const struct region *r)
 	return r->log_bytes / sizeof(struct tx_entry);
 }
 
-/* A word the log may restore: in the state area past seq, or in the heap. */
+/* A word the log may restore: in the shard's state area past seq, or in
+ * its heap. */
 static int target_ok(struct region *r, uint64_t off)
 {
-	uint64_t lo = REGION_STATE_OFF + 64, hi = REGION_STATE_OFF + sizeof(struct tx_state);
+	uint64_t lo = (uint64_t)((uint8_t *)r->state - r->base) + 64,
+		 hi = lo - 64 + sizeof(struct tx_state);
 
 	if (off & 7)
 		return 0;
 	if (off >= lo && off <= hi - 8) /* off + 8 could wrap past 0 */
 		return 1;
-	return off >= r->heap_off && region_check(r, off, 8) == 0;
+	return off >= r->heap_off && off <= r->heap_end - 8 && region_check(r, off, 8) == 0;
 }
 
 /*
@@ -75,11 +77,26 @@ static int rollback(struct region *r)
 	return 0;
 }
 
+/* 1 if the log of @r holds a multi-shard transaction that passed its
+ * commit point (tx.h): then it is kept, not undone. */
+static int rolls_forward(struct region *r)
+{
+	uint64_t tag = __atomic_load_n(&tx_state(r)->mtx, __ATOMIC_RELAXED);
+
+	return tag && tag == __atomic_load_n(&tx_state(r->owner)->mtx_done, __ATOMIC_ACQUIRE);
+}
+
 int tx_repair(struct region *r)
 {
 	struct tx_state *st = tx_state(r);
-	int err = rollback(r);
+	int err = 0;
 
+	if (__atomic_load_n(&st->log_n, __ATOMIC_ACQUIRE) && rolls_forward(r)) {
+		__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
+		CRASH_POINT("repair: rolled forward");
+	} else {
+		err = rollback(r);
+	}
 	if (err)
 		return err;
 	uint64_t s = __atomic_load_n(&st->seq, __ATOMIC_RELAXED);
@@ -158,6 +175,10 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	}
 	/* Field by field: a memset of the head of struct tx cost more than
 	 * the rest of this function. */
+	/* Untagged: a crash undoes this transaction whatever mtx_done says
+	 * (the log is empty here, so the tag means nothing yet). */
+	if (__builtin_expect(__atomic_load_n(&st->mtx, __ATOMIC_RELAXED) != 0, 0))
+		__atomic_store_n(&st->mtx, 0, __ATOMIC_RELAXED);
 	x->r = r;
 	x->st = st;
 	x->seq0 = 0;
@@ -187,7 +208,8 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	x->fresh_tdesc = 0;
 	/* Cheap sanity before anything is sized from these numbers: a
 	 * scribbled count must not make a resize allocate gigabytes. */
-	if (x->brk < r->heap_off || region_check(r, 0, x->brk) || table_begin(x)) {
+	if (x->brk < r->heap_off || x->brk > r->heap_end || region_check(r, 0, x->brk) ||
+	    table_begin(x)) {
 		*err = -EUCLEAN;
 		return NULL;
 	}
@@ -210,14 +232,20 @@ void tx_publish_changed(struct tx *x, uint64_t *field, uint64_t val)
 	CRASH_POINT("commit: state word published");
 }
 
-void tx_commit(struct tx *x)
+/* The first half of a commit: the state words, logged. */
+static void commit_publish(struct tx *x)
+{
+	table_commit(x);
+	alloc_commit(x);
+}
+
+/* The second half: the log emptied (the commit point of a lone
+ * transaction), then readers may trust the table again. */
+static void commit_finish(struct tx *x)
 {
 	struct tx_state *st = x->st;
 
-	table_commit(x);
-	alloc_commit(x);
 	if (x->dirty) {
-		/* The commit point.  Then readers may trust the table again. */
 		CRASH_POINT("commit: before the commit point");
 		__atomic_store_n(&st->log_n, 0, __ATOMIC_RELEASE);
 		CRASH_POINT("commit: committed");
@@ -226,6 +254,42 @@ void tx_commit(struct tx *x)
 		st->n_txns++;
 		alloc_release(x);
 	}
+}
+
+void tx_commit(struct tx *x)
+{
+	commit_publish(x);
+	commit_finish(x);
+}
+
+uint64_t tx_new_tag(struct region *r)
+{
+	uint64_t t = __atomic_load_n(&tx_state(r->owner)->mtx_done, __ATOMIC_RELAXED) + 1;
+	return t ? t : 1;
+}
+
+void tx_join(struct tx *x, uint64_t tag)
+{
+	__atomic_store_n(&x->st->mtx, tag, __ATOMIC_RELAXED);
+}
+
+void tx_commit_shards(struct tx **xs, unsigned n, uint64_t tag)
+{
+	unsigned dirty = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		commit_publish(xs[i]);
+		dirty += xs[i]->dirty != 0;
+	}
+	/* Every changed shard stays odd until all have published: a reader
+	 * that saw one shard's new keys finds the others' new keys too. */
+	if (dirty > 1) {
+		CRASH_POINT("commit: shards published");
+		__atomic_store_n(&tx_state(xs[0]->r->owner)->mtx_done, tag, __ATOMIC_RELEASE);
+		CRASH_POINT("commit: shards committed");
+	}
+	for (unsigned i = 0; i < n; i++)
+		commit_finish(xs[i]);
 }
 
 void tx_abort(struct tx *x)

@@ -55,8 +55,12 @@ struct tx_state {
 	uint64_t old_tdesc, moved;
 	uint64_t head[ALLOC_CLASSES]; /* free block lists by size class */
 	uint64_t log_n;		      /* undo log entries; 0: nothing in flight */
-	uint64_t txn;		      /* transaction counter (block stamps) */
-	uint64_t pop_hint;	      /* where pop starts looking (a hint) */
+	/* The multi-shard transaction the log belongs to (0: none), and in
+	 * shard 0 only, the last one that reached its commit point: see
+	 * tx_commit_shards. */
+	uint64_t mtx, mtx_done;
+	uint64_t txn;	   /* transaction counter (block stamps) */
+	uint64_t pop_hint; /* where pop starts looking (a hint) */
 	/* Statistics: under the lock, not logged (a crash may lose one). */
 	uint64_t n_repairs, n_resizes, n_aborts, n_txns;
 	/* Freed blocks whose pages are being given back, and how many bytes
@@ -137,6 +141,21 @@ static inline void tx_publish(struct tx *x, uint64_t *field, uint64_t val)
 /* Publishes the transaction; it cannot fail once called with no error
  * pending. */
 void tx_commit(struct tx *x);
+
+/*
+ * Transactions over several shards of one set, all their locks held (the
+ * caller took every shard's, so no other such transaction runs).  Each
+ * shard's transaction is tagged with @tag (tx_join, right after tx_begin),
+ * and commits in two halves: every shard publishes its words (logged), then
+ * shard 0's mtx_done = tag is the one commit point of them all, then each
+ * empties its log.  A crash before that point rolls every shard back; after
+ * it, a shard whose log still holds the tagged transaction is rolled
+ * forward (its log dropped): the repair of each shard decides alone, by
+ * its tag and mtx_done.  @tag is new: not mtx_done, never 0.
+ */
+uint64_t tx_new_tag(struct region *r);
+void tx_join(struct tx *x, uint64_t tag);
+void tx_commit_shards(struct tx **xs, unsigned n, uint64_t tag);
 /* Undoes everything the transaction wrote. */
 void tx_abort(struct tx *x);
 /* After taking over a dead owner's lock: undo its transaction. */

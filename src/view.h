@@ -27,6 +27,8 @@ struct view {
 	uint64_t bias, end;
 	uint64_t heap_off, brk; /* tables and blocks must lie in [heap_off, brk) */
 	uint64_t seed[2];
+	/* The shard it is: a live key's hash has (h & shard_mask) == shard. */
+	uint32_t shard_mask, shard;
 };
 
 /* A view of the live region @r whose heap ends at @brk (a value the caller
@@ -41,11 +43,13 @@ static inline void view_region(struct view *v, struct region *r, uint64_t brk)
 	v->brk = brk;
 	v->seed[0] = r->seed[0];
 	v->seed[1] = r->seed[1];
+	v->shard_mask = r->nshards - 1;
+	v->shard = r->shard_idx;
 }
 
 /* A view of a private copy: @buf holds the bytes [@heap_off, @brk). */
 static inline void view_copy(struct view *v, const uint8_t *buf, uint64_t heap_off, uint64_t brk,
-			     const uint64_t seed[2])
+			     const uint64_t seed[2], uint32_t shard_mask, uint32_t shard)
 {
 	*v = (struct view){.r = NULL,
 			   .buf = buf,
@@ -53,7 +57,9 @@ static inline void view_copy(struct view *v, const uint8_t *buf, uint64_t heap_o
 			   .end = brk,
 			   .heap_off = heap_off,
 			   .brk = brk,
-			   .seed = {seed[0], seed[1]}};
+			   .seed = {seed[0], seed[1]},
+			   .shard_mask = shard_mask,
+			   .shard = shard};
 }
 
 /* The one bounds check: a pointer to [off, off+len) or NULL. */

@@ -378,11 +378,37 @@ START_TEST(scribbled_regions)
 		struct stat stt;
 		ck_assert_int_eq(fstat(fd, &stt), 0);
 		uint64_t size = (uint64_t)stt.st_size;
+		/* Where the file holds data (every shard's state, log and
+		 * heap; the rest is holes), as extents. */
+		uint64_t ext[64][2], data = 0;
+		int next = 0;
+		for (off_t at = 0; next < 64;) {
+			off_t d = lseek(fd, at, SEEK_DATA);
+			if (d < 0)
+				break;
+			off_t h = lseek(fd, d, SEEK_HOLE);
+			ext[next][0] = (uint64_t)d;
+			ext[next][1] = (uint64_t)(h - d);
+			data += ext[next++][1];
+			at = h;
+		}
+		ck_assert_uint_gt(data, 4096);
 		/* Everything a peer could scribble on without holding the lock
-		 * word hostage: the table state, the undo log, the heap. */
+		 * word hostage: the table states, the undo logs, the heaps. */
 		int writes = 1 + (int)(rng_next(&rng) % 16);
 		for (int w = 0; w < writes; w++) {
-			uint64_t off = 512 + 64 + rng_next(&rng) % (size - 512 - 64 - 8);
+			uint64_t pick = rng_next(&rng) % data, off = 0;
+			for (int e = 0; e < next; e++) {
+				if (pick < ext[e][1]) {
+					off = ext[e][0] + pick;
+					break;
+				}
+				pick -= ext[e][1];
+			}
+			if (off % 4096 < 512 + 64 && rng_next(&rng) % 2)
+				off = off / 4096 * 4096 + 512 + 64 + rng_next(&rng) % 600;
+			if (off < 512 + 64 || off + 8 > size)
+				continue; /* the header: read once at attach */
 			if (off >= 4096 && off < 4096 * 2 && rng_next(&rng) % 2)
 				off = 512 + 64 + rng_next(&rng) % 600; /* favour the state */
 			if (off >= 4096 && off < 4096 + 256 * 16)

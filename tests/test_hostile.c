@@ -39,6 +39,18 @@ struct peer {
 	struct region_hdr h;
 };
 
+/* These tests poke the words of shard 0 (the header page's state, lock
+ * and log): their sets have one shard.  random_words_peer and
+ * shard_layout_checked cover sets of several. */
+static int create1(shset **s, const struct shset_opts *o)
+{
+	struct shset_opts one = o ? *o : (struct shset_opts){0};
+
+	one.size = sizeof(one);
+	one.shards = one.shards ? one.shards : 1;
+	return shset_create(s, &one);
+}
+
 static void peer_map(struct peer *p, int fd)
 {
 	p->fd = fd;
@@ -149,7 +161,7 @@ START_TEST(rollback_reads_the_log_once)
 	shset *s;
 	struct shared *sh = shared_new();
 
-	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(create1(&s, NULL), 0);
 	ck_assert_int_eq(shset_add(s, "x", 1), 1);
 	pid_t peer = fork();
 	if (peer == 0) {
@@ -214,7 +226,7 @@ START_TEST(probe_reads_the_length_once)
 	static uint8_t key[64];
 	uint64_t h;
 
-	ck_assert_int_eq(shset_create(&s, &o), 0);
+	ck_assert_int_eq(create1(&s, &o), 0);
 	struct peer p;
 	peer_map(&p, shset_fd(s));
 	memset(key, 'k', sizeof(key));
@@ -281,7 +293,7 @@ START_TEST(verify_reads_brk_once)
 	shset *s;
 	struct shared *sh = shared_new();
 
-	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(create1(&s, NULL), 0);
 	for (uint32_t i = 0; i < 3000; i++)
 		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
 	struct peer p;
@@ -321,7 +333,7 @@ START_TEST(rebuild_probe_is_bounded)
 	shset *s;
 	struct shared *sh = shared_new();
 
-	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(create1(&s, NULL), 0);
 	pid_t peer = fork();
 	if (peer == 0) {
 		struct peer p;
@@ -377,7 +389,7 @@ START_TEST(collect_bounded_by_memory)
 	shset *s;
 	struct shset_opts o = {.max_bytes = 1ull << 30};
 
-	ck_assert_int_eq(shset_create(&s, &o), 0);
+	ck_assert_int_eq(create1(&s, &o), 0);
 	for (uint32_t i = 0; i < 100; i++)
 		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
 	struct peer p;
@@ -409,7 +421,7 @@ START_TEST(inspection_allocates_nothing)
 	struct region *r;
 	struct table_snap sn;
 
-	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(create1(&s, NULL), 0);
 	/* Growth leaves old tables behind as holes. */
 	for (uint32_t i = 0; i < 200000; i++)
 		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
@@ -447,8 +459,8 @@ START_TEST(identity_is_the_memfd)
 {
 	shset *a, *b, *b2;
 
-	ck_assert_int_eq(shset_create(&a, NULL), 0);
-	ck_assert_int_eq(shset_create(&b, NULL), 0);
+	ck_assert_int_eq(create1(&a, NULL), 0);
+	ck_assert_int_eq(create1(&b, NULL), 0);
 	ck_assert_int_eq(shset_add(a, "mine", 4), 1);
 	ck_assert_int_eq(shset_add(b, "theirs", 6), 1);
 	/* The peer copies a's uuid into b's header, then b is handed over. */
@@ -483,7 +495,7 @@ START_TEST(size_bounded_by_region)
 {
 	shset *s;
 
-	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(create1(&s, NULL), 0);
 	for (uint32_t i = 0; i < 10; i++)
 		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
 	ck_assert_int_eq(shset_size(s), 10);
@@ -525,7 +537,7 @@ START_TEST(forged_word_cleared_by_recover)
 {
 	shset *s;
 
-	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(create1(&s, NULL), 0);
 	ck_assert_int_eq(shset_add(s, "a", 1), 1);
 	int slot = shset_slot(s);
 	ck_assert_int_ge(slot, 0);
@@ -571,8 +583,8 @@ START_TEST(algebra_sized_by_what_the_other_holds)
 	shset *a, *b;
 	struct shset_opts oa = {.max_bytes = 1ull << 30};
 
-	ck_assert_int_eq(shset_create(&a, &oa), 0);
-	ck_assert_int_eq(shset_create(&b, NULL), 0);
+	ck_assert_int_eq(create1(&a, &oa), 0);
+	ck_assert_int_eq(create1(&b, NULL), 0);
 	for (uint32_t i = 0; i < 10; i++) {
 		ck_assert_int_eq(shset_add(a, &i, sizeof(i)), 1);
 		ck_assert_int_eq(shset_add(b, &i, sizeof(i)), 1);
@@ -628,7 +640,7 @@ START_TEST(signals_do_not_stop_takeover)
 {
 	shset *s;
 
-	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_int_eq(create1(&s, NULL), 0);
 	struct peer p;
 	peer_map(&p, shset_fd(s));
 	/* Slot 3 + 1, generation 7: nobody holds that slot. */
@@ -667,7 +679,7 @@ static void honest_everything(void *a)
 	uint64_t rng = 11, rss0 = rss_kib();
 	char path[256];
 
-	if (shset_attach_fd(&c, shset_fd(f->s)) || shset_create(&good, NULL))
+	if (shset_attach_fd(&c, shset_fd(f->s)) || create1(&good, NULL))
 		_exit(10);
 	f->sh->ready = 1; /* the peer starts once we are attached */
 	for (uint32_t i = 0; i < 200; i++)
@@ -773,11 +785,12 @@ START_TEST(random_words_peer)
 {
 	shset *s;
 	struct shared *sh = shared_new();
-	struct shset_opts o = {.max_bytes = 256 << 20};
+	/* One shard, then four: the peer writes any shard's words. */
+	struct shset_opts o = {.max_bytes = _i ? 4ull << 30 : 256 << 20, .shards = _i ? 4 : 1};
 	char dir[] = "/tmp/shset-hostile-XXXXXX";
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	ck_assert_int_eq(shset_create(&s, &o), 0);
+	ck_assert_int_eq(create1(&s, &o), 0);
 	for (uint32_t i = 0; i < 2000; i++) {
 		uint8_t key[300];
 		size_t len = key_of(i, key);
@@ -792,8 +805,14 @@ START_TEST(random_words_peer)
 			usleep(100);
 		while (!sh->stop) {
 			uint64_t size = peer_size(&p), off, v = rng_next(&rng);
-			uint64_t tdesc = peek(&p, STATE_OFF(tdesc));
-			uint64_t lw = peek(&p, REGION_LOCK_OFF);
+			/* A shard: its page (lock, state), log and heap. */
+			uint64_t base = (rng_next(&rng) % p.h.nshards) * p.h.shard_bytes;
+			uint64_t log_off = base ? base + REGION_PAGE : p.h.log_off;
+			uint64_t heap_off = log_off + p.h.log_bytes;
+			uint64_t heap_end =
+			    base + p.h.shard_bytes < size ? base + p.h.shard_bytes : size;
+			uint64_t tdesc = peek(&p, base + STATE_OFF(tdesc));
+			uint64_t lw = peek(&p, base + REGION_LOCK_OFF);
 			if (lw & 0xfff)
 				seen_lock = lw;
 			switch (rng_next(&rng) % 10) {
@@ -801,18 +820,19 @@ START_TEST(random_words_peer)
 				off = rng_next(&rng) % REGION_LOCK_OFF;
 				break;
 			case 1: /* the lock: a random word or one that names a live owner */
-				off = REGION_LOCK_OFF + 8 * (rng_next(&rng) % 2);
+				off = base + REGION_LOCK_OFF + 8 * (rng_next(&rng) % 2);
 				if (rng_next(&rng) & 1)
 					v = seen_lock;
 				break;
 			case 2:
-			case 3: /* the table state */
-				off = REGION_STATE_OFF + rng_next(&rng) % sizeof(struct tx_state);
+			case 3: /* the table state (shard 0's commit record too) */
+				off = base + REGION_STATE_OFF +
+				      rng_next(&rng) % sizeof(struct tx_state);
 				break;
 			case 4: /* the undo log and its length */
-				off = p.h.log_off + rng_next(&rng) % 4096;
+				off = log_off + rng_next(&rng) % 4096;
 				if (rng_next(&rng) & 1) {
-					off = STATE_OFF(log_n);
+					off = base + STATE_OFF(log_n);
 					v %= 64;
 				}
 				break;
@@ -821,12 +841,14 @@ START_TEST(random_words_peer)
 			case 7: { /* the current table's slots: metas, lengths, offsets */
 				uint64_t toff = tdesc & ((1ull << 56) - 1), l2 = tdesc >> 56;
 				if (l2 < 4 || l2 > 30 || toff >= size)
-					toff = p.h.heap_off, l2 = 4;
+					toff = heap_off, l2 = 4;
 				off = toff + (rng_next(&rng) % (1ull << l2)) * 32 + 8 * (v % 4);
 				break;
 			}
 			case 8: /* the heap */
-				off = p.h.heap_off + rng_next(&rng) % (size - p.h.heap_off);
+				if (heap_end <= heap_off)
+					continue;
+				off = heap_off + rng_next(&rng) % (heap_end - heap_off);
 				break;
 			default: /* grow the file sparsely, now and then */
 				if (rng_next(&rng) % 64 == 0 && size < p.max)
@@ -836,7 +858,7 @@ START_TEST(random_words_peer)
 				continue;
 			}
 			if (v & (1ull << 63) &&
-			    !(off >= REGION_LOCK_OFF && off < REGION_LOCK_OFF + 16))
+			    !(off >= base + REGION_LOCK_OFF && off < base + REGION_LOCK_OFF + 16))
 				v = (v % size) & ~31ull; /* plausible offsets */
 			else if (v & (1ull << 62))
 				v &= 0xffff; /* plausible lengths and counts */
@@ -861,6 +883,94 @@ START_TEST(random_words_peer)
 }
 END_TEST
 
+/* --- 10. the shard layout in the header ------------------------------------------ */
+
+/* Attach checks the shard count and size against the reservation and the
+ * file before it maps a shard: each forgery is refused, the set intact. */
+START_TEST(shard_layout_checked)
+{
+	shset *s, *c;
+	struct shset_opts o = {.size = sizeof(o), .max_bytes = 4ull << 30, .shards = 4};
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	for (uint32_t i = 0; i < 1000; i++)
+		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+	int fd = shset_fd(s);
+	struct region_hdr h;
+	ck_assert_int_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	ck_assert_uint_eq(h.nshards, 4);
+	ck_assert_uint_eq(h.shard_bytes, 1ull << 30);
+	const struct {
+		uint32_t n;
+		uint64_t bytes;
+	} bad[] = {
+	    {0, h.shard_bytes},		     /* no shard */
+	    {3, h.shard_bytes},		     /* not a power of two */
+	    {32, h.shard_bytes / 8},	     /* too many */
+	    {4, h.shard_bytes + 1},	     /* unaligned */
+	    {4, h.shard_bytes * 2},	     /* past the reservation */
+	    {4, h.heap_off},		     /* shard 0 has no heap */
+	    {1, h.shard_bytes},		     /* one shard is the whole reservation */
+	    {UINT32_MAX, UINT64_MAX / 2 + 1} /* overflowing products */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct region_hdr f = h;
+		f.nshards = bad[i].n;
+		f.shard_bytes = bad[i].bytes;
+		ck_assert_int_eq(pwrite(fd, &f, sizeof(f), 0), (ssize_t)sizeof(f));
+		ck_assert_msg(shset_attach_fd(&c, fd) == -EUCLEAN, "forgery %zu attached", i);
+	}
+	ck_assert_int_eq(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	ck_assert_int_eq(shset_attach_fd(&c, fd), 0);
+	ck_assert_int_eq(shset_size(c), 1000);
+	ck_assert_int_eq(shset_verify(c), 0);
+	shset_close(c);
+	shset_close(s);
+}
+END_TEST
+
+/*
+ * A peer forges a finished transaction over several shards: a log left
+ * in one shard, tagged as the transaction shard 0's commit record names.
+ * The next lock holder keeps it (rolls forward) instead of undoing it;
+ * the log's words were the peer's, so the set may be damaged, which
+ * verify reports, but nothing crashes and every call returns.
+ */
+START_TEST(forged_commit_record)
+{
+	shset *s;
+	struct shset_opts o = {.size = sizeof(o), .max_bytes = 4ull << 30, .shards = 4};
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	for (uint32_t i = 0; i < 1000; i++)
+		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	uint64_t base = 2 * p.h.shard_bytes;
+	uint64_t count = peek(&p, base + STATE_OFF(count));
+	/* The log restores count to 7 on a rollback; kept, it does nothing. */
+	poke(&p, base + REGION_PAGE, base + STATE_OFF(count));
+	poke(&p, base + REGION_PAGE + 8, 7);
+	poke(&p, base + STATE_OFF(mtx), 99);
+	poke(&p, STATE_OFF(mtx_done), 99);
+	poke(&p, base + STATE_OFF(log_n), 1);
+	ck_assert_int_eq(shset_verify(s), 0); /* repaired: rolled forward */
+	ck_assert_uint_eq(peek(&p, base + STATE_OFF(count)), count);
+	ck_assert_uint_eq(peek(&p, base + STATE_OFF(log_n)), 0);
+	/* Not committed: rolled back, count is what the log said. */
+	poke(&p, base + STATE_OFF(mtx), 98);
+	poke(&p, base + STATE_OFF(log_n), 1);
+	int v = shset_verify(s);
+	ck_assert_int_eq(v, -EUCLEAN);
+	ck_assert_uint_eq(peek(&p, base + STATE_OFF(count)), 7);
+	poke(&p, base + STATE_OFF(count), count);
+	ck_assert_int_eq(shset_verify(s), 0);
+	ck_assert_int_eq(shset_size(s), 1000);
+	munmap(p.m, p.max);
+	shset_close(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("hostile");
@@ -877,7 +987,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, forged_word_cleared_by_recover);
 	tcase_add_test(tc, algebra_sized_by_what_the_other_holds);
 	tcase_add_test(tc, signals_do_not_stop_takeover);
-	tcase_add_test(tc, random_words_peer);
+	tcase_add_loop_test(tc, random_words_peer, 0, 2);
+	tcase_add_test(tc, shard_layout_checked);
+	tcase_add_test(tc, forged_commit_record);
 	suite_add_tcase(s, tc);
 	return s;
 }

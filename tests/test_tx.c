@@ -479,7 +479,7 @@ START_TEST(view_bounds)
 	/* A private copy of [h, brk): only that, at its own address. */
 	static uint8_t buf[4096];
 	uint64_t seed[2] = {1, 2};
-	view_copy(&v, buf, h, brk, seed);
+	view_copy(&v, buf, h, brk, seed, 0, 0);
 	ck_assert_ptr_eq(view_heap(&v, h, 16), buf);
 	ck_assert_ptr_eq(view_heap(&v, brk - 32, 32), buf + 4096 - 32);
 	ck_assert_ptr_eq(view_at(&v, h + 3, 1), buf + 3);

@@ -38,7 +38,7 @@ extern "C" {
  * word naming this process be checked against the truth.  Acquiring one more
  * fails with -ENOLCK (nothing is taken) rather than holding a lock that the
  * table cannot vouch for, which a sibling would take over. */
-#define SHSET_LOCK_HELD_MAX 8
+#define SHSET_LOCK_HELD_MAX 40 /* a set operation over two sets takes up to 32 */
 
 /* Lives in shared memory.  Fields are read by shset-inspect; only this
  * library writes them. */
