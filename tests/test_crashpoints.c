@@ -57,10 +57,11 @@ static int same(struct digest a, struct digest b)
 
 /* The starting state: short and long keys, removals (tombstones, free
  * blocks), so every path of the allocator is in play. */
-static shset *build(uint32_t from, uint32_t n)
+static shset *build_sharded(uint32_t from, uint32_t n, uint32_t shards)
 {
 	shset *s;
-	struct shset_opts o = {.log_bytes = 64 * 1024, .max_procs = 16};
+	struct shset_opts o = {
+	    .size = sizeof(o), .log_bytes = 64 * 1024, .max_procs = 16, .shards = shards};
 	uint8_t key[300];
 	static const uint64_t seed[2] = {0x0123456789abcdefull, 0xfedcba9876543210ull};
 	/* A fixed hash key: the same layout, so the same steps, every time. */
@@ -74,6 +75,13 @@ static shset *build(uint32_t from, uint32_t n)
 		shset_remove(s, key, len);
 	}
 	return s;
+}
+
+/* The default layout (8 GiB: 16 shards), so that batches, clear, set
+ * algebra and copies span shards and commit through the shared record. */
+static shset *build(uint32_t from, uint32_t n)
+{
+	return build_sharded(from, n, 0);
 }
 
 enum {
@@ -207,7 +215,11 @@ static uint64_t cap_of(uint64_t tdesc)
  * the point where the operation takes that step. */
 static shset *build_for(int op, uint32_t from)
 {
-	shset *s = build(from, 400);
+	/* The resizing steps are a table's: one shard, whose table every key
+	 * goes to, brought to the point below. */
+	int one = op == OP_ADD_RESIZE || op == OP_ADD_MOVING || op == OP_ADD_PUNCH ||
+		  op == OP_REMOVE_SHRINK;
+	shset *s = build_sharded(from, 400, one ? 1 : 0);
 	uint8_t key[300];
 	uint32_t k = 60000 + from;
 	struct tx_state st = state_of(s);
