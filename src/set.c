@@ -487,7 +487,9 @@ static int key_tx(shset *s, tx_fn fn, const void *key, size_t len)
 	if (err)
 		return err;
 	k.h = hash_bytes(s->r->seed, k.key, len);
-	return (int)shard_tx(s, region_shard(s->r, k.h), fn, &k, 1);
+	struct region *sh = region_shard(s->r, k.h);
+	table_prefetch(sh, k.h);
+	return (int)shard_tx(s, sh, fn, &k, 1);
 }
 
 int shset_add(shset *s, const void *key, size_t len)

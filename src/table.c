@@ -300,6 +300,20 @@ int table_contains_optimistic_h(struct region *r, const void *key, size_t len, u
 	return -EAGAIN;
 }
 
+void table_prefetch(struct region *r, uint64_t h)
+{
+	uint64_t d = __atomic_load_n(&state(r)->tdesc, __ATOMIC_RELAXED);
+	unsigned l2 = tdesc_log2(d);
+
+	/* A hint only: any address inside the mapping will do (a prefetch
+	 * never faults, and a hole is simply not fetched). */
+	if (!d || l2 < 1 || l2 > 40)
+		return;
+	uint64_t at = tdesc_off(d) + (h >> (64 - l2)) * SLOT_SIZE;
+	if (at < r->map_size - SLOT_SIZE)
+		__builtin_prefetch(r->base + at, 1);
+}
+
 /* The slots of table @tdesc if it lies inside the file, else 0. */
 static uint64_t table_slots(struct region *r, uint64_t tdesc)
 {

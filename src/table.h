@@ -26,6 +26,10 @@ long long table_count_optimistic(struct region *r);
  * shard whose writer kept it waiting. */
 long long table_count_shards_optimistic(struct region *r, struct region **busy);
 
+/* Before the lock: fetches the home slot of hash @h in @r's current table
+ * into the cache, so that the miss overlaps taking the lock. */
+void table_prefetch(struct region *r, uint64_t h);
+
 /* With the lock held. */
 int table_contains_locked(struct region *r, const void *key, size_t len);
 int table_contains_locked_h(struct region *r, const void *key, size_t len, uint64_t h);
