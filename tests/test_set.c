@@ -860,6 +860,73 @@ START_TEST(readers_never_see_garbage)
 }
 END_TEST
 
+/*
+ * Batches over several shards, seen by lock-free readers of single keys:
+ * the writer adds batch g (16 keys, spread over the shards) after batch
+ * g-1, and never removes.  A reader that finds batch g's last key then
+ * looks up its others: each must be there already (they were added at the
+ * same instant, before the key it saw).  A commit that let one shard's
+ * keys show before another's had been published would fail here.  size()
+ * is always a whole number of batches.
+ */
+START_TEST(readers_see_batches_whole)
+{
+	enum { BATCHES = 4000, PER = 16 };
+	shset *s;
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	pid_t w = fork();
+	if (w == 0) {
+		shset *c;
+		char bk[PER][32];
+		const void *kp[PER];
+		size_t kl[PER];
+		if (shset_attach_fd(&c, shset_fd(s)))
+			_exit(1);
+		for (int g = 0; g < BATCHES; g++) {
+			for (int j = 0; j < PER; j++) {
+				kl[j] = (size_t)snprintf(bk[j], 32, "g%d-%d", g, j);
+				kp[j] = bk[j];
+			}
+			if (shset_add_batch(c, kp, kl, PER) != PER)
+				_exit(2);
+		}
+		_exit(0);
+	}
+	long seen = 0, spanned = 0;
+	char k[32];
+	int g = 0, done = 0;
+	while (!done) {
+		done = waitpid(w, NULL, WNOHANG) == w;
+		long long n = shset_size(s);
+		ck_assert_int_ge(n, 0);
+		ck_assert_msg(n % PER == 0, "size %lld: part of a batch", n);
+		/* The newest batch whose last key is there. */
+		for (;;) {
+			int len = snprintf(k, sizeof(k), "g%d-%d", g + 1, PER - 1);
+			if (g + 1 >= BATCHES || shset_contains(s, k, (size_t)len) != 1)
+				break;
+			g++;
+		}
+		int len = snprintf(k, sizeof(k), "g%d-%d", g, PER - 1);
+		if (shset_contains(s, k, (size_t)len) != 1)
+			continue;
+		seen++;
+		for (int j = 0; j < PER - 1; j++) {
+			len = snprintf(k, sizeof(k), "g%d-%d", g, j);
+			ck_assert_msg(shset_contains(s, k, (size_t)len) == 1,
+				      "batch %d: key %d missing after key %d was seen", g, j,
+				      PER - 1);
+		}
+		spanned++;
+	}
+	ck_assert_int_gt(seen, 0);
+	ck_assert_int_eq(shset_size(s), BATCHES * PER);
+	ck_assert_int_eq(shset_verify(s), 0);
+	printf("batches seen whole by a reader: %ld checks\n", spanned);
+	shset_close(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("set");
@@ -880,6 +947,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, big_batches_against_model);
 	tcase_add_test(tc, big_set_batch_in_place);
 	tcase_add_test(tc, readers_never_see_garbage);
+	tcase_add_test(tc, readers_see_batches_whole);
 	suite_add_tcase(s, tc);
 	return s;
 }
