@@ -99,12 +99,9 @@ static int handle_identify(struct shset *s)
 /* struct shset_opts as version 0.1 laid it out: up to `name`. */
 #define OPTS_V01_SIZE (offsetof(struct shset_opts, name) + sizeof(const char *))
 
-static int opts_to_region(const struct shset_opts *in, struct region_opts *ro)
+int set_opts_read(const struct shset_opts *in, struct shset_opts *out)
 {
-	struct shset_opts o = {0}, *opts = &o;
-
-	memset(ro, 0, sizeof(*ro));
-	ro->log_bytes = DEFAULT_LOG_BYTES;
+	memset(out, 0, sizeof(*out));
 	if (!in)
 		return 0;
 	/* size 0 is 0.1's layout (no shards); a later, larger one is read
@@ -112,9 +109,20 @@ static int opts_to_region(const struct shset_opts *in, struct region_opts *ro)
 	size_t n = in->size ? in->size : OPTS_V01_SIZE;
 	if (n < OPTS_V01_SIZE)
 		return -EINVAL;
-	memcpy(&o, in, n < sizeof(o) ? n : sizeof(o));
-	if (opts->flags)
-		return -EINVAL;
+	memcpy(out, in, n < sizeof(*out) ? n : sizeof(*out));
+	out->size = sizeof(*out);
+	return out->flags ? -EINVAL : 0;
+}
+
+static int opts_to_region(const struct shset_opts *in, struct region_opts *ro)
+{
+	struct shset_opts o, *opts = &o;
+
+	memset(ro, 0, sizeof(*ro));
+	ro->log_bytes = DEFAULT_LOG_BYTES;
+	int err = set_opts_read(in, &o);
+	if (err || !in)
+		return err;
 	ro->max_size = opts->max_bytes;
 	ro->nslots = opts->max_procs;
 	if (opts->log_bytes)
@@ -670,7 +678,7 @@ static long long do_batch(struct tx *x, void *arg)
 	long long done = 0;
 
 	if (b->add && b->lens)
-		return table_insert_many(x, b->keys, b->lens, b->n);
+		return table_insert_many_h(x, b->keys, b->lens, b->hs, b->n);
 	for (size_t i = 0; i < b->n; i++) {
 		const void *k = b->keys[i] ? b->keys[i] : "";
 		size_t len = batch_len(b, i);
@@ -695,36 +703,79 @@ struct split {
 	const void **keys;
 	size_t *lens;
 	uint64_t *hs;
+	size_t n;
 };
+
+/* Scratch arrays, faulted in with one call: a million keys' worth is
+ * thousands of page faults one by one. */
+static void *scratch(size_t bytes)
+{
+	void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void scratch_free(void *p, size_t bytes)
+{
+	if (p)
+		munmap(p, bytes ? bytes : 1);
+}
 
 static void split_free(struct split *sp)
 {
-	free(sp->keys);
-	free(sp->lens);
-	free(sp->hs);
+	scratch_free(sp->keys, sp->n * sizeof(*sp->keys));
+	scratch_free(sp->lens, sp->n * sizeof(*sp->lens));
+	scratch_free(sp->hs, sp->n * sizeof(*sp->hs));
 }
 
-/* Splits @n keys (@lens NULL: strings) by shard; the hashes come along.
- * Returns the shard every key is in, -1 if they span several, or -ENOMEM. */
-static int split_keys(struct region *r, struct split *sp, const void *const *keys,
-		      const size_t *lens, size_t n, int add)
+/* Where the keys come from: arrays (@lens NULL: strings), or @n records
+ * { u32 len; bytes } in @recs (@len bytes). */
+struct keys_in {
+	const void *const *keys;
+	const size_t *lens;
+	const uint8_t *recs;
+	size_t recs_len, pos;
+};
+
+static int keys_next(struct keys_in *in, size_t i, const void **key, size_t *len)
+{
+	if (in->recs) {
+		const uint8_t *k;
+		if (snap_next(in->recs, in->recs_len, &in->pos, &k, len) != 1)
+			return -EINVAL;
+		*key = k;
+		return 0;
+	}
+	*key = in->keys[i] ? in->keys[i] : "";
+	*len = in->lens ? in->lens[i] : strlen(*key);
+	return 0;
+}
+
+/* Splits @n keys by shard; the hashes come along.  Returns the shard
+ * every key is in, -1 if they span several, or -errno. */
+static int split_keys(struct region *r, struct split *sp, struct keys_in *in, size_t n, int add)
 {
 	unsigned ns = r->nshards;
 	size_t at[REGION_SHARDS_MAX] = {0}, cnt[REGION_SHARDS_MAX] = {0};
+	const void *k = NULL;
+	size_t len = 0;
+	int err = 0;
 
 	memset(sp, 0, sizeof(*sp));
-	sp->keys = malloc(n * sizeof(*sp->keys));
-	sp->lens = malloc(n * sizeof(*sp->lens));
-	sp->hs = malloc(n * sizeof(*sp->hs));
-	uint64_t *th = malloc(n * sizeof(*th));
+	sp->n = n;
+	sp->keys = scratch(n * sizeof(*sp->keys));
+	sp->lens = scratch(n * sizeof(*sp->lens));
+	sp->hs = scratch(n * sizeof(*sp->hs));
+	uint64_t *th = scratch(n * sizeof(*th));
 	if (!sp->keys || !sp->lens || !sp->hs || !th) {
-		free(th);
-		split_free(sp);
-		return -ENOMEM;
+		err = -ENOMEM;
+		goto out;
 	}
+	size_t pos0 = in->pos;
 	for (size_t i = 0; i < n; i++) {
-		const void *k = keys[i] ? keys[i] : "";
-		size_t len = lens ? lens[i] : strlen(k);
+		err = keys_next(in, i, &k, &len);
+		if (err)
+			goto out;
 		th[i] = hash_bytes(r->seed, k, len);
 		cnt[th[i] & (ns - 1)]++;
 	}
@@ -738,15 +789,20 @@ static int split_keys(struct region *r, struct split *sp, const void *const *key
 						 cnt[i], add};
 		sp->expect[i] = cnt[i];
 	}
+	in->pos = pos0;
 	for (size_t i = 0; i < n; i++) {
-		const void *k = keys[i] ? keys[i] : "";
+		keys_next(in, i, &k, &len);
 		size_t j = at[th[i] & (ns - 1)]++;
 		sp->keys[j] = k;
-		sp->lens[j] = lens ? lens[i] : strlen(k);
+		sp->lens[j] = len;
 		sp->hs[j] = th[i];
 	}
-	free(th);
+	scratch_free(th, n * sizeof(*th));
 	return only;
+out:
+	scratch_free(th, n * sizeof(*th));
+	split_free(sp);
+	return err;
 }
 
 static long long do_split(struct shset *s, struct tx **xs, void *arg)
@@ -784,7 +840,8 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 	/* Split before any lock is taken; a batch within one shard (a small
 	 * one, most likely) takes that shard's lock only. */
 	struct split sp;
-	int only = split_keys(s->r, &sp, keys, lens, n, add);
+	struct keys_in in = {.keys = keys, .lens = lens};
+	int only = split_keys(s->r, &sp, &in, n, add);
 	if (only < -1)
 		return only;
 	long long res;
@@ -815,41 +872,20 @@ long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, 
 	uint64_t expect = (capacity * 2 + 2) / 3;
 	unsigned ns = s->r->nshards;
 
-	if (ns == 1)
+	if (ns == 1 || !n)
 		return shard_tx(s, s->r, do_records, &a, expect > n ? expect : n);
 	/* Several shards: the records' keys split by shard, each shard's
 	 * table built once at its final size. */
-	const void **keys = malloc((n ? n : 1) * sizeof(*keys));
-	size_t *lens = malloc((n ? n : 1) * sizeof(*lens));
-	long long res = -ENOMEM;
-	if (keys && lens) {
-		size_t at = 0, i;
-		for (i = 0; i < n; i++) {
-			uint32_t l;
-			if (len - at < 4)
-				break;
-			memcpy(&l, recs + at, 4);
-			if (len - at - 4 < l)
-				break;
-			keys[i] = recs + at + 4;
-			lens[i] = l;
-			at += 4 + (size_t)l;
-		}
-		res = -EINVAL;
-		struct split sp;
-		int only = i == n ? split_keys(s->r, &sp, keys, lens, n, 1) : -EINVAL;
-		if (only >= -1) {
-			for (unsigned j = 0; j < ns; j++)
-				if (sp.expect[j] < expect / ns)
-					sp.expect[j] = expect / ns;
-			res = locked_multi(s, do_split, &sp, sp.expect);
-			split_free(&sp);
-		} else {
-			res = only;
-		}
-	}
-	free(keys);
-	free(lens);
+	struct split sp;
+	struct keys_in in = {.recs = recs, .recs_len = len};
+	int only = split_keys(s->r, &sp, &in, n, 1);
+	if (only < -1)
+		return only;
+	for (unsigned j = 0; j < ns; j++)
+		if (sp.expect[j] < expect / ns)
+			sp.expect[j] = expect / ns;
+	long long res = locked_multi(s, do_split, &sp, sp.expect);
+	split_free(&sp);
 	return res;
 }
 

@@ -18,6 +18,12 @@ struct shset;
 int set_collect(struct shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_t *count,
 		uint64_t *key_bytes);
 
+/* Reads the caller's @in (NULL: defaults) as far as its size field says
+ * into @out, a whole struct of this version: -EINVAL for a size too small
+ * or flags set. */
+struct shset_opts;
+int set_opts_read(const struct shset_opts *in, struct shset_opts *out);
+
 /* shset_create with a given hash key instead of a random one, so that a
  * test sees the same table layout every time. */
 struct shset_opts;

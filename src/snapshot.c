@@ -927,7 +927,8 @@ int shset_load(shset **out, const char *path, const struct shset_opts *opts)
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!path || (opts && opts->flags))
+	struct shset_opts o;
+	if (!path || set_opts_read(opts, &o))
 		return -EINVAL;
 	err = snap_read_checked(path, &img, &len, &file_size, &d, 0, &used);
 	if (err)
@@ -937,7 +938,6 @@ int shset_load(shset **out, const char *path, const struct shset_opts *opts)
 		return snap_defect_errno(d);
 	}
 	memcpy(&h, img, sizeof(h)); /* checked in full */
-	struct shset_opts o = opts ? *opts : (struct shset_opts){0};
 	shset *s = NULL;
 	/* The table is built once, by one batch, at its final size, from the
 	 * records where they lie in the image. */

@@ -843,6 +843,7 @@ int table_insert_h(struct tx *x, const void *key, size_t len, uint64_t h)
 struct key_src {
 	const void *const *keys;
 	const size_t *lens;
+	const uint64_t *hs; /* the keys' hashes, or NULL: hashed here */
 	const uint8_t *recs;
 	size_t recs_len, n, i, pos;
 };
@@ -883,7 +884,9 @@ static long long insert_sorted(struct tx *x, struct key_src *src)
 		uint32_t len;
 		uint8_t k[INLINE_MAX];
 	} *rec = scratch_alloc(src->n * sizeof(*rec));
-	uint64_t *hs = scratch_alloc(src->n * sizeof(*hs));
+	/* The caller's hashes, or ours. */
+	uint64_t *own = src->hs ? NULL : scratch_alloc(src->n * sizeof(*own));
+	const uint64_t *hs = src->hs ? src->hs : own;
 	uint32_t *start = calloc((1u << SORT_BITS) + 1, sizeof(*start));
 	size_t n = src->n, len;
 	const void *key;
@@ -903,7 +906,8 @@ static long long insert_sorted(struct tx *x, struct key_src *src)
 			added = -EINVAL;
 			goto out;
 		}
-		hs[i] = hash_bytes(x->v.seed, key, len);
+		if (own)
+			own[i] = hash_bytes(x->v.seed, key, len);
 		start[(hs[i] >> (64 - bits)) + 1]++;
 	}
 	for (uint32_t b = 0; b < 1u << bits; b++)
@@ -947,8 +951,8 @@ static long long insert_sorted(struct tx *x, struct key_src *src)
 out:
 	if (rec)
 		munmap(rec, n * sizeof(*rec));
-	if (hs)
-		munmap(hs, n * sizeof(*hs));
+	if (own)
+		munmap(own, n * sizeof(*own));
 	free(start);
 	return added;
 }
@@ -973,11 +977,17 @@ long long table_insert_records(struct tx *x, const uint8_t *recs, size_t len, si
 
 long long table_insert_many(struct tx *x, const void *const *keys, const size_t *lens, size_t n)
 {
+	return table_insert_many_h(x, keys, lens, NULL, n);
+}
+
+long long table_insert_many_h(struct tx *x, const void *const *keys, const size_t *lens,
+			      const uint64_t *khs, size_t n)
+{
 	uint64_t hs[PREFETCH_AHEAD];
 	long long added = 0;
 
 	if (n >= SORT_MIN && n <= UINT32_MAX) {
-		struct key_src src = {.keys = keys, .lens = lens, .n = n};
+		struct key_src src = {.keys = keys, .lens = lens, .hs = khs, .n = n};
 		return insert_sorted(x, &src);
 	}
 
@@ -993,7 +1003,7 @@ long long table_insert_many(struct tx *x, const void *const *keys, const size_t 
 		}
 		if (i < n) {
 			const void *k = keys[i] ? keys[i] : "";
-			uint64_t h = hash_bytes(x->v.seed, k, lens[i]), cap;
+			uint64_t h = khs ? khs[i] : hash_bytes(x->v.seed, k, lens[i]), cap;
 			const uint8_t *t = view_table(&x->v, x->tdesc, &cap);
 			hs[i % PREFETCH_AHEAD] = h;
 			if (t)
