@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "region.h"
 #include "shset.h"
 
 #include "keys.h"
@@ -96,6 +97,68 @@ START_TEST(key_type_recorded)
 	sized.size = 8;
 	ck_assert_int_eq(shset_create(&s, &sized), -EINVAL);
 	ck_assert_int_eq(shset_key_type(NULL), -EINVAL);
+}
+END_TEST
+
+/* The shard count a set was made with, from its header. */
+static uint32_t shards_of(shset *s)
+{
+	struct region_hdr h;
+	ck_assert_int_eq(pread(shset_fd(s), &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	return h.nshards;
+}
+
+/* shset_opts.shards: read only from callers that say their struct has it
+ * (size), a power of two up to 16 that leaves each shard room; by default
+ * one per 512 MiB of max_bytes.  Every layout works the same. */
+START_TEST(shard_options)
+{
+	shset *s, *c;
+	struct shset_opts o = {0};
+
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	ck_assert_uint_eq(shards_of(s), 16); /* 8 GiB */
+	shset_close(s);
+	o.max_bytes = 1ull << 30;
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	ck_assert_uint_eq(shards_of(s), 2);
+	shset_close(s);
+	o.max_bytes = 256 << 20;
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	ck_assert_uint_eq(shards_of(s), 1);
+	shset_close(s);
+	/* size 0 is the 0.1 layout: shards is not read. */
+	o = (struct shset_opts){.max_bytes = 4ull << 30, .shards = 3};
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	ck_assert_uint_eq(shards_of(s), 8);
+	shset_close(s);
+	o.size = sizeof(o);
+	ck_assert_int_eq(shset_create(&s, &o), -EINVAL); /* not a power of two */
+	o.shards = 32;
+	ck_assert_int_eq(shset_create(&s, &o), -EINVAL);
+	o = (struct shset_opts){.size = sizeof(o), .max_bytes = 8 << 20, .shards = 16};
+	ck_assert_int_eq(shset_create(&s, &o), -EINVAL); /* 512 KiB a shard */
+	o.size = 8;
+	ck_assert_int_eq(shset_create(&s, &o), -EINVAL); /* smaller than 0.1 */
+	for (uint32_t n = 1; n <= 16; n *= 2) {
+		o = (struct shset_opts){.size = sizeof(o), .max_bytes = 1ull << 30, .shards = n};
+		ck_assert_int_eq(shset_create(&s, &o), 0);
+		ck_assert_uint_eq(shards_of(s), n);
+		for (uint32_t i = 0; i < 3000; i++)
+			ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+		uint32_t k = 7;
+		ck_assert_int_eq(shset_remove(s, &k, sizeof(k)), 1);
+		ck_assert_int_eq(shset_size(s), 2999);
+		ck_assert_int_eq(shset_copy(s, &c), 0);
+		ck_assert_uint_eq(shards_of(c), n);
+		ck_assert_int_eq(shset_equal(s, c), 1);
+		ck_assert_int_eq(shset_clear(c), 0);
+		ck_assert_int_eq(shset_size(c), 0);
+		ck_assert_int_eq(shset_verify(s), 0);
+		ck_assert_int_eq(shset_verify(c), 0);
+		shset_close(c);
+		shset_close(s);
+	}
 }
 END_TEST
 
@@ -934,6 +997,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 300 * test_scale());
 	tcase_add_test(tc, basic_api);
 	tcase_add_test(tc, null_arguments);
+	tcase_add_test(tc, shard_options);
 	tcase_add_test(tc, key_type_recorded);
 	tcase_add_loop_test(tc, differential_seeds, 0, 4);
 	tcase_add_test(tc, growth_to_a_million);
