@@ -21,7 +21,8 @@
  *   -ENOLCK     the calling thread holds too many shset locks at once
  *               (SHSET_LOCK_HELD_MAX, include/shset/lock.h)
  * Functions that change the set may also return -ENOSPC (max_bytes
- * reached; the set is unchanged) and -E2BIG (one transaction needs more
+ * reached: the heap of the key's shard, its share of max_bytes, is full;
+ * the set is unchanged) and -E2BIG (one transaction needs more
  * undo log than log_bytes gives it even on a fresh table; unchanged).
  *
  * Processes.  Each handle holds one process slot of its set (max_procs of
@@ -33,10 +34,10 @@
  * takes a slot of its own, so its death is told apart from the parent's.
  *
  * ABI.  struct shset_opts, which callers fill, starts with a size field:
- * 0 (what a zero-initialised struct holds) means the layout of this
- * version, 0.1, the first with the field; a program built against a later
- * header that adds fields at the end sets size = sizeof(the struct) to use
- * them, and the library reads only that many bytes.  struct shset_stats,
+ * 0 (what a zero-initialised struct holds) means the layout of 0.1, the
+ * first with the field (up to name); a program that uses a field added
+ * since (shards) sets size = sizeof(struct shset_opts), and the library
+ * reads only that many bytes.  struct shset_stats,
  * which the library fills, keeps its layout for a symbol version: when it
  * grows, shset_stats gets a new version node (SHSET_0.2, ...) and programs
  * linked against the old node keep getting the old layout.  Only shset_
@@ -89,9 +90,11 @@ struct shset_opts {
 
 /*
  * Creates a new empty set in a new memfd.  @opts may be NULL.
- * Errors: -EINVAL (unknown flags or key type, a size smaller than this
- * version's struct, max_procs over 4095), -ENOSPC (max_bytes too small for
- * the header, log and first table), -ENOMEM, memfd_create/mmap errors.
+ * Errors: -EINVAL (unknown flags or key type, a size smaller than the 0.1
+ * struct, max_procs over 4095, shards not a power of two up to 16 or more
+ * than max_bytes leaves each a page, a log and 1 MiB of heap), -ENOSPC
+ * (max_bytes too small for the header, log and first table), -ENOMEM,
+ * memfd_create/mmap errors.
  */
 int shset_create(shset **out, const struct shset_opts *opts);
 

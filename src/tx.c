@@ -173,12 +173,12 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 		if (*err)
 			return NULL;
 	}
-	/* Field by field: a memset of the head of struct tx cost more than
-	 * the rest of this function. */
 	/* Untagged: a crash undoes this transaction whatever mtx_done says
 	 * (the log is empty here, so the tag means nothing yet). */
 	if (__builtin_expect(__atomic_load_n(&st->mtx, __ATOMIC_RELAXED) != 0, 0))
 		__atomic_store_n(&st->mtx, 0, __ATOMIC_RELAXED);
+	/* Field by field: a memset of the head of struct tx cost more than
+	 * the rest of this function. */
 	x->r = r;
 	x->st = st;
 	x->seq0 = 0;
