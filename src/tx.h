@@ -53,22 +53,29 @@ struct tx_state {
 	 * slots have been moved: see table.c.  In tdesc's cache line, which
 	 * lookups read anyway. */
 	uint64_t old_tdesc, moved;
-	uint64_t head[ALLOC_CLASSES]; /* free block lists by size class */
-	uint64_t log_n;		      /* undo log entries; 0: nothing in flight */
-	/* The multi-shard transaction the log belongs to (0: none), and in
-	 * shard 0 only, the last one that reached its commit point: see
+	/* What every transaction reads or writes besides: one cache line,
+	 * which writers of the shard in other processes take in turn. */
+	uint64_t log_n; /* undo log entries; 0: nothing in flight */
+	/* The multi-shard transaction the log belongs to (0: none): see
 	 * tx_commit_shards. */
-	uint64_t mtx, mtx_done;
-	uint64_t txn;	   /* transaction counter (block stamps) */
-	uint64_t pop_hint; /* where pop starts looking (a hint) */
-	/* Statistics: under the lock, not logged (a crash may lose one). */
-	uint64_t n_repairs, n_resizes, n_aborts, n_txns;
+	uint64_t mtx;
+	uint64_t txn; /* transaction counter (block stamps) */
 	/* Freed blocks whose pages are being given back, and how many bytes
 	 * of the first have been: see alloc.c. */
 	uint64_t punch_head, punch_done;
+	/* Statistics: under the lock, not logged (a crash may lose one). */
+	uint64_t n_txns, n_aborts;
+	uint64_t pop_hint;	      /* where pop starts looking (a hint) */
+	uint64_t head[ALLOC_CLASSES]; /* free block lists by size class */
+	uint64_t n_repairs, n_resizes;
+	/* In shard 0 only: the last multi-shard transaction that reached its
+	 * commit point. */
+	uint64_t mtx_done;
 };
 
 _Static_assert(sizeof(struct tx_state) <= REGION_STATE_BYTES, "state too large");
+_Static_assert(offsetof(struct tx_state, log_n) / 64 == offsetof(struct tx_state, pop_hint) / 64,
+	       "a transaction's words share a cache line");
 /* What a lookup reads besides seq: one cache line (the state area is
  * 64-byte aligned in the region). */
 _Static_assert(offsetof(struct tx_state, tdesc) / 64 == offsetof(struct tx_state, moved) / 64 &&
