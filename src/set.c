@@ -805,6 +805,112 @@ out:
 	return err;
 }
 
+/* Bulk adds (a big batch, a load): the keys as records ready to insert,
+ * sorted by shard and, within a shard, by home slot (a counting sort on
+ * the shard and the hash's top bits), so that each shard's table is
+ * written front to back.  Shard i's records are rec[at[i], at[i+1]). */
+#define RSPLIT_MIN  4096u
+#define RSPLIT_BITS 16u
+
+struct rsplit {
+	struct table_rec *rec;
+	size_t n, at[REGION_SHARDS_MAX + 1];
+	uint64_t expect[REGION_SHARDS_MAX];
+	unsigned shard; /* the one shard of an rsplit_one */
+};
+
+static void rsplit_free(struct rsplit *sp)
+{
+	scratch_free(sp->rec, sp->n * sizeof(*sp->rec));
+}
+
+/* As split_keys, into records. */
+static int split_recs(struct region *r, struct rsplit *sp, struct keys_in *in, size_t n)
+{
+	unsigned ns = r->nshards, bits = RSPLIT_BITS;
+	const void *k = NULL;
+	size_t len = 0;
+	int err = 0, only = -1;
+
+	while ((1u << (RSPLIT_BITS - bits)) < ns)
+		bits--;
+	memset(sp, 0, sizeof(*sp));
+	sp->n = n;
+	sp->rec = scratch(n * sizeof(*sp->rec));
+	uint64_t *th = scratch(n * sizeof(*th));
+	uint32_t *start = calloc((1u << RSPLIT_BITS) + 1, sizeof(*start));
+	if (!sp->rec || !th || !start) {
+		err = -ENOMEM;
+		goto out;
+	}
+#define RSPLIT_KEY(h) (((h) & (ns - 1)) << bits | (h) >> (64 - bits))
+	size_t pos0 = in->pos;
+	for (size_t i = 0; i < n; i++) {
+		err = keys_next(in, i, &k, &len);
+		if (err)
+			goto out;
+		th[i] = hash_bytes(r->seed, k, len);
+		start[RSPLIT_KEY(th[i]) + 1]++;
+	}
+	for (uint32_t b = 0; b < 1u << RSPLIT_BITS; b++)
+		start[b + 1] += start[b];
+	for (unsigned i = 0; i <= ns; i++)
+		sp->at[i] = start[i << bits < (1u << RSPLIT_BITS) ? i << bits : 1u << RSPLIT_BITS];
+	for (unsigned i = 0; i < ns; i++) {
+		sp->expect[i] = sp->at[i + 1] - sp->at[i];
+		if (sp->expect[i] == n)
+			only = (int)i;
+	}
+	in->pos = pos0;
+	for (size_t i = 0; i < n; i++) {
+		keys_next(in, i, &k, &len);
+		table_rec_fill(&sp->rec[start[RSPLIT_KEY(th[i])]++], k, len, th[i]);
+	}
+#undef RSPLIT_KEY
+out:
+	free(start);
+	scratch_free(th, n * sizeof(*th));
+	if (err) {
+		rsplit_free(sp);
+		return err;
+	}
+	return only;
+}
+
+static long long do_rsplit(struct shset *s, struct tx **xs, void *arg)
+{
+	struct rsplit *sp = arg;
+	long long done = 0;
+
+	for (unsigned i = 0; i < s->r->nshards; i++) {
+		if (sp->at[i + 1] == sp->at[i])
+			continue;
+		long long res =
+		    table_insert_recs(xs[i], sp->rec + sp->at[i], sp->at[i + 1] - sp->at[i]);
+		if (res < 0)
+			return res;
+		done += res;
+	}
+	return done;
+}
+
+static long long rsplit_one(struct tx *x, void *arg)
+{
+	struct rsplit *sp = arg;
+	return table_insert_recs(x, sp->rec + sp->at[sp->shard],
+				 sp->at[sp->shard + 1] - sp->at[sp->shard]);
+}
+
+/* Runs the records' inserts: one shard's lock if they are all in it. */
+static long long rsplit_run(struct shset *s, struct rsplit *sp, int only)
+{
+	if (only >= 0) {
+		sp->shard = (unsigned)only;
+		return shard_tx(s, s->r->shard[only], rsplit_one, sp, sp->n);
+	}
+	return locked_multi(s, do_rsplit, sp, sp->expect);
+}
+
 static long long do_split(struct shset *s, struct tx **xs, void *arg)
 {
 	struct split *sp = arg;
@@ -839,8 +945,17 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 		return 0;
 	/* Split before any lock is taken; a batch within one shard (a small
 	 * one, most likely) takes that shard's lock only. */
-	struct split sp;
 	struct keys_in in = {.keys = keys, .lens = lens};
+	if (add && n >= RSPLIT_MIN) {
+		struct rsplit rs;
+		int one = split_recs(s->r, &rs, &in, n);
+		if (one < -1)
+			return one;
+		long long res = rsplit_run(s, &rs, one);
+		rsplit_free(&rs);
+		return res;
+	}
+	struct split sp;
 	int only = split_keys(s->r, &sp, &in, n, add);
 	if (only < -1)
 		return only;
@@ -876,16 +991,16 @@ long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, 
 		return shard_tx(s, s->r, do_records, &a, expect > n ? expect : n);
 	/* Several shards: the records' keys split by shard, each shard's
 	 * table built once at its final size. */
-	struct split sp;
+	struct rsplit sp;
 	struct keys_in in = {.recs = recs, .recs_len = len};
-	int only = split_keys(s->r, &sp, &in, n, 1);
+	int only = split_recs(s->r, &sp, &in, n);
 	if (only < -1)
 		return only;
 	for (unsigned j = 0; j < ns; j++)
 		if (sp.expect[j] < expect / ns)
 			sp.expect[j] = expect / ns;
-	long long res = locked_multi(s, do_split, &sp, sp.expect);
-	split_free(&sp);
+	long long res = locked_multi(s, do_rsplit, &sp, sp.expect);
+	rsplit_free(&sp);
 	return res;
 }
 

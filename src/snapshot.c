@@ -72,6 +72,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +82,10 @@
 #include "set.h"
 #include "shset.h"
 #include "snapshot.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
 
 #define RING_DEPTH 64u
 #define MAX_CHUNKS 32u /* transfers in one batch */
@@ -747,6 +752,14 @@ static int read_alloc(int fd, const uint8_t *head, size_t have, size_t want, int
 
 	if (!buf)
 		return -ENOMEM;
+	/* Faulted in by one call, not page by page as the read fills it
+	 * (a best effort: kernels before 5.14 refuse it). */
+	if (want >= (1u << 20)) {
+		uintptr_t lo = ((uintptr_t)buf + 4095) & ~(uintptr_t)4095,
+			  hi = ((uintptr_t)buf + want) & ~(uintptr_t)4095;
+		if (hi > lo)
+			madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+	}
 	if (have)
 		memcpy(buf, head, have);
 	int err = read_body(fd, buf, have, want, no_uring, used_uring);

@@ -874,16 +874,43 @@ static void *scratch_alloc(size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+_Static_assert(sizeof(((struct table_rec *)0)->k) == INLINE_MAX, "a record holds an inline key");
+
+long long table_insert_recs(struct tx *x, const struct table_rec *rec, size_t n)
+{
+	uint64_t cap;
+	const uint8_t *t = view_table(&x->v, x->tdesc, &cap);
+	unsigned l2 = x->tdesc ? tdesc_log2(x->tdesc) : MIN_LOG2;
+	const void *key;
+	long long added = 0;
+
+	for (size_t o = 0; o < n; o++) {
+		/* A bucket's slots are new to the caches, and a long key's
+		 * bytes are where the caller put them: fetch both ahead. */
+		if (o + PREFETCH_AHEAD < n) {
+			const struct table_rec *a = &rec[o + PREFETCH_AHEAD];
+			if (t && l2 == tdesc_log2(x->tdesc))
+				__builtin_prefetch(t + (a->h >> (64 - l2)) * SLOT_SIZE, 1);
+			if (a->len > INLINE_MAX) {
+				memcpy(&key, a->k, sizeof(key));
+				__builtin_prefetch(key);
+			}
+		}
+		if (rec[o].len <= INLINE_MAX)
+			key = rec[o].k;
+		else
+			memcpy(&key, rec[o].k, sizeof(key));
+		int r = insert_hashed(x, key, rec[o].len, rec[o].h);
+		if (r < 0)
+			return r;
+		added += r;
+	}
+	return added;
+}
+
 static long long insert_sorted(struct tx *x, struct key_src *src)
 {
-	/* A key of up to INLINE_MAX bytes travels in its record, as it will
-	 * sit in its slot: the inserts then read nothing but the records,
-	 * front to back.  A longer one is a pointer to the caller's bytes. */
-	struct rec {
-		uint64_t h;
-		uint32_t len;
-		uint8_t k[INLINE_MAX];
-	} *rec = scratch_alloc(src->n * sizeof(*rec));
+	struct table_rec *rec = scratch_alloc(src->n * sizeof(*rec));
 	/* The caller's hashes, or ours. */
 	uint64_t *own = src->hs ? NULL : scratch_alloc(src->n * sizeof(*own));
 	const uint64_t *hs = src->hs ? src->hs : own;
@@ -915,39 +942,9 @@ static long long insert_sorted(struct tx *x, struct key_src *src)
 	src->i = src->pos = 0;
 	for (size_t i = 0; i < n; i++) {
 		src_next(src, &key, &len);
-		struct rec *r = &rec[start[hs[i] >> (64 - bits)]++];
-		r->h = hs[i];
-		r->len = (uint32_t)len;
-		if (len <= INLINE_MAX)
-			memcpy(r->k, key, len);
-		else
-			memcpy(r->k, &key, sizeof(key));
+		table_rec_fill(&rec[start[hs[i] >> (64 - bits)]++], key, len, hs[i]);
 	}
-	uint64_t cap;
-	const uint8_t *t = view_table(&x->v, x->tdesc, &cap);
-	for (size_t o = 0; o < n; o++) {
-		/* A bucket's slots are new to the caches, and a long key's
-		 * bytes are where the caller put them: fetch both ahead. */
-		if (o + PREFETCH_AHEAD < n) {
-			const struct rec *a = &rec[o + PREFETCH_AHEAD];
-			if (t && l2 == tdesc_log2(x->tdesc))
-				__builtin_prefetch(t + (a->h >> (64 - l2)) * SLOT_SIZE, 1);
-			if (a->len > INLINE_MAX) {
-				memcpy(&key, a->k, sizeof(key));
-				__builtin_prefetch(key);
-			}
-		}
-		if (rec[o].len <= INLINE_MAX)
-			key = rec[o].k;
-		else
-			memcpy(&key, rec[o].k, sizeof(key));
-		int r = insert_hashed(x, key, rec[o].len, rec[o].h);
-		if (r < 0) {
-			added = r;
-			break;
-		}
-		added += r;
-	}
+	added = table_insert_recs(x, rec, n);
 out:
 	if (rec)
 		munmap(rec, n * sizeof(*rec));

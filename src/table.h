@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "region.h"
 #include "shset.h"
@@ -60,6 +61,25 @@ long long table_insert_many_h(struct tx *x, const void *const *keys, const size_
 /* The same for @n records { u32 len; bytes } in @recs (@len bytes): a
  * snapshot's body.  -EINVAL if they run past it. */
 long long table_insert_records(struct tx *x, const uint8_t *recs, size_t len, size_t n);
+/* A key ready for a bulk insert: its hash, and its bytes inline if it is
+ * short (as its slot will hold them), else a pointer to them. */
+struct table_rec {
+	uint64_t h;
+	uint32_t len;
+	uint8_t k[20];
+};
+static inline void table_rec_fill(struct table_rec *r, const void *key, size_t len, uint64_t h)
+{
+	r->h = h;
+	r->len = (uint32_t)len;
+	if (len <= sizeof(r->k))
+		memcpy(r->k, key, len);
+	else
+		memcpy(r->k, &key, sizeof(key));
+}
+/* Inserts @n records, best in the order of their home slots (sorted by
+ * the hash's top bits): the number added, or <0. */
+long long table_insert_recs(struct tx *x, const struct table_rec *rec, size_t n);
 int table_clear(struct tx *x);
 /* Removes one key, copying it to @buf (@cap bytes); *@len gets its length.
  * 1 popped, 0 empty, -ENOBUFS if @cap is too small (nothing removed). */
