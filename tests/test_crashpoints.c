@@ -104,6 +104,7 @@ enum {
 	OP_ADD_MOVING,
 	OP_REMOVE_SHRINK,
 	OP_ADD_PUNCH,
+	OP_BATCH_SORTED,
 	NOPS
 };
 static const char *op_name[NOPS] = {"add (inline key)",
@@ -124,18 +125,22 @@ static const char *op_name[NOPS] = {"add (inline key)",
 				    "add (starts a resize)",
 				    "add (moves keys)",
 				    "remove (starts a shrink)",
-				    "add (punches a table)"};
+				    "add (punches a table)",
+				    "batch add 5000 (sorted records)"};
 
 static char snap_path[64];
 
 static int run_op(shset *s, shset *other, int op)
 {
-	static uint8_t bk[2500][300];
-	static const void *kp[2500];
-	static size_t kl[2500];
+	static uint8_t bk[5000][300];
+	static const void *kp[5000];
+	static size_t kl[5000];
 	uint8_t key[300];
 	size_t len;
-	int n = op == OP_BATCH_RESIZE ? 600 : op == OP_BATCH_FRESH ? 2500 : 10;
+	int n = op == OP_BATCH_RESIZE	? 600
+		: op == OP_BATCH_FRESH	? 2500
+		: op == OP_BATCH_SORTED ? 5000
+					: 10;
 
 	switch (op) {
 	case OP_ADD_SHORT:
@@ -153,6 +158,7 @@ static int run_op(shset *s, shset *other, int op)
 	case OP_BATCH:
 	case OP_BATCH_RESIZE:
 	case OP_BATCH_FRESH:
+	case OP_BATCH_SORTED:
 	case OP_BATCH_REMOVE:
 		for (int i = 0; i < n; i++) {
 			uint32_t k =
