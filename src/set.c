@@ -662,7 +662,6 @@ int shset_pop(shset *s, void *buf, size_t cap, size_t *len)
 struct batch_arg {
 	const void *const *keys;
 	const size_t *lens; /* NULL: strlen */
-	const uint64_t *hs; /* the keys' hashes, or NULL: not computed */
 	size_t n;
 	int add;
 };
@@ -672,22 +671,18 @@ static size_t batch_len(const struct batch_arg *b, size_t i)
 	return b->lens ? b->lens[i] : strlen(b->keys[i]);
 }
 
+/* A one-shard set's batch, as it comes. */
 static long long do_batch(struct tx *x, void *arg)
 {
 	struct batch_arg *b = arg;
 	long long done = 0;
 
 	if (b->add && b->lens)
-		return table_insert_many_h(x, b->keys, b->lens, b->hs, b->n);
+		return table_insert_many(x, b->keys, b->lens, b->n);
 	for (size_t i = 0; i < b->n; i++) {
 		const void *k = b->keys[i] ? b->keys[i] : "";
-		size_t len = batch_len(b, i);
-		int r;
-		if (b->hs)
-			r = b->add ? table_insert_h(x, k, len, b->hs[i])
-				   : table_remove_h(x, k, len, b->hs[i]);
-		else
-			r = b->add ? table_insert(x, k, len) : table_remove(x, k, len);
+		int r = b->add ? table_insert(x, k, batch_len(b, i))
+			       : table_remove(x, k, batch_len(b, i));
 		if (r < 0)
 			return r;
 		done += r;
@@ -695,41 +690,29 @@ static long long do_batch(struct tx *x, void *arg)
 	return done;
 }
 
-/* A batch split by shard: shard i's keys are part[i], each a batch of
- * its own (keys, lengths and hashes in the shared arrays). */
-struct split {
-	struct batch_arg part[REGION_SHARDS_MAX];
-	uint64_t expect[REGION_SHARDS_MAX];
-	const void **keys;
-	size_t *lens;
-	uint64_t *hs;
-	size_t n;
-};
+/* Scratch arrays: a big one is faulted in with one call (a million keys'
+ * worth is thousands of page faults one by one). */
+#define SCRATCH_MAP (1u << 20)
 
-/* Scratch arrays, faulted in with one call: a million keys' worth is
- * thousands of page faults one by one. */
 static void *scratch(size_t bytes)
 {
-	void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+	if (bytes < SCRATCH_MAP)
+		return malloc(bytes ? bytes : 1);
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 
 static void scratch_free(void *p, size_t bytes)
 {
-	if (p)
-		munmap(p, bytes ? bytes : 1);
+	if (bytes < SCRATCH_MAP)
+		free(p);
+	else if (p)
+		munmap(p, bytes);
 }
 
-static void split_free(struct split *sp)
-{
-	scratch_free(sp->keys, sp->n * sizeof(*sp->keys));
-	scratch_free(sp->lens, sp->n * sizeof(*sp->lens));
-	scratch_free(sp->hs, sp->n * sizeof(*sp->hs));
-}
-
-/* Where the keys come from: arrays (@lens NULL: strings), or @n records
- * { u32 len; bytes } in @recs (@len bytes). */
+/* Where the keys come from: arrays (@lens NULL: strings), or records
+ * { u32 len; bytes } in @recs (@recs_len bytes). */
 struct keys_in {
 	const void *const *keys;
 	const size_t *lens;
@@ -751,111 +734,63 @@ static int keys_next(struct keys_in *in, size_t i, const void **key, size_t *len
 	return 0;
 }
 
-/* Splits @n keys by shard; the hashes come along.  Returns the shard
- * every key is in, -1 if they span several, or -errno. */
-static int split_keys(struct region *r, struct split *sp, struct keys_in *in, size_t n, int add)
-{
-	unsigned ns = r->nshards;
-	size_t at[REGION_SHARDS_MAX] = {0}, cnt[REGION_SHARDS_MAX] = {0};
-	const void *k = NULL;
-	size_t len = 0;
-	int err = 0;
+/*
+ * A batch over several shards: its keys as records ready to insert
+ * (table_rec), sorted by shard in one counting sort, and for a big batch
+ * by home slot within the shard too (the hash's top bits), so that each
+ * shard's table is written front to back.  Shard i's records are
+ * rec[at[i], at[i+1]).
+ */
+#define SPLIT_SORT_MIN 4096u
+#define SPLIT_BITS     16u
 
-	memset(sp, 0, sizeof(*sp));
-	sp->n = n;
-	sp->keys = scratch(n * sizeof(*sp->keys));
-	sp->lens = scratch(n * sizeof(*sp->lens));
-	sp->hs = scratch(n * sizeof(*sp->hs));
-	uint64_t *th = scratch(n * sizeof(*th));
-	if (!sp->keys || !sp->lens || !sp->hs || !th) {
-		err = -ENOMEM;
-		goto out;
-	}
-	size_t pos0 = in->pos;
-	for (size_t i = 0; i < n; i++) {
-		err = keys_next(in, i, &k, &len);
-		if (err)
-			goto out;
-		th[i] = hash_bytes(r->seed, k, len);
-		cnt[th[i] & (ns - 1)]++;
-	}
-	int only = -1;
-	for (size_t i = 0, sum = 0; i < ns; i++) {
-		at[i] = sum;
-		sum += cnt[i];
-		if (cnt[i] == n)
-			only = (int)i;
-		sp->part[i] = (struct batch_arg){sp->keys + at[i], sp->lens + at[i], sp->hs + at[i],
-						 cnt[i], add};
-		sp->expect[i] = cnt[i];
-	}
-	in->pos = pos0;
-	for (size_t i = 0; i < n; i++) {
-		keys_next(in, i, &k, &len);
-		size_t j = at[th[i] & (ns - 1)]++;
-		sp->keys[j] = k;
-		sp->lens[j] = len;
-		sp->hs[j] = th[i];
-	}
-	scratch_free(th, n * sizeof(*th));
-	return only;
-out:
-	scratch_free(th, n * sizeof(*th));
-	split_free(sp);
-	return err;
-}
-
-/* Bulk adds (a big batch, a load): the keys as records ready to insert,
- * sorted by shard and, within a shard, by home slot (a counting sort on
- * the shard and the hash's top bits), so that each shard's table is
- * written front to back.  Shard i's records are rec[at[i], at[i+1]). */
-#define RSPLIT_MIN  4096u
-#define RSPLIT_BITS 16u
-
-struct rsplit {
+struct split {
 	struct table_rec *rec;
 	size_t n, at[REGION_SHARDS_MAX + 1];
 	uint64_t expect[REGION_SHARDS_MAX];
-	unsigned shard; /* the one shard of an rsplit_one */
+	int add;
+	unsigned shard; /* the one shard of split_one */
 };
 
-static void rsplit_free(struct rsplit *sp)
+static void split_free(struct split *sp)
 {
 	scratch_free(sp->rec, sp->n * sizeof(*sp->rec));
 }
 
-/* As split_keys, into records. */
-static int split_recs(struct region *r, struct rsplit *sp, struct keys_in *in, size_t n)
+/* Splits @n keys by shard.  Returns the shard every key is in, -1 if they
+ * span several, or -errno. */
+static int split_keys(struct region *r, struct split *sp, struct keys_in *in, size_t n, int add)
 {
-	unsigned ns = r->nshards, bits = RSPLIT_BITS;
+	unsigned ns = r->nshards, sbits = (unsigned)__builtin_ctz(ns), bits = 0;
 	const void *k = NULL;
 	size_t len = 0;
 	int err = 0, only = -1;
 
-	while ((1u << (RSPLIT_BITS - bits)) < ns)
-		bits--;
+	if (n >= SPLIT_SORT_MIN)
+		bits = SPLIT_BITS - sbits;
 	memset(sp, 0, sizeof(*sp));
 	sp->n = n;
+	sp->add = add;
 	sp->rec = scratch(n * sizeof(*sp->rec));
 	uint64_t *th = scratch(n * sizeof(*th));
-	uint32_t *start = calloc((1u << RSPLIT_BITS) + 1, sizeof(*start));
+	uint32_t *start = calloc((1u << (sbits + bits)) + 1, sizeof(*start));
 	if (!sp->rec || !th || !start) {
 		err = -ENOMEM;
 		goto out;
 	}
-#define RSPLIT_KEY(h) (((h) & (ns - 1)) << bits | (h) >> (64 - bits))
+#define SPLIT_KEY(h) (((h) & (ns - 1)) << bits | (bits ? (h) >> (64 - bits) : 0))
 	size_t pos0 = in->pos;
 	for (size_t i = 0; i < n; i++) {
 		err = keys_next(in, i, &k, &len);
 		if (err)
 			goto out;
 		th[i] = hash_bytes(r->seed, k, len);
-		start[RSPLIT_KEY(th[i]) + 1]++;
+		start[SPLIT_KEY(th[i]) + 1]++;
 	}
-	for (uint32_t b = 0; b < 1u << RSPLIT_BITS; b++)
+	for (uint32_t b = 0; b < 1u << (sbits + bits); b++)
 		start[b + 1] += start[b];
 	for (unsigned i = 0; i <= ns; i++)
-		sp->at[i] = start[i << bits < (1u << RSPLIT_BITS) ? i << bits : 1u << RSPLIT_BITS];
+		sp->at[i] = start[i << bits];
 	for (unsigned i = 0; i < ns; i++) {
 		sp->expect[i] = sp->at[i + 1] - sp->at[i];
 		if (sp->expect[i] == n)
@@ -864,51 +799,38 @@ static int split_recs(struct region *r, struct rsplit *sp, struct keys_in *in, s
 	in->pos = pos0;
 	for (size_t i = 0; i < n; i++) {
 		keys_next(in, i, &k, &len);
-		table_rec_fill(&sp->rec[start[RSPLIT_KEY(th[i])]++], k, len, th[i]);
+		table_rec_fill(&sp->rec[start[SPLIT_KEY(th[i])]++], k, len, th[i]);
 	}
-#undef RSPLIT_KEY
+#undef SPLIT_KEY
 out:
 	free(start);
 	scratch_free(th, n * sizeof(*th));
 	if (err) {
-		rsplit_free(sp);
+		split_free(sp);
 		return err;
 	}
 	return only;
 }
 
-static long long do_rsplit(struct shset *s, struct tx **xs, void *arg)
+/* Shard @i's part of the split into transaction @x. */
+static long long split_part(struct tx *x, const struct split *sp, unsigned i)
 {
-	struct rsplit *sp = arg;
+	const struct table_rec *rec = sp->rec + sp->at[i];
+	size_t n = sp->at[i + 1] - sp->at[i];
 	long long done = 0;
 
-	for (unsigned i = 0; i < s->r->nshards; i++) {
-		if (sp->at[i + 1] == sp->at[i])
-			continue;
-		long long res =
-		    table_insert_recs(xs[i], sp->rec + sp->at[i], sp->at[i + 1] - sp->at[i]);
+	if (sp->add)
+		return table_insert_recs(x, rec, n);
+	for (size_t j = 0; j < n; j++) {
+		const void *key = rec[j].k;
+		if (rec[j].len > sizeof(rec[j].k))
+			memcpy(&key, rec[j].k, sizeof(key));
+		int res = table_remove_h(x, key, rec[j].len, rec[j].h);
 		if (res < 0)
 			return res;
 		done += res;
 	}
 	return done;
-}
-
-static long long rsplit_one(struct tx *x, void *arg)
-{
-	struct rsplit *sp = arg;
-	return table_insert_recs(x, sp->rec + sp->at[sp->shard],
-				 sp->at[sp->shard + 1] - sp->at[sp->shard]);
-}
-
-/* Runs the records' inserts: one shard's lock if they are all in it. */
-static long long rsplit_run(struct shset *s, struct rsplit *sp, int only)
-{
-	if (only >= 0) {
-		sp->shard = (unsigned)only;
-		return shard_tx(s, s->r->shard[only], rsplit_one, sp, sp->n);
-	}
-	return locked_multi(s, do_rsplit, sp, sp->expect);
 }
 
 static long long do_split(struct shset *s, struct tx **xs, void *arg)
@@ -917,9 +839,9 @@ static long long do_split(struct shset *s, struct tx **xs, void *arg)
 	long long done = 0;
 
 	for (unsigned i = 0; i < s->r->nshards; i++) {
-		if (!sp->part[i].n)
+		if (sp->at[i + 1] == sp->at[i])
 			continue;
-		long long res = do_batch(xs[i], &sp->part[i]);
+		long long res = split_part(xs[i], sp, i);
 		if (res < 0)
 			return res;
 		done += res;
@@ -927,9 +849,26 @@ static long long do_split(struct shset *s, struct tx **xs, void *arg)
 	return done;
 }
 
+static long long split_one(struct tx *x, void *arg)
+{
+	struct split *sp = arg;
+	return split_part(x, sp, sp->shard);
+}
+
+/* Runs the split's transaction: one shard's lock if every key is in it
+ * (a small batch, most likely), else every shard's. */
+static long long split_run(struct shset *s, struct split *sp, int only)
+{
+	if (only >= 0) {
+		sp->shard = (unsigned)only;
+		return shard_tx(s, s->r->shard[only], split_one, sp, sp->n);
+	}
+	return locked_multi(s, do_split, sp, sp->expect);
+}
+
 static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)
 {
-	struct batch_arg b = {keys, lens, NULL, n, add};
+	struct batch_arg b = {keys, lens, n, add};
 
 	if (!s || (!keys && n))
 		return -EINVAL;
@@ -943,27 +882,13 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 		return shard_tx(s, s->r, do_batch, &b, n);
 	if (!n)
 		return 0;
-	/* Split before any lock is taken; a batch within one shard (a small
-	 * one, most likely) takes that shard's lock only. */
-	struct keys_in in = {.keys = keys, .lens = lens};
-	if (add && n >= RSPLIT_MIN) {
-		struct rsplit rs;
-		int one = split_recs(s->r, &rs, &in, n);
-		if (one < -1)
-			return one;
-		long long res = rsplit_run(s, &rs, one);
-		rsplit_free(&rs);
-		return res;
-	}
+	/* Split before any lock is taken. */
 	struct split sp;
+	struct keys_in in = {.keys = keys, .lens = lens};
 	int only = split_keys(s->r, &sp, &in, n, add);
 	if (only < -1)
 		return only;
-	long long res;
-	if (only >= 0)
-		res = shard_tx(s, s->r->shard[only], do_batch, &sp.part[only], n);
-	else
-		res = locked_multi(s, do_split, &sp, sp.expect);
+	long long res = split_run(s, &sp, only);
 	split_free(&sp);
 	return res;
 }
@@ -991,16 +916,16 @@ long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, 
 		return shard_tx(s, s->r, do_records, &a, expect > n ? expect : n);
 	/* Several shards: the records' keys split by shard, each shard's
 	 * table built once at its final size. */
-	struct rsplit sp;
+	struct split sp;
 	struct keys_in in = {.recs = recs, .recs_len = len};
-	int only = split_recs(s->r, &sp, &in, n);
+	int only = split_keys(s->r, &sp, &in, n, 1);
 	if (only < -1)
 		return only;
 	for (unsigned j = 0; j < ns; j++)
 		if (sp.expect[j] < expect / ns)
 			sp.expect[j] = expect / ns;
-	long long res = locked_multi(s, do_rsplit, &sp, sp.expect);
-	rsplit_free(&sp);
+	long long res = locked_multi(s, do_split, &sp, sp.expect);
+	split_free(&sp);
 	return res;
 }
 

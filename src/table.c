@@ -843,7 +843,6 @@ int table_insert_h(struct tx *x, const void *key, size_t len, uint64_t h)
 struct key_src {
 	const void *const *keys;
 	const size_t *lens;
-	const uint64_t *hs; /* the keys' hashes, or NULL: hashed here */
 	const uint8_t *recs;
 	size_t recs_len, n, i, pos;
 };
@@ -911,9 +910,7 @@ long long table_insert_recs(struct tx *x, const struct table_rec *rec, size_t n)
 static long long insert_sorted(struct tx *x, struct key_src *src)
 {
 	struct table_rec *rec = scratch_alloc(src->n * sizeof(*rec));
-	/* The caller's hashes, or ours. */
-	uint64_t *own = src->hs ? NULL : scratch_alloc(src->n * sizeof(*own));
-	const uint64_t *hs = src->hs ? src->hs : own;
+	uint64_t *hs = scratch_alloc(src->n * sizeof(*hs));
 	uint32_t *start = calloc((1u << SORT_BITS) + 1, sizeof(*start));
 	size_t n = src->n, len;
 	const void *key;
@@ -933,8 +930,7 @@ static long long insert_sorted(struct tx *x, struct key_src *src)
 			added = -EINVAL;
 			goto out;
 		}
-		if (own)
-			own[i] = hash_bytes(x->v.seed, key, len);
+		hs[i] = hash_bytes(x->v.seed, key, len);
 		start[(hs[i] >> (64 - bits)) + 1]++;
 	}
 	for (uint32_t b = 0; b < 1u << bits; b++)
@@ -948,8 +944,8 @@ static long long insert_sorted(struct tx *x, struct key_src *src)
 out:
 	if (rec)
 		munmap(rec, n * sizeof(*rec));
-	if (own)
-		munmap(own, n * sizeof(*own));
+	if (hs)
+		munmap(hs, n * sizeof(*hs));
 	free(start);
 	return added;
 }
@@ -974,17 +970,11 @@ long long table_insert_records(struct tx *x, const uint8_t *recs, size_t len, si
 
 long long table_insert_many(struct tx *x, const void *const *keys, const size_t *lens, size_t n)
 {
-	return table_insert_many_h(x, keys, lens, NULL, n);
-}
-
-long long table_insert_many_h(struct tx *x, const void *const *keys, const size_t *lens,
-			      const uint64_t *khs, size_t n)
-{
 	uint64_t hs[PREFETCH_AHEAD];
 	long long added = 0;
 
 	if (n >= SORT_MIN && n <= UINT32_MAX) {
-		struct key_src src = {.keys = keys, .lens = lens, .hs = khs, .n = n};
+		struct key_src src = {.keys = keys, .lens = lens, .n = n};
 		return insert_sorted(x, &src);
 	}
 
@@ -1000,7 +990,7 @@ long long table_insert_many_h(struct tx *x, const void *const *keys, const size_
 		}
 		if (i < n) {
 			const void *k = keys[i] ? keys[i] : "";
-			uint64_t h = khs ? khs[i] : hash_bytes(x->v.seed, k, lens[i]), cap;
+			uint64_t h = hash_bytes(x->v.seed, k, lens[i]), cap;
 			const uint8_t *t = view_table(&x->v, x->tdesc, &cap);
 			hs[i % PREFETCH_AHEAD] = h;
 			if (t)

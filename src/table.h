@@ -55,9 +55,6 @@ int table_remove_h(struct tx *x, const void *key, size_t len, uint64_t h);
 /* Inserts @n keys (@keys[i] of @lens[i] bytes; NULL: empty), their home
  * slots prefetched ahead: the number added, or <0. */
 long long table_insert_many(struct tx *x, const void *const *keys, const size_t *lens, size_t n);
-/* The same with the keys' hashes in @hs. */
-long long table_insert_many_h(struct tx *x, const void *const *keys, const size_t *lens,
-			      const uint64_t *hs, size_t n);
 /* The same for @n records { u32 len; bytes } in @recs (@len bytes): a
  * snapshot's body.  -EINVAL if they run past it. */
 long long table_insert_records(struct tx *x, const uint8_t *recs, size_t len, size_t n);
