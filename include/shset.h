@@ -226,7 +226,8 @@ struct shset_stats {
 	uint32_t max_procs, attached; /* process slots, and those held now */
 	uint64_t saves_io_uring;      /* snapshots this process wrote via io_uring */
 	uint64_t saves_fallback;      /* ... and with plain writes */
-	struct shset_lock_state lock;
+	struct shset_lock_state lock; /* the shards' locks as one: counters
+					 summed, held if any is (its owner) */
 };
 /* Fills @st; -EUCLEAN (with @st filled as read) when the figures are more
  * than the region could hold: a peer wrote them.  Takes no lock. */

@@ -96,7 +96,7 @@ int shset_view_info(shset_view *v, struct shset_view_info *info)
 	info->aborts = ts.aborts;
 	info->txns = ts.txns;
 	info->max_procs = r->nslots;
-	return shset_lock_state(r->lock, &info->lock);
+	return table_lock_state_shards(r, &info->lock);
 }
 
 int shset_view_proc(shset_view *v, uint32_t slot, struct shset_view_proc *p)

@@ -1375,8 +1375,7 @@ int shset_stats(shset *s, struct shset_stats *out)
 		if (__atomic_load_n(&slots[i].pid, __ATOMIC_RELAXED) &&
 		    shset_lease_slot_alive(s->r->lease, i) == 1)
 			st->attached++;
-	/* Shard 0's lock: the one every whole-set operation takes first. */
-	int err = shset_lock_state(s->r->lock, &st->lock);
+	int err = table_lock_state_shards(s->r, &st->lock);
 	memcpy(out, st, sizeof(*st));
 	return err ? err : bad ? -EUCLEAN : 0;
 }

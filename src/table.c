@@ -1627,3 +1627,28 @@ void table_stats_shards(struct region *r, struct table_stats *sum)
 		sum->log_capacity += ts.log_capacity;
 	}
 }
+
+int table_lock_state_shards(struct region *r, struct shset_lock_state *st)
+{
+	struct shset_lock_state one;
+	int err = 0, held = 0;
+
+	memset(st, 0, sizeof(*st));
+	st->owner_slot = -1;
+	for (unsigned i = 0; i < r->nshards && !err; i++) {
+		err = shset_lock_state(r->shard[i]->lock, &one);
+		st->acquisitions += one.acquisitions;
+		st->contended += one.contended;
+		st->futex_waits += one.futex_waits;
+		st->owner_died += one.owner_died;
+		st->waiters |= one.waiters;
+		st->inconsistent |= one.inconsistent;
+		if (one.locked && !held) {
+			held = 1;
+			st->locked = 1;
+			st->owner_slot = one.owner_slot;
+			st->owner_gen = one.owner_gen;
+		}
+	}
+	return err;
+}

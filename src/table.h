@@ -138,5 +138,8 @@ struct table_stats {
 int table_stats(struct region *r, struct table_stats *st);
 /* The sums over the shards of @r (file_bytes: the file's). */
 void table_stats_shards(struct region *r, struct table_stats *sum);
+/* The shards' locks as one: counters summed, held (and its owner) if any
+ * shard's lock is held (the first such), waiters and inconsistent if any. */
+int table_lock_state_shards(struct region *r, struct shset_lock_state *st);
 
 #endif
