@@ -224,12 +224,22 @@ static inline struct lock_thread *thread_self(void)
 	return __builtin_expect(t != NULL, 1) ? t : thread_register();
 }
 
-static inline int held_find(const struct lock_thread *t, const shset_lock *lk)
+static __attribute__((noinline)) int held_find_rest(const struct lock_thread *t,
+						    const shset_lock *lk)
 {
-	for (int i = 0; i < SHSET_LOCK_HELD_MAX; i++)
+	for (int i = 1; i < SHSET_LOCK_HELD_MAX; i++)
 		if (t->held[i] == (uintptr_t)lk)
 			return i;
 	return -1;
+}
+
+/* Entry 0 first, inline: a thread holding one lock (the common case) has
+ * it there, and the release path must not pay for a search of them all. */
+static inline int held_find(const struct lock_thread *t, const shset_lock *lk)
+{
+	if (__builtin_expect(t->held[0] == (uintptr_t)lk, 1))
+		return 0;
+	return held_find_rest(t, lk);
 }
 
 /* 1 if a thread of this process other than @self records @lk.  threads_mu. */
