@@ -8,12 +8,12 @@
 #include <stdint.h>
 
 /* Nanoseconds the last shset_copy or shset_foreach (and so shset_save) of
- * this process held the set's lock. */
+ * this process held the set's locks (every shard's). */
 uint64_t set_last_hold_ns(void);
 
 /* One consistent state's keys as records { u32 len; bytes } in a new
  * buffer (*@bufp, free() it) that starts with @headroom spare bytes; the
- * lock is held only while the records are written. */
+ * locks are held only while the records are written. */
 struct shset;
 int set_collect(struct shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_t *count,
 		uint64_t *key_bytes);
@@ -30,8 +30,9 @@ struct shset_opts;
 int set_create_seeded(struct shset **out, const struct shset_opts *opts, const uint64_t *seed);
 
 /* Adds @n records { u32 len; bytes } (@len bytes at @recs, a snapshot's
- * body) to a new, empty set in one batch that builds its table once, at its
- * final size (at least @capacity keys, as shset_opts say). */
+ * body) to a new, empty set in one batch that builds each shard's table
+ * once, at its final size (for at least @capacity keys in all, as
+ * shset_opts say). */
 long long set_load_records(struct shset *s, const uint8_t *recs, size_t len, size_t n,
 			   uint64_t capacity);
 

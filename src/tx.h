@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tx.h - the set's shared state words, the undo log and transactions
- * (private).
+ * tx.h - a shard's shared state words, its undo log and transactions
+ * (private).  Each shard of a set (region.h) has its own; a transaction
+ * over several shards is one per shard, committed together
+ * (tx_commit_shards).
  *
- * Every mutation runs inside a transaction, lock held:
+ * Every mutation runs inside a transaction, the shard's lock held:
  *
  *   IDLE --first write--> DIRTY (seq odd) --commit--> IDLE (seq even)
  *                              \--crash/abort: roll back--> IDLE
