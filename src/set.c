@@ -822,10 +822,7 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
 	if (sp->add)
 		return table_insert_recs(x, rec, n);
 	for (size_t j = 0; j < n; j++) {
-		const void *key = rec[j].k;
-		if (rec[j].len > sizeof(rec[j].k))
-			memcpy(&key, rec[j].k, sizeof(key));
-		int res = table_remove_h(x, key, rec[j].len, rec[j].h);
+		int res = table_remove_h(x, table_rec_key(&rec[j]), rec[j].len, rec[j].h);
 		if (res < 0)
 			return res;
 		done += res;

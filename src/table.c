@@ -880,7 +880,6 @@ long long table_insert_recs(struct tx *x, const struct table_rec *rec, size_t n)
 	uint64_t cap;
 	const uint8_t *t = view_table(&x->v, x->tdesc, &cap);
 	unsigned l2 = x->tdesc ? tdesc_log2(x->tdesc) : MIN_LOG2;
-	const void *key;
 	long long added = 0;
 
 	for (size_t o = 0; o < n; o++) {
@@ -890,16 +889,10 @@ long long table_insert_recs(struct tx *x, const struct table_rec *rec, size_t n)
 			const struct table_rec *a = &rec[o + PREFETCH_AHEAD];
 			if (t && l2 == tdesc_log2(x->tdesc))
 				__builtin_prefetch(t + (a->h >> (64 - l2)) * SLOT_SIZE, 1);
-			if (a->len > INLINE_MAX) {
-				memcpy(&key, a->k, sizeof(key));
-				__builtin_prefetch(key);
-			}
+			if (a->len > INLINE_MAX)
+				__builtin_prefetch(table_rec_key(a));
 		}
-		if (rec[o].len <= INLINE_MAX)
-			key = rec[o].k;
-		else
-			memcpy(&key, rec[o].k, sizeof(key));
-		int r = insert_hashed(x, key, rec[o].len, rec[o].h);
+		int r = insert_hashed(x, table_rec_key(&rec[o]), rec[o].len, rec[o].h);
 		if (r < 0)
 			return r;
 		added += r;

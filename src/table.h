@@ -74,6 +74,13 @@ static inline void table_rec_fill(struct table_rec *r, const void *key, size_t l
 	else
 		memcpy(r->k, &key, sizeof(key));
 }
+static inline const void *table_rec_key(const struct table_rec *r)
+{
+	const void *key = r->k;
+	if (r->len > sizeof(r->k))
+		memcpy(&key, r->k, sizeof(key));
+	return key;
+}
 /* Inserts @n records, best in the order of their home slots (sorted by
  * the hash's top bits): the number added, or <0. */
 long long table_insert_recs(struct tx *x, const struct table_rec *rec, size_t n);

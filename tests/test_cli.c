@@ -1343,7 +1343,10 @@ START_TEST(demo_runs)
 {
 	ck_assert_int_eq(SH("demo", "--workers", "3", "--keys", "20000"), 0);
 	ck_assert_ptr_nonnull(strstr(out, "demo OK"));
-	ck_assert_ptr_nonnull(strstr(out, "lock taken over from the dead: 1"));
+	/* The killed worker held one shard's lock or, mid-batch, several. */
+	const char *t = strstr(out, "shard locks taken over from the dead: ");
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_ge(atoi(t + strlen("shard locks taken over from the dead: ")), 1);
 }
 END_TEST
 

@@ -227,7 +227,9 @@ int cmd_demo(struct opts *o)
 	shset_stats(s, &st);
 	printf("  worker 0 killed with SIGKILL after %llu acknowledged batches of %d keys\n",
 	       (unsigned long long)acked, DEMO_BATCH);
-	printf("  lock taken over from the dead: %llu time(s); transactions rolled back: %llu\n",
+	/* One takeover per shard whose lock the killed worker held: a batch
+	 * over several shards holds them all. */
+	printf("  shard locks taken over from the dead: %llu; shards repaired: %llu\n",
 	       (unsigned long long)st.lock.owner_died, (unsigned long long)st.repairs);
 	printf("  lock recovered %.1f ms after the kill; verify: %s\n",
 	       ((t_rec ? t_rec : t_kill) - t_kill) / 1e6, verr ? strerror(-verr) : "clean");
