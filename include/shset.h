@@ -75,7 +75,7 @@ struct shset_opts {
 	/* Since 0.2 (set size = sizeof(struct shset_opts) to use them): */
 	uint32_t shards; /* writer shards, a power of two up to 16; 0: one per
 			    512 MiB of max_bytes, up to 16 */
-	uint32_t pad;	 /* 0 */
+	uint32_t pad;	 /* reserved, 0 */
 };
 
 /*

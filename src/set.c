@@ -111,7 +111,8 @@ int set_opts_read(const struct shset_opts *in, struct shset_opts *out)
 		return -EINVAL;
 	memcpy(out, in, n < sizeof(*out) ? n : sizeof(*out));
 	out->size = sizeof(*out);
-	return out->flags ? -EINVAL : 0;
+	/* pad is reserved like flags: a later version may give it meaning. */
+	return out->flags || out->pad ? -EINVAL : 0;
 }
 
 static int opts_to_region(const struct shset_opts *in, struct region_opts *ro)

@@ -136,6 +136,8 @@ START_TEST(shard_options)
 	ck_assert_int_eq(shset_create(&s, &o), -EINVAL); /* not a power of two */
 	o.shards = 32;
 	ck_assert_int_eq(shset_create(&s, &o), -EINVAL);
+	o = (struct shset_opts){.size = sizeof(o), .pad = 1};
+	ck_assert_int_eq(shset_create(&s, &o), -EINVAL); /* reserved */
 	o = (struct shset_opts){.size = sizeof(o), .max_bytes = 8 << 20, .shards = 16};
 	ck_assert_int_eq(shset_create(&s, &o), -EINVAL); /* 512 KiB a shard */
 	o.size = 8;
