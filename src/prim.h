@@ -8,7 +8,12 @@
 #define SHSET_PRIM_H
 
 #include <stdint.h>
+#include <sys/mman.h>
 #include <time.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels refuse it (EINVAL) */
+#endif
 
 #define PRIM_NS_PER_S 1000000000ull
 

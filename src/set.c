@@ -964,9 +964,7 @@ int shset_copy(shset *s, shset **out)
 	 * copy grows the file further under the lock if it must. */
 	for (unsigned i = 0; i < s->r->nshards; i++) {
 		struct region *src = s->r->shard[i], *dst = c->r->shard[i];
-		struct table_stats ts;
-		table_stats(src, &ts);
-		uint64_t guess = dst->heap_off + ts.heap_bytes;
+		uint64_t guess = dst->heap_off + table_heap_bytes(src);
 		region_check(src, 0, guess); /* learns of growth by other processes */
 		if (guess > src->avail)	     /* a scribbled brk must not fault in GiBs */
 			guess = src->avail;
@@ -1066,9 +1064,9 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 		prefault(buf, headroom + cap);
 		for (unsigned i = 0; i < s->r->nshards; i++) {
 			struct region *sh = s->r->shard[i];
-			table_stats(sh, &ts);
-			region_check(sh, 0, sh->heap_off + ts.heap_bytes);
-			region_prefetch(sh, sh->heap_off, sh->heap_off + ts.heap_bytes);
+			uint64_t end = sh->heap_off + table_heap_bytes(sh);
+			region_check(sh, 0, end);
+			region_prefetch(sh, sh->heap_off, end);
 		}
 		err = set_lock(s);
 		if (err)

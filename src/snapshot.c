@@ -83,10 +83,6 @@
 #include "shset.h"
 #include "snapshot.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
 #define RING_DEPTH 64u
 #define MAX_CHUNKS 32u /* transfers in one batch */
 #define MIN_CHUNK  (1u << 20)

@@ -1573,7 +1573,14 @@ int table_snap_verify(const struct table_snap *sn)
 	return verify_view(&v, &sn->st);
 }
 
-int table_stats(struct region *r, struct table_stats *o)
+uint64_t table_heap_bytes(struct region *r)
+{
+	uint64_t brk = __atomic_load_n(&state(r)->brk, __ATOMIC_RELAXED);
+	return brk > r->heap_off ? brk - r->heap_off : 0;
+}
+
+/* table_stats without the file's size (one fstat serves every shard). */
+static void stats_words(struct region *r, struct table_stats *o)
 {
 	struct tx_state *st = state(r);
 
@@ -1584,17 +1591,26 @@ int table_stats(struct region *r, struct table_stats *o)
 	o->tombstones = __atomic_load_n(&st->tombs, __ATOMIC_RELAXED);
 	o->key_bytes = __atomic_load_n(&st->key_bytes, __ATOMIC_RELAXED);
 	o->arena_bytes = __atomic_load_n(&st->arena_bytes, __ATOMIC_RELAXED);
-	uint64_t brk = __atomic_load_n(&st->brk, __ATOMIC_RELAXED);
-	o->heap_bytes = brk > r->heap_off ? brk - r->heap_off : 0;
-	/* The file itself, not the header's record of it (a peer can write
-	 * that). */
-	struct stat fst;
-	o->file_bytes = fstat(r->fd, &fst) == 0 ? (uint64_t)fst.st_size : 0;
+	o->heap_bytes = table_heap_bytes(r);
 	o->repairs = __atomic_load_n(&st->n_repairs, __ATOMIC_RELAXED);
 	o->resizes = __atomic_load_n(&st->n_resizes, __ATOMIC_RELAXED);
 	o->aborts = __atomic_load_n(&st->n_aborts, __ATOMIC_RELAXED);
 	o->txns = __atomic_load_n(&st->n_txns, __ATOMIC_RELAXED);
 	o->log_capacity = r->log_bytes / 16; /* 16-byte entries */
+}
+
+/* The file itself, not the header's record of it (a peer can write
+ * that). */
+static uint64_t file_bytes(struct region *r)
+{
+	struct stat fst;
+	return fstat(r->fd, &fst) == 0 ? (uint64_t)fst.st_size : 0;
+}
+
+int table_stats(struct region *r, struct table_stats *o)
+{
+	stats_words(r, o);
+	o->file_bytes = file_bytes(r);
 	return 0;
 }
 
@@ -1605,20 +1621,20 @@ void table_stats_shards(struct region *r, struct table_stats *sum)
 
 	memset(sum, 0, sizeof(*sum));
 	for (unsigned i = 0; i < r->nshards; i++) {
-		table_stats(r->shard[i], &ts);
+		stats_words(r->shard[i], &ts);
 		sum->count += ts.count;
 		sum->capacity += ts.capacity;
 		sum->tombstones += ts.tombstones;
 		sum->key_bytes += ts.key_bytes;
 		sum->arena_bytes += ts.arena_bytes;
 		sum->heap_bytes += ts.heap_bytes;
-		sum->file_bytes = ts.file_bytes;
 		sum->repairs += ts.repairs;
 		sum->resizes += ts.resizes;
 		sum->aborts += ts.aborts;
 		sum->txns += ts.txns;
 		sum->log_capacity += ts.log_capacity;
 	}
+	sum->file_bytes = file_bytes(r);
 }
 
 int table_lock_state_shards(struct region *r, struct shset_lock_state *st)

@@ -143,6 +143,8 @@ struct table_stats {
 	uint64_t repairs, resizes, aborts, txns, log_capacity;
 };
 int table_stats(struct region *r, struct table_stats *st);
+/* The bytes below the heap's end (brk), a racy read: a size to prefault. */
+uint64_t table_heap_bytes(struct region *r);
 /* The sums over the shards of @r (file_bytes: the file's). */
 void table_stats_shards(struct region *r, struct table_stats *sum);
 /* The shards' locks as one: counters summed, held (and its owner) if any
