@@ -126,7 +126,8 @@ GIL_SCRIPT = r"""
 import os, signal, sys, threading, time
 import shset
 
-s = shset.Set(keys=int)
+# 256 MiB: one shard, so the lock the child holds is the one s.add needs.
+s = shset.Set(keys=int, max_bytes=256 << 20)
 pid = os.fork()
 if pid == 0:
     keys = list(range(200000))
