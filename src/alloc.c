@@ -237,15 +237,22 @@ static void punch_step(struct tx *x)
 		x->punch_done = 0;
 		return;
 	}
-	uint64_t from = x->punch_done < ALLOC_PUNCH_MIN ? ALLOC_PUNCH_MIN : x->punch_done;
-	uint64_t len = size - from < ALLOC_PUNCH_STEP ? size - from : ALLOC_PUNCH_STEP;
-	/* Before the transaction marks the set as changing: readers need not
-	 * wait for the punch, which touches nothing they read. */
-	region_punch(x->r, b + from, len); /* best effort: memory, not state */
-	CRASH_POINT("punch: pages given back");
-	x->punch_done = from + len;
-	if (x->punch_done < size)
-		return;
+	/* Whole pages only, from the one after the link's to the last that
+	 * ends inside the block (blocks are 64-byte aligned): a punch that
+	 * starts or ends inside a page zeroes that part and keeps the page. */
+	uint64_t first = ((b + REGION_PAGE) & ~(uint64_t)(REGION_PAGE - 1)) - b;
+	uint64_t last = ((b + size) & ~(uint64_t)(REGION_PAGE - 1)) - b;
+	uint64_t from = x->punch_done < first ? first : x->punch_done;
+	if (from < last) {
+		uint64_t len = last - from < ALLOC_PUNCH_STEP ? last - from : ALLOC_PUNCH_STEP;
+		/* Before the transaction marks the set as changing: readers
+		 * need not wait for the punch, which touches nothing they read. */
+		region_punch(x->r, b + from, len); /* best effort: memory, not state */
+		CRASH_POINT("punch: pages given back");
+		x->punch_done = from + len;
+		if (x->punch_done < last)
+			return;
+	}
 	x->punch_head = next;
 	x->punch_done = 0;
 	/* Its link word becomes a free-list link (logged: a rollback puts
@@ -268,12 +275,23 @@ void alloc_commit(struct tx *x)
 	if (!x->alloc_used)
 		return;
 	if (x->ppend_head) {
-		/* This transaction's freed tables go in front of the list. */
-		uint64_t w = prim_ld64(x->r->base + x->ppend_tail);
-		tx_publish(x, (uint64_t *)(x->r->base + x->ppend_tail),
-			   (w & ~PUNCH_NEXT_MASK) | x->punch_head);
-		x->punch_head = x->ppend_head;
-		x->punch_done = 0; /* a half-done table is punched again: harmless */
+		/* This transaction's freed tables go right after the head, whose
+		 * punch goes on where it stopped: put in front, they would
+		 * restart it, and a set that frees a table every few dozen
+		 * transactions would never finish a big one.  The head was
+		 * checked in the heap by punch_step (or is its checked next). */
+		uint8_t *tail = x->r->base + x->ppend_tail;
+		if (x->punch_head) {
+			uint8_t *hp = x->r->base + x->punch_head;
+			uint64_t hw = prim_ld64(hp);
+			tx_publish(x, (uint64_t *)tail,
+				   (prim_ld64(tail) & ~PUNCH_NEXT_MASK) | (hw & PUNCH_NEXT_MASK));
+			tx_publish(x, (uint64_t *)hp, (hw & ~PUNCH_NEXT_MASK) | x->ppend_head);
+		} else {
+			/* The tail's link is 0 (alloc_put). */
+			x->punch_head = x->ppend_head;
+			x->punch_done = 0;
+		}
 	}
 	tx_publish(x, &st->punch_head, x->punch_head);
 	tx_publish(x, &st->punch_done, x->punch_done);

@@ -27,10 +27,11 @@
 /* Bytes of a key block before the key: free-list link | stamp. */
 #define ALLOC_HDR 8u
 /* Freed blocks (tables, big keys') this big or bigger give their pages back (all but the
- * first page, which holds the list link), at most ALLOC_PUNCH_STEP bytes
- * a transaction. */
+ * page that holds the list link and a last one shared with the next block), at most
+ * ALLOC_PUNCH_STEP bytes a transaction: a punch costs about 1 us a page, and is done
+ * with the lock held. */
 #define ALLOC_PUNCH_MIN	 4096u
-#define ALLOC_PUNCH_STEP (2u << 20)
+#define ALLOC_PUNCH_STEP (32u << 10)
 
 struct tx;
 
