@@ -105,6 +105,7 @@ enum {
 	OP_REMOVE_SHRINK,
 	OP_ADD_PUNCH,
 	OP_BATCH_SORTED,
+	OP_BATCH_BEHIND_PUNCH,
 	NOPS
 };
 static const char *op_name[NOPS] = {"add (inline key)",
@@ -126,7 +127,8 @@ static const char *op_name[NOPS] = {"add (inline key)",
 				    "add (moves keys)",
 				    "remove (starts a shrink)",
 				    "add (punches a table)",
-				    "batch add 5000 (sorted records)"};
+				    "batch add 5000 (sorted records)",
+				    "batch add 2500 (frees behind a punch)"};
 
 static char snap_path[64];
 
@@ -137,10 +139,10 @@ static int run_op(shset *s, shset *other, int op)
 	static size_t kl[5000];
 	uint8_t key[300];
 	size_t len;
-	int n = op == OP_BATCH_RESIZE	? 600
-		: op == OP_BATCH_FRESH	? 2500
-		: op == OP_BATCH_SORTED ? 5000
-					: 10;
+	int n = op == OP_BATCH_RESIZE				      ? 600
+		: op == OP_BATCH_FRESH || op == OP_BATCH_BEHIND_PUNCH ? 2500
+		: op == OP_BATCH_SORTED				      ? 5000
+								      : 10;
 
 	switch (op) {
 	case OP_ADD_SHORT:
@@ -159,6 +161,7 @@ static int run_op(shset *s, shset *other, int op)
 	case OP_BATCH_RESIZE:
 	case OP_BATCH_FRESH:
 	case OP_BATCH_SORTED:
+	case OP_BATCH_BEHIND_PUNCH:
 	case OP_BATCH_REMOVE:
 		for (int i = 0; i < n; i++) {
 			uint32_t k =
@@ -224,7 +227,7 @@ static shset *build_for(int op, uint32_t from)
 	/* The resizing steps are a table's: one shard, whose table every key
 	 * goes to, brought to the point below. */
 	int one = op == OP_ADD_RESIZE || op == OP_ADD_MOVING || op == OP_ADD_PUNCH ||
-		  op == OP_REMOVE_SHRINK;
+		  op == OP_REMOVE_SHRINK || op == OP_BATCH_BEHIND_PUNCH;
 	shset *s = build_sharded(from, 400, one ? 1 : 0);
 	uint8_t key[300];
 	uint32_t k = 60000 + from;
@@ -252,6 +255,20 @@ static shset *build_for(int op, uint32_t from)
 			st = state_of(s);
 		}
 		break;
+	case OP_BATCH_BEHIND_PUNCH: {
+		/* A big key's block waiting to be punched, in more than one
+		 * step: the batch's first step leaves it half done, then its
+		 * fresh table frees the old one, which goes behind it. */
+		static uint8_t big[60000];
+		memset(big, 'B', sizeof(big));
+		ck_assert_int_eq(shset_add(s, big, sizeof(big)), 1);
+		ck_assert_int_eq(shset_remove(s, big, sizeof(big)), 1);
+		st = state_of(s);
+		ck_assert_uint_ne(st.punch_head, 0);
+		ck_assert_uint_eq(st.punch_done, 0);
+		ck_assert_uint_ge(cap_of(st.tdesc) * 32, 8192); /* its table is punched too */
+		break;
+	}
 	case OP_REMOVE_SHRINK:
 		/* A table of 2^11 slots whose next remove leaves it 3/32 full. */
 		while (cap_of(st.tdesc) < 2048 || st.old_tdesc) {
