@@ -704,7 +704,6 @@ static void growth_reader(shset *s, int unused)
 		close(rq_fd);
 }
 
-/* One row per way of timing: the writer's three, the reader's five (@c). */
 /*
  * The machine's floor: what timing alone gives an op that does nothing
  * but compute for as long as an add's median, in a process timed exactly
@@ -759,6 +758,7 @@ static struct lat measure_floor(uint64_t spin_ns)
 	return S->lat[0];
 }
 
+/* One row per way of timing: the writer's three, the reader's five (@c). */
 static void print_lat(const char *name, const struct lat *l, const struct rclass *c)
 {
 	static const double qs[] = {0.50, 0.99, 0.999, 0.9999};
