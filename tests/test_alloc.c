@@ -528,6 +528,64 @@ START_TEST(punched_table_listed_from_a_full_log)
 }
 END_TEST
 
+/* A block freed while the head of the punch list is half punched goes
+ * behind it: the head keeps its progress and is finished first, then the
+ * new one.  A freeing transaction that aborts leaves the list as it was. */
+START_TEST(freed_behind_a_half_punched_head)
+{
+	struct region *r = make_region(64ull << 20);
+	struct tx_state *st = tx_state(r);
+	struct tx t, *x = begin(r, &t);
+	const uint64_t size = 256 * 1024, next_mask = (1ull << 56) - 1;
+	unsigned c = alloc_class(size);
+	uint64_t a, b;
+
+	ck_assert_int_eq(alloc_get(x, c, 1, &a), 0);
+	ck_assert_int_eq(alloc_get(x, c, 1, &b), 0);
+	ck_assert_uint_eq(a % 4096, 0);
+	ck_assert_uint_eq(b % 4096, 0);
+	memset(r->base + a, 1, size); /* every page in memory */
+	memset(r->base + b, 2, size);
+	tx_commit(x);
+	uint64_t full = file_blocks(r);
+
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_put(x, a, c, 1), 0);
+	tx_commit(x);
+	dirty_commit(r); /* a's first step */
+	ck_assert_uint_eq(st->punch_head, a);
+	ck_assert_uint_eq(st->punch_done, 4096 + ALLOC_PUNCH_STEP);
+
+	/* Aborted: a's link, the head and its progress as they were. */
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_put(x, b, c, 1), 0);
+	tx_abort(x);
+	ck_assert_uint_eq(st->punch_head, a);
+	ck_assert_uint_eq(st->punch_done, 4096 + ALLOC_PUNCH_STEP);
+	ck_assert_uint_eq(word(r, a) & next_mask, 0);
+	ck_assert_int_eq(verify_now(r), 0);
+
+	/* Committed: b after a, a's progress kept (one more step, this
+	 * transaction's own). */
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_put(x, b, c, 1), 0);
+	tx_commit(x);
+	ck_assert_uint_eq(st->punch_head, a);
+	ck_assert_uint_eq(st->punch_done, 4096 + 2 * ALLOC_PUNCH_STEP);
+	ck_assert_uint_eq(word(r, a) & next_mask, b);
+	ck_assert_uint_eq(word(r, b) & next_mask, 0);
+	ck_assert_int_eq(verify_now(r), 0);
+
+	/* a's remaining steps, then b's: a step each, none repeated. */
+	uint64_t steps = (size - 4096 + ALLOC_PUNCH_STEP - 1) / ALLOC_PUNCH_STEP;
+	ck_assert_uint_eq(punch_through(r), steps - 2 + steps);
+	ck_assert_int_eq(list_len(r, c), 2);
+	ck_assert_uint_le(file_blocks(r) + 2 * (size - 2 * 4096) / 512, full);
+	ck_assert_int_eq(verify_now(r), 0);
+	region_close(r);
+}
+END_TEST
+
 /* A committed list of three blocks of class @c; returns them. */
 static void three_free(struct region *r, unsigned c, uint64_t b[3])
 {
@@ -729,6 +787,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, abort_restores_free_lists);
 	tcase_add_test(tc, freed_tables_give_pages_back);
 	tcase_add_test(tc, punched_table_listed_from_a_full_log);
+	tcase_add_test(tc, freed_behind_a_half_punched_head);
 	tcase_add_test(tc, verify_catches_a_cycle);
 	tcase_add_test(tc, verify_catches_misaligned_links);
 	tcase_add_test(tc, verify_catches_links_out_of_the_heap);
