@@ -90,6 +90,9 @@ struct region {
 	 * did on a whole set.  Clones share base, fd and lease with shard[0].
 	 */
 	uint64_t heap_end; /* this shard's heap may not pass it */
+	/* How far this process has faulted in the table a resize is filling
+	 * (table_populate_ahead; __atomic, a hint): which table, how far. */
+	uint64_t pop_tdesc, pop_done;
 	uint32_t nshards, shard_idx;
 	uint64_t shard_bytes;
 	struct region *owner;			 /* shard[0] */

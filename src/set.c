@@ -498,7 +498,9 @@ static int key_tx(shset *s, tx_fn fn, const void *key, size_t len)
 	k.h = hash_bytes(s->r->seed, k.key, len);
 	struct region *sh = region_shard(s->r, k.h);
 	table_prefetch(sh, k.h);
-	return (int)shard_tx(s, sh, fn, &k, 1);
+	int res = (int)shard_tx(s, sh, fn, &k, 1);
+	table_populate_ahead(sh);
+	return res;
 }
 
 int shset_add(shset *s, const void *key, size_t len)

@@ -326,6 +326,56 @@ static uint64_t table_slots(struct region *r, uint64_t tdesc)
 	return cap;
 }
 
+/*
+ * A resize's new table is a hole that inserts and moved keys fill page by
+ * page; on a virtual machine each first touch of a page costs about 5 us
+ * (a trap, an allocation, zeroing), mostly with the shard's lock held.
+ * Faulting the pages in with MADV_POPULATE_WRITE costs under 1 us each.
+ * So after each write, outside the lock, the writer faults in the next
+ * POPULATE_STEP bytes of the table being filled, front to back: a table
+ * of 2^k slots (32 bytes each) is done after 2^k / 2048 writes to its
+ * shard, by when its inserts have touched at most one page in 16.  A hint only: the table
+ * is read from the state once and checked inside the file; if it has
+ * been replaced meanwhile, a freed range is faulted in (memory until it
+ * is reused, never content).  Other processes map the pages for
+ * themselves, now with fault-around (16 pages a trap) as they exist.
+ */
+#define POPULATE_STEP (64u * 1024)
+
+/* Kernels before 5.14 refuse MADV_POPULATE_WRITE: they fault pages in as
+ * they are written, as before. */
+static int populate_unsupported;
+
+void table_populate_ahead(struct region *r)
+{
+	struct tx_state *st = state(r);
+
+	if (__atomic_load_n(&populate_unsupported, __ATOMIC_RELAXED) ||
+	    !__atomic_load_n(&st->old_tdesc, __ATOMIC_RELAXED))
+		return;
+	uint64_t d = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
+	uint64_t cap = table_slots(r, d);
+	if (!cap || cap * SLOT_SIZE < 2 * POPULATE_STEP)
+		return;
+	uint64_t done = __atomic_load_n(&r->pop_done, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&r->pop_tdesc, __ATOMIC_RELAXED) != d) {
+		__atomic_store_n(&r->pop_tdesc, d, __ATOMIC_RELAXED);
+		done = 0;
+	}
+	/* Whole pages (madvise's unit): the first and last may be shared
+	 * with the blocks next to the table, which is harmless. */
+	uint64_t lo = tdesc_off(d) & ~(uint64_t)(REGION_PAGE - 1);
+	uint64_t hi =
+	    (tdesc_off(d) + cap * SLOT_SIZE + REGION_PAGE - 1) & ~(uint64_t)(REGION_PAGE - 1);
+	if (done >= hi - lo)
+		return;
+	uint64_t len = hi - lo - done < POPULATE_STEP ? hi - lo - done : POPULATE_STEP;
+	__atomic_store_n(&r->pop_done, done + len, __ATOMIC_RELAXED);
+	/* EINTR or EFAULT leave pages to be faulted in when written. */
+	if (madvise(r->base + lo + done, len, MADV_POPULATE_WRITE) < 0 && errno == EINVAL)
+		__atomic_store_n(&populate_unsupported, 1, __ATOMIC_RELAXED);
+}
+
 /* A count is believable only if the tables it describes could hold it:
  * no more keys than slots, in tables that lie inside the file.  So no
  * caller is ever told of more keys than the region has room for. */

@@ -30,6 +30,9 @@ long long table_count_shards_optimistic(struct region *r, struct region **busy);
 /* Before the lock: fetches the home slot of hash @h in @r's current table
  * into the cache, so that the miss overlaps taking the lock. */
 void table_prefetch(struct region *r, uint64_t h);
+/* Outside the lock, after a write: faults in the next piece of the table
+ * a resize in progress is filling (a hint; see table.c). */
+void table_populate_ahead(struct region *r);
 
 /* With the lock held. */
 int table_contains_locked(struct region *r, const void *key, size_t len);

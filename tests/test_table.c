@@ -1076,6 +1076,59 @@ static int toggle_until_last_step(struct ts *t, struct model *m, uint32_t x, uin
 	return writes;
 }
 
+/* The data extents of the file inside [@from, @to): bytes that hold data. */
+static uint64_t data_bytes(int fd, uint64_t from, uint64_t to)
+{
+	uint64_t n = 0;
+
+	for (off_t at = (off_t)from; at < (off_t)to;) {
+		off_t d = lseek(fd, at, SEEK_DATA);
+		if (d < 0 || d >= (off_t)to)
+			break;
+		off_t h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0 || h > (off_t)to)
+			h = (off_t)to;
+		n += (uint64_t)(h - d);
+		at = h;
+	}
+	return n;
+}
+
+/* While a resize fills its new table, every write (outside the lock)
+ * faults in the next 64 KiB of it: after table bytes / 64 KiB writes the
+ * whole table holds data, where the writes themselves touched a few of
+ * its pages. */
+START_TEST(resize_table_faulted_in_ahead)
+{
+	struct ts t;
+	struct model m;
+	uint32_t next = 0;
+
+	ts_open(&t, NULL);
+	model_init(&m, 400000);
+	/* Until a resize into a table of 2^17 slots (4 MiB) has begun. */
+	while (!word(&st(&t)->old_tdesc) || cap_of(word(&st(&t)->tdesc)) < (1u << 17)) {
+		ck_assert_uint_lt(next, 400000);
+		ck_assert_int_eq(add_id(&t, &m, id_of(next++, 0)), 1);
+	}
+	uint64_t d = word(&st(&t)->tdesc), bytes = cap_of(d) * SLOT;
+	uint64_t lo = off_of(d), hi = off_of(d) + bytes;
+	uint64_t before = data_bytes(shset_fd(t.s), lo, hi);
+	ck_assert_msg(before < bytes / 4, "%llu of %llu bytes hold data at the start",
+		      (unsigned long long)before, (unsigned long long)bytes);
+	for (uint64_t i = 0; i < bytes / (64 * 1024) + 1; i++)
+		ck_assert_int_eq(add_id(&t, &m, id_of(next++, 0)), 1);
+	/* Still the same resize: the table was faulted in ahead, not filled. */
+	ck_assert_uint_eq(word(&st(&t)->tdesc), d);
+	ck_assert_uint_ne(word(&st(&t)->old_tdesc), 0);
+	ck_assert_uint_eq(data_bytes(shset_fd(t.s), lo, hi), bytes);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	assert_content(t.s, &m);
+	model_free(&m);
+	ts_close(&t);
+}
+END_TEST
+
 START_TEST(punch_list_gives_pages_back)
 {
 	struct ts t;
@@ -1724,6 +1777,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, clear_mid_resize_gives_memory_back);
 	tcase_add_loop_test(tc, tombstone_churn, 0, 2);
 	tcase_add_test(tc, punch_list_gives_pages_back);
+	tcase_add_test(tc, resize_table_faulted_in_ahead);
 	tcase_add_test(tc, punched_table_reaches_free_list_with_full_log);
 	tcase_add_loop_test(tc, abort_mid_resize, 0, 6);
 	tcase_add_test(tc, full_set_fills_to_seven_eighths);
