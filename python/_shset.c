@@ -514,7 +514,7 @@ static PyObject *set_state(SetObject *self, int frozen)
 
 static int set_add_iterable(SetObject *self, PyObject *it);
 
-PyDoc_STRVAR(Set_doc, "Set(iterable=(), /, *, keys=str, capacity=0, max_bytes=None)\n"
+PyDoc_STRVAR(Set_doc, "Set(iterable=(), /, *, keys=str, capacity=0, max_bytes=None, shards=0)\n"
 		      "--\n\n"
 		      "A set shared by processes: its keys live in a memfd that every process\n"
 		      "holding the file descriptor maps and works on directly.\n\n"
@@ -532,7 +532,13 @@ PyDoc_STRVAR(Set_doc, "Set(iterable=(), /, *, keys=str, capacity=0, max_bytes=No
 		      "max_bytes\n"
 		      "  the most memory the set may grow to (default 8 GiB of address space\n"
 		      "  reserved per process, not allocated); beyond it adding raises\n"
-		      "  OSError(ENOSPC).\n\n"
+		      "  OSError(ENOSPC).\n"
+		      "shards\n"
+		      "  how many parts, each with its own lock, the keys are split over by\n"
+		      "  hash, so that writers in several processes add in parallel: a power\n"
+		      "  of two up to 16; 0 (the default) gives one per 512 MiB of max_bytes,\n"
+		      "  up to 16.  Each part can hold max_bytes / shards; a set is full when\n"
+		      "  its fullest part is.\n\n"
 		      "A Set implements collections.abc.MutableSet.  It is passed to\n"
 		      "multiprocessing workers (Process and Pool arguments, Queue, Pipe; under\n"
 		      "fork, spawn and forkserver): its file descriptor travels, not its keys.\n"
@@ -544,15 +550,21 @@ PyDoc_STRVAR(Set_doc, "Set(iterable=(), /, *, keys=str, capacity=0, max_bytes=No
 
 static PyObject *Set_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"", "keys", "capacity", "max_bytes", NULL};
+	static char *kwlist[] = {"", "keys", "capacity", "max_bytes", "shards", NULL};
 	PyObject *it = NULL, *keys = (PyObject *)&PyUnicode_Type, *maxb = Py_None, *cap = NULL;
-	struct shset_opts o = {0};
+	unsigned int shards = 0;
+	struct shset_opts o = {.size = sizeof(o)};
 	shset *h;
 	int r;
 
 	(void)type;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$OOO:Set", kwlist, &it, &keys, &cap, &maxb))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$OOOI:Set", kwlist, &it, &keys, &cap, &maxb,
+					 &shards))
 		return NULL;
+	if (shards > 16 || (shards & (shards - 1)))
+		return PyErr_Format(PyExc_ValueError,
+				    "shards must be 0 or a power of two up to 16, not %u", shards);
+	o.shards = shards;
 	if (keys == (PyObject *)&PyUnicode_Type)
 		o.key_type = SHSET_KEYS_STR;
 	else if (keys == (PyObject *)&PyBytes_Type)

@@ -372,6 +372,37 @@ def test_constructor_arguments():
         shset.Set(["a"], ["b"])
 
 
+def test_shards_argument():
+    # The shards lie max_bytes / shards apart in the memfd, so the file
+    # reaches into the last one: its size tells how many there are.
+    gib = 1 << 30
+    sizes = {}
+    for n in (1, 2, 16):
+        s = shset.Set((str(i) for i in range(2000)), max_bytes=gib, shards=n)
+        assert len(s) == 2000 and "1999" in s and "2000" not in s
+        c = s.copy()
+        assert c == s and len(c) == 2000
+        s.discard("7")
+        assert len(s) == 1999 and "7" not in s and "7" in c
+        sizes[n] = os.fstat(s.fileno()).st_size
+        c.close()
+        s.close()
+    assert sizes[1] < gib // 2 <= sizes[2] < gib * 15 // 16 <= sizes[16]
+    # The default: one per 512 MiB of max_bytes, so 2 for 1 GiB.
+    d = shset.Set(max_bytes=gib)
+    d.add("x")
+    assert gib // 2 <= os.fstat(d.fileno()).st_size < gib * 15 // 16
+    d.close()
+    for bad in (3, 5, 32, -1):
+        with pytest.raises(ValueError):
+            shset.Set(shards=bad)
+    with pytest.raises(OSError) as e:
+        shset.Set(max_bytes=8 << 20, shards=16)  # 512 KiB each: too small
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(TypeError):
+        shset.Set(shards="2")
+
+
 def test_stats_and_repr():
     s = shset.Set(["a", "b"])
     st = s.stats()
