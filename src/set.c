@@ -499,7 +499,8 @@ static int key_tx(shset *s, tx_fn fn, const void *key, size_t len)
 	struct region *sh = region_shard(s->r, k.h);
 	table_prefetch(sh, k.h);
 	int res = (int)shard_tx(s, sh, fn, &k, 1);
-	table_populate_ahead(sh);
+	if (res >= 0)
+		table_populate_ahead(sh);
 	return res;
 }
 

@@ -334,11 +334,12 @@ static uint64_t table_slots(struct region *r, uint64_t tdesc)
  * So after each write, outside the lock, the writer faults in the next
  * POPULATE_STEP bytes of the table being filled, front to back: a table
  * of 2^k slots (32 bytes each) is done after 2^k / 2048 writes to its
- * shard, by when its inserts have touched at most one page in 16.  A hint only: the table
- * is read from the state once and checked inside the file; if it has
- * been replaced meanwhile, a freed range is faulted in (memory until it
- * is reused, never content).  Other processes map the pages for
- * themselves, now with fault-around (16 pages a trap) as they exist.
+ * shard, by when its inserts have touched at most one page in 16.  A hint
+ * only: the table is read from the state once and checked inside the
+ * file; if it has been replaced meanwhile, a freed range is faulted in
+ * (memory until it is reused, never content).  Other processes map the
+ * pages for themselves, now with fault-around (16 pages a trap) as they
+ * exist.
  */
 #define POPULATE_STEP (64u * 1024)
 
@@ -350,7 +351,7 @@ void table_populate_ahead(struct region *r)
 {
 	struct tx_state *st = state(r);
 
-	if (__atomic_load_n(&populate_unsupported, __ATOMIC_RELAXED) ||
+	if (r->readonly || __atomic_load_n(&populate_unsupported, __ATOMIC_RELAXED) ||
 	    !__atomic_load_n(&st->old_tdesc, __ATOMIC_RELAXED))
 		return;
 	uint64_t d = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
