@@ -91,8 +91,10 @@ struct region {
 	 */
 	uint64_t heap_end; /* this shard's heap may not pass it */
 	/* How far this process has faulted in the table a resize is filling
-	 * (table_populate_ahead; __atomic, a hint): which table, how far. */
-	uint64_t pop_tdesc, pop_done;
+	 * (table_populate_ahead; __atomic, a hint): which table, how far; and
+	 * the table this process's last commit left a resize filling (0:
+	 * none), checked by that transaction, unlike the state's words now. */
+	uint64_t pop_tdesc, pop_done, pop_want;
 	uint32_t nshards, shard_idx;
 	uint64_t shard_bytes;
 	struct region *owner;			 /* shard[0] */

@@ -335,11 +335,11 @@ static uint64_t table_slots(struct region *r, uint64_t tdesc)
  * POPULATE_STEP bytes of the table being filled, front to back: a table
  * of 2^k slots (32 bytes each) is done after 2^k / 2048 writes to its
  * shard, by when its inserts have touched at most one page in 16.  A hint
- * only: the table is read from the state once and checked inside the
- * file; if it has been replaced meanwhile, a freed range is faulted in
- * (memory until it is reused, never content).  Other processes map the
- * pages for themselves, now with fault-around (16 pages a trap) as they
- * exist.
+ * only: the table is the one this process's last commit left being
+ * filled, still named by the state and checked inside the file; if it
+ * has been replaced meanwhile, a freed range is faulted in (memory until
+ * it is reused, never content).  Other processes map the pages for
+ * themselves, now with fault-around (16 pages a trap) as they exist.
  */
 #define POPULATE_STEP (64u * 1024)
 
@@ -351,10 +351,15 @@ void table_populate_ahead(struct region *r)
 {
 	struct tx_state *st = state(r);
 
-	if (r->readonly || __atomic_load_n(&populate_unsupported, __ATOMIC_RELAXED) ||
-	    !__atomic_load_n(&st->old_tdesc, __ATOMIC_RELAXED))
+	/* The table is the one this process's last commit filled, not what
+	 * the state says now: a peer's state that no transaction accepts must
+	 * not make writes fault in the file 64 KiB at a time.  The state only
+	 * says whether that resize still runs. */
+	uint64_t d = __atomic_load_n(&r->pop_want, __ATOMIC_RELAXED);
+	if (!d || r->readonly || __atomic_load_n(&populate_unsupported, __ATOMIC_RELAXED) ||
+	    !__atomic_load_n(&st->old_tdesc, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED) != d)
 		return;
-	uint64_t d = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
 	uint64_t cap = table_slots(r, d);
 	if (!cap || cap * SLOT_SIZE < 2 * POPULATE_STEP)
 		return;
@@ -1213,6 +1218,8 @@ void table_commit(struct tx *x)
 	tx_publish(x, &st->arena_bytes, x->arena_bytes);
 	tx_publish(x, &st->old_tdesc, x->old_tdesc);
 	tx_publish(x, &st->moved, x->moved);
+	/* For table_populate_ahead: a table this transaction worked with. */
+	__atomic_store_n(&x->r->pop_want, x->old_tdesc ? x->tdesc : 0, __ATOMIC_RELAXED);
 }
 
 /* --- creation, iteration, copies ------------------------------------------ */

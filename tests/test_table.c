@@ -1539,6 +1539,70 @@ START_TEST(hostile_old_tdesc)
 }
 END_TEST
 
+/* A peer grows the file sparsely and, over and over, writes a state that
+ * says a resize fills a 64 MiB table there (one no transaction accepts),
+ * then puts the real one back.  The writer's adds succeed or fail with
+ * -EUCLEAN; faulting in "the table being filled" after them must follow
+ * only what the writer's own transactions checked, not the state as read
+ * again outside the lock: else the peer's 64 MiB become shared memory
+ * (charged to the writer), 64 KiB a write. */
+START_TEST(hostile_tdesc_not_faulted_in)
+{
+	struct ts t;
+	struct model m;
+	uint32_t next = 0;
+
+	ts_open(&t, NULL);
+	model_init(&m, 100000);
+	while (next < 1000 || word(&st(&t)->old_tdesc))
+		add_id(&t, &m, id_of(next++, 2));
+	int fd = shset_fd(t.s);
+	uint64_t cur = word(&st(&t)->tdesc), brk = word(&st(&t)->brk);
+	uint64_t off = (brk + (1u << 16)) & ~(uint64_t)0xffff, bytes = 64u << 20;
+	uint64_t bogus = tdesc_of(off, 21); /* 2^21 slots: 64 MiB */
+	ck_assert_int_eq(ftruncate(fd, (off_t)(off + bytes)), 0);
+	volatile int *stop =
+	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne((void *)stop, MAP_FAILED);
+	*stop = 0;
+	pid_t peer = fork();
+	ck_assert_int_ge(peer, 0);
+	if (peer == 0) {
+		/* Never no resize with the bogus table: writes would fill it. */
+		while (!*stop) {
+			poke_word(&st(&t)->old_tdesc, 1);
+			poke_word(&st(&t)->tdesc, bogus);
+			poke_word(&st(&t)->tdesc, cur);
+			poke_word(&st(&t)->old_tdesc, 0);
+		}
+		_exit(0);
+	}
+	uint8_t k[KEY_BUF];
+	size_t len = mkkey(id_of(0, 2), k); /* present: an add changes nothing */
+	uint32_t ok = 0;
+	for (uint32_t i = 0; i < 1000000 && ok < 32768; i++) {
+		int r = shset_add(t.s, k, len);
+		ck_assert_msg(r == 0 || r == -EUCLEAN, "add: %d", r);
+		ok += r == 0;
+	}
+	*stop = 1;
+	int status;
+	ck_assert_int_eq(waitpid(peer, &status, 0), peer);
+	ck_assert_int_eq(status, 0);
+	uint64_t data = data_bytes(fd, off, off + bytes);
+	ck_assert_msg(data < (1u << 20), "%u writes made %llu bytes of the peer's table data", ok,
+		      (unsigned long long)data);
+	/* Nothing was written: the words restored, the set is whole. */
+	ck_assert_uint_eq(word(&st(&t)->tdesc), cur);
+	ck_assert_uint_eq(word(&st(&t)->old_tdesc), 0);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	assert_content(t.s, &m);
+	munmap((void *)stop, 4096);
+	model_free(&m);
+	ts_close(&t);
+}
+END_TEST
+
 /* moved past the old table's end: every operation that would use it is
  * -EUCLEAN, and nothing was written (restoring the word restores the set). */
 static void honest_bad_moved(struct ts *t, uint64_t id_in_old)
@@ -1786,6 +1850,7 @@ static Suite *suite(void)
 	TCase *th = tcase_create("hostile");
 	tcase_set_timeout(th, 120 * test_scale());
 	tcase_add_test(th, hostile_old_tdesc);
+	tcase_add_test(th, hostile_tdesc_not_faulted_in);
 	tcase_add_test(th, hostile_moved);
 	tcase_add_test(th, hostile_punch_list);
 	tcase_add_test(th, hostile_racing_peer);
