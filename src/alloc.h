@@ -76,8 +76,9 @@ void alloc_reset(struct tx *x);
  * and the heads this transaction read. */
 void alloc_commit(struct tx *x);
 /* The most words alloc_commit may log: a splice and a head per class,
- * brk, the punch list's two words and the splice of the tables freed. */
-#define ALLOC_COMMIT_WORDS (2 * ALLOC_CLASSES + 4)
+ * brk, the punch list's two words and the splice of the tables freed
+ * behind its head (the tail's link and the head's). */
+#define ALLOC_COMMIT_WORDS (2 * ALLOC_CLASSES + 5)
 /* After the commit point: gives the pages of a cleared heap back. */
 void alloc_release(struct tx *x);
 /* The free lists of the state @st (a private copy) seen through @v: in the
