@@ -121,7 +121,8 @@ int main(void)
 	printf("lookups_1p %.3f Mops/s\n", median_of(r, REPS));
 
 	/* Two processes at once, each timing itself; the figure is the sum. */
-	double *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	double *shared =
+	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (shared == MAP_FAILED)
 		die("mmap", errno);
 	for (int i = 0; i < REPS; i++) {
