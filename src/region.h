@@ -90,11 +90,11 @@ struct region {
 	 * did on a whole set.  Clones share base, fd and lease with shard[0].
 	 */
 	uint64_t heap_end; /* this shard's heap may not pass it */
-	/* How far this process has faulted in the table a resize is filling
-	 * (table_populate_ahead; __atomic, a hint): which table, how far; and
-	 * the table this process's last commit left a resize filling (0:
-	 * none), checked by that transaction, unlike the state's words now. */
-	uint64_t pop_tdesc, pop_done, pop_want;
+	/* The table this process's last commit left a resize filling (0:
+	 * none), checked by that transaction, unlike the state's words now,
+	 * and how far this process has faulted it in (table_populate_ahead;
+	 * __atomic, a hint). */
+	uint64_t pop_want, pop_done;
 	uint32_t nshards, shard_idx;
 	uint64_t shard_bytes;
 	struct region *owner;			 /* shard[0] */

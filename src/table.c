@@ -364,10 +364,6 @@ void table_populate_ahead(struct region *r)
 	if (!cap || cap * SLOT_SIZE < 2 * POPULATE_STEP)
 		return;
 	uint64_t done = __atomic_load_n(&r->pop_done, __ATOMIC_RELAXED);
-	if (__atomic_load_n(&r->pop_tdesc, __ATOMIC_RELAXED) != d) {
-		__atomic_store_n(&r->pop_tdesc, d, __ATOMIC_RELAXED);
-		done = 0;
-	}
 	/* Whole pages (madvise's unit): the first and last may be shared
 	 * with the blocks next to the table, which is harmless. */
 	uint64_t lo = tdesc_off(d) & ~(uint64_t)(REGION_PAGE - 1);
@@ -1218,8 +1214,14 @@ void table_commit(struct tx *x)
 	tx_publish(x, &st->arena_bytes, x->arena_bytes);
 	tx_publish(x, &st->old_tdesc, x->old_tdesc);
 	tx_publish(x, &st->moved, x->moved);
-	/* For table_populate_ahead: a table this transaction worked with. */
-	__atomic_store_n(&x->r->pop_want, x->old_tdesc ? x->tdesc : 0, __ATOMIC_RELAXED);
+	/* For table_populate_ahead: a table this transaction worked with,
+	 * its cursor back to the start when that is a new one (written only
+	 * then: every commit passes here). */
+	uint64_t want = x->old_tdesc ? x->tdesc : 0;
+	if (__atomic_load_n(&x->r->pop_want, __ATOMIC_RELAXED) != want) {
+		__atomic_store_n(&x->r->pop_done, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&x->r->pop_want, want, __ATOMIC_RELAXED);
+	}
 }
 
 /* --- creation, iteration, copies ------------------------------------------ */
