@@ -552,19 +552,20 @@ static PyObject *Set_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"", "keys", "capacity", "max_bytes", "shards", NULL};
 	PyObject *it = NULL, *keys = (PyObject *)&PyUnicode_Type, *maxb = Py_None, *cap = NULL;
-	unsigned int shards = 0;
+	Py_ssize_t shards = 0;
 	struct shset_opts o = {.size = sizeof(o)};
 	shset *h;
 	int r;
 
 	(void)type;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$OOOI:Set", kwlist, &it, &keys, &cap, &maxb,
+	/* n: an int that does not fit is an OverflowError, not a wrap. */
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$OOOn:Set", kwlist, &it, &keys, &cap, &maxb,
 					 &shards))
 		return NULL;
-	if (shards > 16 || (shards & (shards - 1)))
+	if (shards < 0 || shards > 16 || (shards & (shards - 1)))
 		return PyErr_Format(PyExc_ValueError,
-				    "shards must be 0 or a power of two up to 16, not %u", shards);
-	o.shards = shards;
+				    "shards must be 0 or a power of two up to 16, not %zd", shards);
+	o.shards = (uint32_t)shards;
 	if (keys == (PyObject *)&PyUnicode_Type)
 		o.key_type = SHSET_KEYS_STR;
 	else if (keys == (PyObject *)&PyBytes_Type)

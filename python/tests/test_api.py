@@ -396,6 +396,8 @@ def test_shards_argument():
     for bad in (3, 5, 32, -1):
         with pytest.raises(ValueError):
             shset.Set(shards=bad)
+    with pytest.raises(OverflowError):
+        shset.Set(shards=(1 << 64) + 2)
     with pytest.raises(OSError) as e:
         shset.Set(max_bytes=8 << 20, shards=16)  # 512 KiB each: too small
     assert e.value.errno == errno.EINVAL
