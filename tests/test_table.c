@@ -1568,7 +1568,8 @@ START_TEST(hostile_tdesc_not_faulted_in)
 	pid_t peer = fork();
 	ck_assert_int_ge(peer, 0);
 	if (peer == 0) {
-		/* Never no resize with the bogus table: writes would fill it. */
+		/* By turns a resize into the bogus table and the real state:
+		 * each add may find either. */
 		while (!*stop) {
 			poke_word(&st(&t)->old_tdesc, 1);
 			poke_word(&st(&t)->tdesc, bogus);
