@@ -69,6 +69,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "set.h"
 #include "shset.h"
 #include "spread.h"
 
@@ -383,11 +384,13 @@ struct shared {
 	uint64_t t_go, t_end[MAX_WRITERS]; /* CLOCK_MONOTONIC ns */
 	uint64_t wrong[2], ops[2];	   /* writer, reader */
 	struct lat lat[2];		   /* writer, reader */
+	struct lat hold;		   /* the writer's lock holds */
 	struct rclass rc;		   /* the reader's, after the run */
 };
 
 static struct shared *S;
-static struct lat my_lat; /* private: the timed loop never allocates */
+static struct lat my_lat;  /* private: the timed loop never allocates */
+static struct lat my_hold; /* the growth writer's lock holds, likewise */
 
 /*
  * The writer's adds during which it was off its CPU, in time order:
@@ -635,6 +638,8 @@ static void growth_writer(shset *s, int unused)
 	make_key(ABSENT_WHO, 0, KEY_LEN, k);
 	if (shset_contains(s, k, KEY_LEN) < 0) /* takes this process's slot */
 		_exit(1);
+	memset(&my_hold, 0, sizeof(my_hold));
+	set_time_holds(1);
 	ready_and_wait();
 	struct sample prev = sample_now();
 	for (uint64_t i = 0; i < growth_keys; i++) {
@@ -642,8 +647,12 @@ static void growth_writer(shset *s, int unused)
 		uint64_t t0 = now_ns();
 		int r = shset_add(s, k, KEY_LEN);
 		uint64_t t1 = now_ns();
+		uint64_t hold = set_last_tx_hold_ns();
 		struct sample cur = sample_now();
 		lat_add(&my_lat, t1 - t0, &prev, &cur);
+		/* The hold lies inside the add: timed the same way, with the
+		 * add's CPU time as the bound when it was preempted. */
+		lat_add(&my_hold, hold, &prev, &cur);
 		woff_note(t0, t1, &prev, &cur);
 		prev = cur;
 		if (r != 1)
@@ -655,6 +664,7 @@ static void growth_writer(shset *s, int unused)
 	S->t_end[0] = now_ns();
 	S->ops[0] = growth_keys;
 	S->lat[0] = my_lat;
+	S->hold = my_hold;
 	W->c = my_woff;
 }
 
@@ -926,6 +936,7 @@ static void bench_growth(void)
 	       "   waited for the lock), when it keeps its full time.\n");
 	printf("  %-29s %9s %9s %9s %9s %9s\n", "op", "p50", "p99", "p99.9", "p99.99", "max");
 	print_lat("shset_add (writer)", wl, NULL);
+	print_lat("lock hold (writer)", &S->hold, NULL);
 	print_lat("shset_contains (reader)", rl, rc);
 	for (int i = 0; i < 2; i++) {
 		const struct lat *l = &S->lat[i];
@@ -955,27 +966,31 @@ static void bench_growth(void)
 	uint64_t extra = acq > growth_keys ? acq - growth_keys : 0;
 	printf("   Lock: %llu acquisitions for %llu adds, %llu of them contended.\n",
 	       (unsigned long long)acq, (unsigned long long)growth_keys, (unsigned long long)cont);
-	if (cont == 0 && !extra)
-		printf("   The writer is the only process that took the lock, so its longest add "
-		       "is the longest lock hold.\n");
-	else
+	if (extra)
 		printf(
 		    "   Besides the writer's one per add, the reader took the lock %llu times "
 		    "(shset_contains falls\n   back to it when writers keep moving the sequence). "
 		    "A fallback holds it for one lookup,\n   but its time here includes the wait "
 		    "for the lock: only the writer's holds are timed.\n",
 		    (unsigned long long)extra);
-	printf("   Longest lock hold by the writer (its longest add): %.1f us with preemption "
-	       "removed,\n   %.1f us leaving preempted ops out, %.1f us counting all (a holder "
-	       "switched out keeps\n   the lock through the time slice it waits).  The writer's "
-	       "goals use \"preemption removed\",\n   which is never below \"not preempted\"; "
-	       "the lookup goal uses \"both removed\": the reader's\n   own time off its CPU "
-	       "(preempted, stolen, on the run queue) and its waits on an\n   off-CPU writer, "
-	       "told as above.\n",
-	       (double)wl->adj.max / 1e3, (double)wl->calm.max / 1e3, (double)wl->all.max / 1e3);
+	printf("   \"lock hold\": each add's hold of the shard's lock, timed inside the library "
+	       "from the lock\n   taken to the lock released (set_time_holds), and classed "
+	       "with the add it lies in: a\n   preempted or stolen one is timed by the add's CPU "
+	       "time when that is shorter.  An add\n   also does work outside the lock (hashing, "
+	       "faulting in the table a resize fills, which\n   is kept out of the lock on "
+	       "purpose), so its time is the hold's upper bound, not the hold.\n");
+	printf("   Longest lock hold by the writer: %.1f us with preemption removed, %.1f us "
+	       "leaving\n   preempted ops out, %.1f us counting all (a holder switched out keeps "
+	       "the lock through\n   the time slice it waits); its longest add %.1f us "
+	       "(preemption removed).  The writer's\n   goals use \"preemption removed\", which "
+	       "is never below \"not preempted\"; the lookup goal\n   uses \"both removed\": "
+	       "the reader's own time off its CPU (preempted, stolen, on the run\n   queue) and "
+	       "its waits on an off-CPU writer, told as above.\n",
+	       (double)S->hold.adj.max / 1e3, (double)S->hold.calm.max / 1e3,
+	       (double)S->hold.all.max / 1e3, (double)wl->adj.max / 1e3);
 	csv_row("growth", "reader lock acquisitions", "ops", (double)extra, NULL, NULL);
-	goal("growth", "longest lock hold (writer), preemption removed", (double)wl->adj.max / 1e6,
-	     "ms", 1, 1, 0);
+	goal("growth", "longest lock hold (writer), preemption removed",
+	     (double)S->hold.adj.max / 1e6, "ms", 1, 1, 0);
 	goal("growth", "add p99.99, preemption removed", (double)hist_pct(&wl->adj, 0.9999) / 1e3,
 	     "us", 20, 1, 0);
 	goal("growth", "lookup max, own and writer's preemption removed",

@@ -10,6 +10,12 @@
 /* Nanoseconds the last shset_copy or shset_foreach (and so shset_save) of
  * this process held the set's locks (every shard's). */
 uint64_t set_last_hold_ns(void);
+/* While @on, every one-shard transaction of a thread (a single add,
+ * remove or pop) times its lock hold, from the lock taken to the lock
+ * released; set_last_tx_hold_ns gives the thread's last.  Off by
+ * default: the growth benchmark turns it on in its writer. */
+void set_time_holds(int on);
+uint64_t set_last_tx_hold_ns(void);
 
 /* One consistent state's keys as records { u32 len; bytes } in a new
  * buffer (*@bufp, free() it) that starts with @headroom spare bytes; the
