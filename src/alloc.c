@@ -6,25 +6,31 @@
  * Blocks of 512 bytes or more start 64-byte aligned, smaller ones 16-byte
  * aligned; a class's blocks all share one alignment, so a block reused
  * from a free list is aligned as one carved from brk.  A free block's
- * first word links it into head[class]; popping leaves the link in place.
- * A key block starts with a header word: free-list link (40 bits, in
- * 16-byte units: 2^44 bytes) | stamp (24 bits).
+ * first word links it into head[class] (40 bits, in 16-byte units: 2^44
+ * bytes); popping leaves the link in place.  Blocks have no header: a key
+ * block holds the key's bytes alone, so a 64-byte key takes 64 bytes.
  *
  * A freed block of 8 KiB or more (a table, or the block of a key over 8 KiB)
  * first goes to the punch list (first word: next block | its class << 56):
  * each transaction, as it begins, gives its pages back a bounded step at a
  * time; then it moves to the free list of its class.
  *
+ * Freeing a block writes its first word (a link), which a rollback needs
+ * back (the committed table still names the key, or table, it held), and
+ * popping one overwrites the link the committed list needs: both log that
+ * word.  A transaction that frees more key blocks than the undo log holds
+ * (a batch removing a million long keys, set algebra on a fresh table)
+ * writes nothing into them: it lists them in the free queue instead, in
+ * blocks of its own carved from brk, and later transactions move them to
+ * the free lists, FQ_DRAIN at a time as they begin (the blocks are then
+ * unreferenced, so their links need no logging either).
+ *
  * What needs no logging, and why:
- *   - memory past the committed brk;
- *   - the header of a key block freed by this transaction: freed blocks go
- *     to private pending lists and reach head[] only at commit, so no block
- *     freed in a transaction is reused by it.  The exception is a block
- *     popped from a free list in this same transaction (its link is still
- *     needed by the committed list): popping stamps the header with the
- *     transaction number, and freeing a block with the current stamp logs
- *     the header first.  Tables have no header, so their first word is
- *     always logged when they are freed or popped.
+ *   - memory past the committed brk (the free queue's new blocks);
+ *   - the first word of a block that nothing committed refers to: one on
+ *     the punch list or in the free queue, moved to a free list;
+ *   - freed blocks go to private pending lists and reach head[] only at
+ *     commit, so no block freed in a transaction is reused by it.
  *
  * Links are read from shared memory, once each, and checked (in the heap,
  * aligned for the class) before anything follows them; walks over them are
@@ -41,10 +47,16 @@
 
 #define BLK_LINK_SHIFT 4u
 #define BLK_NEXT_MASK  ((1ull << 40) - 1)
-#define BLK_STAMP(w)   ((uint32_t)((w) >> 40))
 /* A block on the punch list: next block | its class << 56. */
 #define PUNCH_CLS_SHIFT 56
 #define PUNCH_NEXT_MASK ((1ull << PUNCH_CLS_SHIFT) - 1)
+/* A free-queue block: its first word is the next queue block (a link) |
+ * the number of entries << 40; then the entries, each a freed block (a
+ * link) | its class << 40. */
+#define FQ_BYTES   4096u
+#define FQ_ENTRIES (FQ_BYTES / 8 - 1)
+#define FQ_SHIFT   40
+#define FQ_DRAIN   64u /* entries moved to the free lists per transaction */
 
 _Static_assert(2 * ALLOC_STEP + (ALLOC_SMALL - 1) * ALLOC_STEP == ALLOC_SMALL_MAX &&
 		   (1ull << (8 + (ALLOC_CLASSES - ALLOC_SMALL) / ALLOC_PER_DOUBLING)) ==
@@ -57,6 +69,9 @@ _Static_assert(ALLOC_STEP % VIEW_HEAP_ALIGN == 0 && ALLOC_BIG_ALIGN % VIEW_HEAP_
 	       "blocks pass view_heap's alignment check");
 _Static_assert(ALLOC_CLASSES < 256 && REGION_MAX_BYTES <= PUNCH_NEXT_MASK,
 	       "a punch-list word holds a class and an offset");
+_Static_assert(FQ_ENTRIES < (1u << (64 - FQ_SHIFT)) && FQ_BYTES >= ALLOC_BIG &&
+		   FQ_BYTES < 2 * ALLOC_PUNCH_MIN,
+	       "a queue block's count fits its word; it is freed like a small table");
 
 static inline uint64_t link_off(uint64_t w)
 {
@@ -124,6 +139,25 @@ static void pend(struct tx *x, uint64_t b, uint8_t *p, unsigned cls)
 	x->pend_head[cls] = b;
 }
 
+/* A block of class @cls carved from brk (no free list): memory past the
+ * committed heap, written unlogged. */
+static int carve(struct tx *x, unsigned cls, uint64_t *out)
+{
+	if (x->brk < x->brk0)
+		return -EINVAL;
+	uint64_t size = alloc_class_bytes(cls), align = alloc_class_align(cls);
+	uint64_t b = (x->brk + align - 1) & ~(align - 1);
+	if (b < x->brk || b + size < b || b + size > x->r->heap_end)
+		return -ENOSPC;
+	int err = region_grow(x->r, b + size);
+	if (err)
+		return err;
+	x->brk = b + size;
+	x->v.brk = x->brk;
+	*out = b;
+	return 0;
+}
+
 int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 {
 	x->alloc_used = 1;
@@ -133,47 +167,68 @@ int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 
 	if (is_table && size < ALLOC_BIG)
 		return -EINVAL; /* tables rely on the big blocks' alignment */
-	if (b) {
-		uint8_t *p = block_at(&x->v, b, cls);
-		if (!p)
-			return -EUCLEAN;
-		uint64_t w = prim_ld64(p);
-		uint64_t next = link_off(w);
-		if (next && !block_at(&x->v, next, cls))
-			return -EUCLEAN;
-		if (is_table) {
-			int err = tx_log(x, b);
-			if (err)
-				return err;
-		} else {
-			/* Only the stamp: the committed list still needs the link. */
-			tx_touch(x);
-			prim_st64(p, (w & BLK_NEXT_MASK) | ((uint64_t)x->stamp << 40));
-			CRASH_POINT("alloc: free block stamped");
-		}
-		*head(x, cls) = next;
-		*out = b;
-		return 0;
-	}
-	/* Headers carved from brk are written unlogged: only past the
-	 * committed heap. */
-	if (x->brk < x->brk0)
-		return -EINVAL;
-	uint64_t align = alloc_class_align(cls);
-	b = (x->brk + align - 1) & ~(align - 1);
-	if (b < x->brk || b + size < b || b + size > x->r->heap_end)
-		return -ENOSPC;
-	int err = region_grow(x->r, b + size);
+	if (!b)
+		return carve(x, cls, out);
+	uint8_t *p = block_at(&x->v, b, cls);
+	if (!p)
+		return -EUCLEAN;
+	uint64_t next = link_off(prim_ld64(p));
+	if (next && !block_at(&x->v, next, cls))
+		return -EUCLEAN;
+	/* The committed list still needs the link the new content will
+	 * overwrite. */
+	int err = tx_log(x, b);
 	if (err)
 		return err;
-	x->brk = b + size;
-	x->v.brk = x->brk;
-	if (!is_table) {
-		tx_touch(x);
-		prim_st64(x->r->base + b, 0);
-		CRASH_POINT("alloc: fresh block header");
-	}
+	*head(x, cls) = next;
 	*out = b;
+	return 0;
+}
+
+/* Frees @b (at @p, its first word logged or needed by no rollback): to the
+ * punch list if big, else to the pending list of its class. */
+static void release(struct tx *x, uint64_t b, uint8_t *p, unsigned cls)
+{
+	tx_touch(x);
+	if (alloc_class_bytes(cls) >= 2 * ALLOC_PUNCH_MIN) {
+		/* A table or a big key's block, to the punch list: free once
+		 * its pages are given back. */
+		prim_st64(p, x->ppend_head | (uint64_t)cls << PUNCH_CLS_SHIFT);
+		CRASH_POINT("free: block queued for punching");
+		if (!x->ppend_head)
+			x->ppend_tail = b;
+		x->ppend_head = b;
+		return;
+	}
+	pend(x, b, p, cls);
+}
+
+/* Lists @b in this transaction's part of the free queue, writing nothing
+ * into it: its content stays as a rollback needs it. */
+static int queue_free(struct tx *x, uint64_t b, unsigned cls)
+{
+	uint8_t *base = x->r->base;
+
+	if (!x->q_new || x->q_n == FQ_ENTRIES) {
+		uint64_t q;
+		int err = carve(x, alloc_class(FQ_BYTES), &q);
+		if (err)
+			return err;
+		tx_touch(x);
+		/* Linked to this transaction's previous queue block; the
+		 * oldest is linked to the committed queue at commit. */
+		prim_st64(base + q, link_of(x->q_new));
+		if (!x->q_new)
+			x->q_tail = q;
+		x->q_new = q;
+		x->q_n = 0;
+	}
+	prim_st64(base + x->q_new + 8 + 8 * (uint64_t)x->q_n,
+		  link_of(b) | (uint64_t)cls << FQ_SHIFT);
+	x->q_n++;
+	prim_st64(base + x->q_new,
+		  (prim_ld64(base + x->q_new) & BLK_NEXT_MASK) | (uint64_t)x->q_n << FQ_SHIFT);
+	CRASH_POINT("free: block listed in the free queue");
 	return 0;
 }
 
@@ -182,29 +237,19 @@ int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table)
 	x->alloc_used = 1;
 	if (cls >= ALLOC_CLASSES)
 		return -EUCLEAN;
-	uint64_t size = alloc_class_bytes(cls);
 	uint8_t *p = block_at(&x->v, b, cls);
 
 	if (!p)
 		return -EUCLEAN;
-	uint64_t w = prim_ld64(p);
-	if (is_table || BLK_STAMP(w) == x->stamp) {
-		int err = tx_log(x, b);
-		if (err)
-			return err;
-	}
-	tx_touch(x);
-	if (size >= 2 * ALLOC_PUNCH_MIN) {
-		/* A table or a big key's block, to the punch list: free once
-		 * its pages are given back. */
-		prim_st64(p, x->ppend_head | (uint64_t)cls << PUNCH_CLS_SHIFT);
-		CRASH_POINT("free: block queued for punching");
-		if (!x->ppend_head)
-			x->ppend_tail = b;
-		x->ppend_head = b;
-		return 0;
-	}
-	pend(x, b, p, cls);
+	int err = tx_log(x, b);
+	/* Key blocks may be freed by the thousands in one transaction: past
+	 * the log's room they wait in the free queue.  A transaction frees
+	 * at most a few tables. */
+	if (err == -E2BIG && !is_table)
+		return queue_free(x, b, cls);
+	if (err)
+		return err;
+	release(x, b, p, cls);
 	return 0;
 }
 
@@ -262,9 +307,54 @@ static void punch_step(struct tx *x)
 	pend(x, b, p, cls);
 }
 
+/*
+ * Moves up to FQ_DRAIN blocks of the free queue's first block (from its
+ * last entry down) to the free lists, and the queue block itself once it
+ * is empty.  The queued blocks are unreferenced, so their links are
+ * written unlogged; the queue block's count is logged, so a rollback
+ * lists them again and the next transaction redoes the same.  A queue
+ * that fails its checks was written by a peer: it is dropped.
+ */
+static void drain_step(struct tx *x)
+{
+	uint64_t q = x->free_q;
+	unsigned qcls = alloc_class(FQ_BYTES);
+
+	x->alloc_used = 1;
+	uint8_t *p = block_at(&x->v, q, qcls);
+	uint64_t w = p ? prim_ld64(p) : 0, next = link_off(w), n = w >> FQ_SHIFT;
+	if (!p || n > FQ_ENTRIES || (next && !block_at(&x->v, next, qcls))) {
+		x->free_q = 0;
+		return;
+	}
+	if (tx_log(x, q))
+		return;
+	for (unsigned k = 0; n && k < FQ_DRAIN; k++, n--) {
+		uint64_t e = prim_ld64(p + 8 * n); /* entry n - 1 */
+		unsigned cls = (unsigned)(e >> FQ_SHIFT);
+		uint8_t *bp = cls < ALLOC_CLASSES ? block_at(&x->v, link_off(e), cls) : NULL;
+		if (!bp) {
+			x->free_q = 0;
+			return;
+		}
+		release(x, link_off(e), bp, cls);
+		CRASH_POINT("free queue: block moved to a free list");
+	}
+	if (n) {
+		tx_touch(x);
+		prim_st64(p, (w & BLK_NEXT_MASK) | n << FQ_SHIFT);
+		return;
+	}
+	x->free_q = next;
+	release(x, q, p, qcls);
+}
+
 void alloc_begin(struct tx *x)
 {
-	punch_step(x);
+	if (x->punch_head)
+		punch_step(x);
+	if (x->free_q)
+		drain_step(x);
 }
 
 void alloc_commit(struct tx *x)
@@ -295,6 +385,15 @@ void alloc_commit(struct tx *x)
 	}
 	tx_publish(x, &st->punch_head, x->punch_head);
 	tx_publish(x, &st->punch_done, x->punch_done);
+	if (x->q_new) {
+		/* This transaction's queue blocks go in front: each keeps its
+		 * own count, so the head's progress is not lost.  The oldest
+		 * is past the committed brk: its link is written unlogged. */
+		uint8_t *tail = x->r->base + x->q_tail;
+		prim_st64(tail, (prim_ld64(tail) & ~BLK_NEXT_MASK) | link_of(x->free_q));
+		x->free_q = x->q_new;
+	}
+	tx_publish(x, &st->free_q, x->free_q);
 
 	for (unsigned i = 0; i < ALLOC_MAP_WORDS; i++)
 		for (uint64_t m = x->pend_map[i]; m; m &= m - 1) {
@@ -325,10 +424,12 @@ void alloc_reset(struct tx *x)
 	for (unsigned c = 0; c < ALLOC_CLASSES; c++)
 		map_set(x->head_map, c);
 	memset(x->pend_map, 0, sizeof(x->pend_map));
-	/* Tables waiting to be punched go with the rest. */
+	/* Tables waiting to be punched and queued blocks go with the rest. */
 	x->punch_head = 0;
 	x->punch_done = 0;
 	x->ppend_head = 0;
+	x->free_q = 0;
+	x->q_new = 0;
 }
 
 /* Gives the pages of a cleared heap back to the kernel.  Only after the
@@ -367,6 +468,23 @@ int alloc_verify(const struct view *v, const struct tx_state *st)
 			return -EUCLEAN;
 		budget -= size;
 		b = w & PUNCH_NEXT_MASK;
+	}
+	unsigned qcls = alloc_class(FQ_BYTES);
+	for (uint64_t q = st->free_q; q;) {
+		const uint8_t *p = block_at(v, q, qcls);
+		uint64_t w = p ? prim_ld64(p) : 0, n = w >> FQ_SHIFT;
+		if (!p || n > FQ_ENTRIES || FQ_BYTES > budget)
+			return -EUCLEAN;
+		budget -= FQ_BYTES;
+		for (uint64_t i = 1; i <= n; i++) {
+			uint64_t e = prim_ld64(p + 8 * i);
+			unsigned cls = (unsigned)(e >> FQ_SHIFT);
+			if (cls >= ALLOC_CLASSES || !block_at(v, link_off(e), cls) ||
+			    alloc_class_bytes(cls) > budget)
+				return -EUCLEAN;
+			budget -= alloc_class_bytes(cls);
+		}
+		q = link_off(w);
 	}
 	return 0;
 }

@@ -24,8 +24,6 @@
 #define ALLOC_BIG	512u
 #define ALLOC_BIG_ALIGN 64u
 #define ALLOC_MAP_WORDS ((ALLOC_CLASSES + 63) / 64)
-/* Bytes of a key block before the key: free-list link | stamp. */
-#define ALLOC_HDR 8u
 /* Freed blocks (tables, big keys') this big or bigger give their pages back (all but the
  * page that holds the list link and a last one shared with the next block), at most
  * ALLOC_PUNCH_STEP bytes a transaction: a punch costs about 1 us a page, and is done
@@ -51,20 +49,21 @@ static inline uint64_t alloc_class_align(unsigned cls)
 {
 	return alloc_class_bytes(cls) >= ALLOC_BIG ? ALLOC_BIG_ALIGN : ALLOC_STEP;
 }
-/* The block that holds a key of @len bytes (and its header): its class. */
+/* The block that holds a key of @len bytes (nothing else): its class. */
 static inline unsigned alloc_key_class(uint64_t len)
 {
-	return alloc_class(ALLOC_HDR + len);
+	return alloc_class(len);
 }
 
 /* Allocates a block of class @cls: from its free list, else from brk.
- * @is_table: the block has no header (its first word is logged instead of
- * stamped). */
+ * @is_table: a table (at least ALLOC_BIG bytes, for its alignment). */
 int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out);
-/* Queues a block for the free lists at commit. */
+/* Queues a block for the free lists at commit.  A key block (!@is_table)
+ * freed when the undo log is full goes to the free queue instead. */
 int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table);
 /* At the start of a transaction, before any write: gives back the next
- * step of the punch list (see alloc.c). */
+ * step of the punch list and moves the next blocks of the free queue to
+ * the free lists (see alloc.c). */
 void alloc_begin(struct tx *x);
 /* Everything in the heap is free (clear): brk back to its start, every
  * free list and the punch list empty once committed, nothing queued, and
@@ -77,8 +76,8 @@ void alloc_reset(struct tx *x);
 void alloc_commit(struct tx *x);
 /* The most words alloc_commit may log: a splice and a head per class,
  * brk, the punch list's two words and the splice of the tables freed
- * behind its head (the tail's link and the head's). */
-#define ALLOC_COMMIT_WORDS (2 * ALLOC_CLASSES + 5)
+ * behind its head (the tail's link and the head's), the free queue. */
+#define ALLOC_COMMIT_WORDS (2 * ALLOC_CLASSES + 6)
 /* After the commit point: gives the pages of a cleared heap back. */
 void alloc_release(struct tx *x);
 /* The free lists of the state @st (a private copy) seen through @v: in the

@@ -119,8 +119,7 @@ static const uint8_t *slot_key_len(const struct view *v, const uint8_t *slot, ui
 	if (len <= INLINE_MAX)
 		return slot + 12;
 	uint64_t off = prim_ld64(slot + 16);
-	const uint8_t *b = view_heap(v, off, ALLOC_HDR + (uint64_t)len);
-	return b ? b + ALLOC_HDR : NULL;
+	return view_heap(v, off, len);
 }
 
 /* The key bytes of a live slot, checked; its length read once. */
@@ -843,7 +842,7 @@ static int insert_hashed(struct tx *x, const void *key, size_t len, uint64_t h)
 	prim_st32(s + 8, (uint32_t)len);
 	CRASH_POINT("insert: length written");
 	if (blk) {
-		memcpy(x->r->base + blk + ALLOC_HDR, key, len);
+		memcpy(x->r->base + blk, key, len);
 		CRASH_POINT("insert: key in arena");
 		prim_st64(s + 16, blk);
 		CRASH_POINT("insert: block linked");
@@ -1456,6 +1455,7 @@ int table_copy_into(struct region *src, struct region *dst)
 	 * data, they must stay on the list to be punched and reused. */
 	d->punch_head = s->punch_head;
 	d->punch_done = s->punch_done;
+	d->free_q = s->free_q;
 	d->count = s->count;
 	d->tombs = s->tombs;
 	d->key_bytes = s->key_bytes;

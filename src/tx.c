@@ -15,8 +15,6 @@
 #include "table.h"
 #include "tx.h"
 
-#define TX_STAMP_MASK 0xffffffu
-
 struct tx_entry {
 	uint64_t off;
 	uint64_t old;
@@ -201,6 +199,8 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	x->punch_to = 0;
 	x->punch_head = __atomic_load_n(&st->punch_head, __ATOMIC_RELAXED);
 	x->punch_done = __atomic_load_n(&st->punch_done, __ATOMIC_RELAXED);
+	x->free_q = __atomic_load_n(&st->free_q, __ATOMIC_RELAXED);
+	x->q_new = 0;
 	x->ppend_head = 0;
 	x->ppend_tail = 0;
 	x->cleared = 0;
@@ -215,12 +215,8 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	}
 	view_region(&x->v, r, x->brk);
 	x->alloc_used = 0;
-	if (x->punch_head)
+	if (x->punch_head || x->free_q)
 		alloc_begin(x);
-	st->txn++;
-	x->stamp = (uint32_t)(st->txn & TX_STAMP_MASK);
-	if (!x->stamp)
-		x->stamp = 1;
 	return x;
 }
 

@@ -61,13 +61,14 @@ struct tx_state {
 	/* The multi-shard transaction the log belongs to (0: none): see
 	 * tx_commit_shards. */
 	uint64_t mtx;
-	uint64_t txn; /* transaction counter (block stamps) */
 	/* Freed blocks whose pages are being given back, and how many bytes
-	 * of the first have been: see alloc.c. */
-	uint64_t punch_head, punch_done;
+	 * of the first have been; freed blocks waiting for the free lists:
+	 * see alloc.c. */
+	uint64_t punch_head, punch_done, free_q;
 	/* Statistics: under the lock, not logged (a crash may lose one). */
-	uint64_t n_txns, n_aborts;
-	uint64_t pop_hint;	      /* where pop starts looking (a hint) */
+	uint64_t n_txns;
+	uint64_t pop_hint; /* where pop starts looking (a hint) */
+	uint64_t n_aborts;
 	uint64_t head[ALLOC_CLASSES]; /* free block lists by size class */
 	uint64_t n_repairs, n_resizes;
 	/* In shard 0 only: the last multi-shard transaction that reached its
@@ -104,7 +105,6 @@ struct tx {
 	struct tx_state *st;
 	struct view v; /* heap up to this transaction's brk */
 	uint64_t seq0;
-	uint32_t stamp; /* marks blocks popped by this transaction */
 	int dirty;
 	/* The allocator's words (alloc.c).  Bitmaps by class of the free-list
 	 * heads this transaction has read (head_map) and of the classes it
@@ -119,6 +119,9 @@ struct tx {
 	uint64_t punch_to;		 /* alloc_reset: [heap_off, punch_to) goes back */
 	uint64_t punch_head, punch_done; /* the shared list of blocks to punch */
 	uint64_t ppend_head, ppend_tail; /* big blocks this transaction freed */
+	uint64_t free_q;		 /* the shared free queue */
+	uint64_t q_new, q_tail;		 /* this transaction's queue blocks */
+	unsigned q_n;			 /* entries in q_new */
 	/* The table's words (table.c). */
 	uint64_t tdesc, count, tombs, key_bytes, arena_bytes, old_tdesc, moved;
 	int cleared; /* clear() ran: nothing else may follow in this one */

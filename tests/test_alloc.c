@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_alloc.c - the block allocator (src/alloc.c) on real regions: size
- * classes, carving from brk, free lists and when they are reused, stamps,
- * rollback, giving pages back, the checks of links a peer wrote, and the
+ * classes, carving from brk, free lists and when they are reused, what
+ * is logged, the free queue, rollback, giving pages back, the checks of links a peer wrote, and the
  * end of the region.
  */
 #include "helpers.h"
@@ -122,11 +122,11 @@ START_TEST(classes)
 		if (b > 32)
 			ck_assert(sz - b < 16 || (sz - b) * 5 < sz);
 	}
-	/* A key block: the header and the key. */
-	ck_assert_uint_eq(alloc_class_bytes(alloc_key_class(64)), 80);
+	/* A key block: the key alone. */
+	ck_assert_uint_eq(alloc_class_bytes(alloc_key_class(64)), 64);
 	ck_assert_uint_eq(alloc_class_bytes(alloc_key_class(21)), 32);
-	ck_assert_uint_eq(alloc_class_bytes(alloc_key_class(25)), 48);
-	ck_assert_uint_eq(alloc_class_bytes(alloc_key_class(65535)), 81920);
+	ck_assert_uint_eq(alloc_class_bytes(alloc_key_class(33)), 48);
+	ck_assert_uint_eq(alloc_class_bytes(alloc_key_class(65535)), 65536);
 }
 END_TEST
 
@@ -137,7 +137,7 @@ START_TEST(carved_from_brk)
 	uint64_t heap = r->heap_off, prev_end = heap, off[70];
 	unsigned n = 0;
 
-	/* Whatever lay there before: fresh headers are written, not assumed. */
+	/* Whatever lay there before: a fresh block is the caller's to write. */
 	ck_assert_int_eq(region_grow(r, heap + (8u << 20)), 0);
 	memset(r->base + heap, 0xa5, 8u << 20);
 
@@ -150,9 +150,7 @@ START_TEST(carved_from_brk)
 		ck_assert_uint_eq(b % alloc_class_align(c), 0);
 		ck_assert_uint_ge(b, prev_end);
 		ck_assert_uint_lt(b - prev_end, alloc_class_align(c));
-		if (!table)
-			ck_assert_uint_eq(word(r, b), 0); /* fresh header: no link, no stamp */
-		memset(r->base + b + 8, (int)c, sz - 8);
+		memset(r->base + b, (int)c, sz);
 		prev_end = b + sz;
 		off[n] = b;
 	}
@@ -247,51 +245,207 @@ START_TEST(classes_have_their_own_lists)
 }
 END_TEST
 
-START_TEST(stamps)
+START_TEST(first_words_logged)
 {
 	struct region *r = make_region(64ull << 20);
 	struct tx_state *st = tx_state(r);
 	struct tx t, *x = begin(r, &t);
 	unsigned c = alloc_key_class(40);
-	uint64_t a, b, got;
+	uint64_t a, b, got, *lg = (uint64_t *)(r->base + r->log_off);
 
 	ck_assert_int_eq(alloc_get(x, c, 0, &a), 0);
 	ck_assert_int_eq(alloc_get(x, c, 0, &b), 0);
+	ck_assert_uint_eq(st->log_n, 0); /* carved: past the committed heap */
+	memset(r->base + a, 'a', 40);
+	memset(r->base + b, 'b', 40);
 	tx_commit(x);
+
+	/* Freeing a block logs its first word, a key's bytes: a rollback
+	 * puts the key back whole. */
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_put(x, a, c, 0), 0);
+	ck_assert_uint_eq(st->log_n, 1);
+	ck_assert_uint_eq(lg[0], a);
+	ck_assert_uint_eq(lg[1], 0x6161616161616161ull);
+	ck_assert_uint_eq(next_of(r, a), 0); /* now a link (end of the list) */
+	tx_abort(x);
+	for (int i = 0; i < 40; i++)
+		ck_assert_int_eq(r->base[a + i], 'a');
+	ck_assert_uint_eq(st->head[c], 0);
+
 	x = begin(r, &t);
 	ck_assert_int_eq(alloc_put(x, a, c, 0), 0);
 	ck_assert_int_eq(alloc_put(x, b, c, 0), 0);
 	tx_commit(x);
+	ck_assert_uint_eq(st->head[c], b);
+	ck_assert_uint_eq(next_of(r, b), a);
 
-	/* Popping stamps the header with this transaction and keeps the link
-	 * the committed list needs, unlogged. */
+	/* Popping logs the link the committed list needs; a rollback puts
+	 * the list back as it was. */
 	x = begin(r, &t);
-	uint64_t link = word(r, b) & LINK_MASK;
-	ck_assert_uint_ne(link, 0);
+	uint64_t link = word(r, b);
 	ck_assert_int_eq(alloc_get(x, c, 0, &got), 0);
 	ck_assert_uint_eq(got, b);
-	ck_assert_uint_eq(word(r, b) >> 40, x->stamp);
-	ck_assert_uint_eq(word(r, b) & LINK_MASK, link);
-	ck_assert_uint_eq(st->log_n, 0);
-	/* Freeing it again in the same transaction logs the header first (a
-	 * rollback needs the link back); a block popped earlier is not. */
-	ck_assert_int_eq(alloc_put(x, b, c, 0), 0);
 	ck_assert_uint_eq(st->log_n, 1);
-	uint64_t *lg = (uint64_t *)(r->base + r->log_off);
 	ck_assert_uint_eq(lg[0], b);
-	ck_assert_uint_eq(lg[1], link | ((uint64_t)x->stamp << 40));
-	uint32_t stamp1 = x->stamp;
-	tx_commit(x);
-
-	x = begin(r, &t);
-	ck_assert_uint_ne(x->stamp, stamp1);
-	ck_assert_int_eq(alloc_get(x, c, 0, &got), 0); /* b again */
-	ck_assert_uint_eq(got, b);
-	tx_commit(x);
-	x = begin(r, &t);
-	ck_assert_int_eq(alloc_put(x, b, c, 0), 0); /* stamped by an older one */
-	ck_assert_uint_eq(st->log_n, 0);
+	ck_assert_uint_eq(lg[1], link);
+	memset(r->base + b, 'z', 40); /* the new key */
+	/* Freed again in the same transaction: logged again; the oldest
+	 * entry is what a rollback leaves. */
+	ck_assert_int_eq(alloc_put(x, b, c, 0), 0);
+	ck_assert_uint_eq(st->log_n, 2);
 	tx_abort(x);
+	ck_assert_uint_eq(st->head[c], b);
+	ck_assert_uint_eq(word(r, b), link);
+	ck_assert_int_eq(list_len(r, c), 2);
+	ck_assert_int_eq(verify_now(r), 0);
+	region_close(r);
+}
+END_TEST
+
+/* Fills the undo log of @x (all but the reserve) with entries for a word
+ * of the heap. */
+static void fill_log(struct tx *x, uint64_t off)
+{
+	while (tx_log(x, off) == 0)
+		;
+}
+
+/* The free queue: blocks freed once the log is full, their entries in
+ * order; 0 if it fails the checks a drain makes. */
+static uint64_t queued(struct region *r)
+{
+	uint64_t n = 0;
+
+	for (uint64_t q = tx_state(r)->free_q; q; q = next_of(r, q))
+		n += word(r, q) >> 40;
+	return n;
+}
+
+START_TEST(free_queue_when_the_log_is_full)
+{
+	struct region *r = make_region(256ull << 20);
+	struct tx_state *st = tx_state(r);
+	struct tx t, *x = begin(r, &t);
+	unsigned c = alloc_key_class(64), big = alloc_class(2 * ALLOC_PUNCH_MIN);
+	enum { N = 1200 }; /* more than two queue blocks' worth */
+	static uint64_t b[N];
+	uint64_t pad, tb;
+
+	ck_assert_int_eq(alloc_get(x, c, 0, &pad), 0);
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(alloc_get(x, c, 0, &b[i]), 0);
+		memset(r->base + b[i], 'k', 64);
+	}
+	ck_assert_int_eq(alloc_get(x, big, 1, &tb), 0);
+	tx_commit(x);
+	uint64_t brk = st->brk;
+
+	/* Past the log's room, frees write nothing into the blocks; undone,
+	 * nothing is left of them. */
+	x = begin(r, &t);
+	fill_log(x, pad);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(alloc_put(x, b[i], c, 0), 0);
+	ck_assert_int_eq(alloc_put(x, tb, big, 1), -E2BIG); /* a table needs the log */
+	tx_abort(x);
+	ck_assert_uint_eq(st->free_q, 0);
+	ck_assert_uint_eq(st->brk, brk);
+	for (int i = 0; i < N; i++)
+		ck_assert_uint_eq(word(r, b[i]), 0x6b6b6b6b6b6b6b6bull);
+
+	/* Committed: listed in the queue, none yet on the free list, the
+	 * keys' bytes untouched until then. */
+	x = begin(r, &t);
+	fill_log(x, pad);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(alloc_put(x, b[i], c, 0), 0);
+	tx_commit(x);
+	ck_assert_uint_ne(st->free_q, 0);
+	ck_assert_uint_eq(queued(r), N);
+	ck_assert_int_eq(list_len(r, c), 0);
+	ck_assert_int_eq(verify_now(r), 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_uint_eq(word(r, b[i]), 0x6b6b6b6b6b6b6b6bull);
+
+	/* Each transaction moves up to 64 to the free list as it begins; an
+	 * undone one moves none. */
+	x = begin(r, &t);
+	ck_assert_uint_eq(queued(r), N - 64);
+	tx_abort(x);
+	ck_assert_uint_eq(queued(r), N);
+	ck_assert_int_eq(list_len(r, c), 0);
+	int txns = 0;
+	while (st->free_q && txns < 100) {
+		x = begin(r, &t);
+		tx_commit(x);
+		txns++;
+		ck_assert_int_eq(verify_now(r), 0);
+		ck_assert_uint_eq(queued(r) + (uint64_t)list_len(r, c), N);
+	}
+	/* Queue blocks of 511, 511 and 178 entries: 8 + 8 + 3 steps, each
+	 * block freed by the step that empties it. */
+	ck_assert_int_eq(txns, 19);
+	ck_assert_int_eq(list_len(r, c), N);
+	/* The queue's own blocks are free too. */
+	ck_assert_int_eq(list_len(r, alloc_class(4096)), 3);
+	region_close(r);
+}
+END_TEST
+
+START_TEST(hostile_free_queue)
+{
+	struct region *r = make_region(64ull << 20);
+	struct tx_state *st = tx_state(r);
+	struct tx t, *x = begin(r, &t);
+	unsigned c = alloc_key_class(64);
+	uint64_t pad, b[3];
+
+	ck_assert_int_eq(alloc_get(x, c, 0, &pad), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(alloc_get(x, c, 0, &b[i]), 0);
+	tx_commit(x);
+	x = begin(r, &t);
+	fill_log(x, pad);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(alloc_put(x, b[i], c, 0), 0);
+	tx_commit(x);
+	uint64_t q = st->free_q, w = word(r, q), e = word(r, q + 8);
+
+	/* A count past the block, a queue block outside the heap, an entry
+	 * of a class that does not exist or outside the heap: verify says
+	 * so, and a transaction drops the queue (its blocks are lost, never
+	 * misused) without writing anything. */
+	const uint64_t bad[][2] = {
+	    {q, (w & ((1ull << 40) - 1)) | (512ull << 40)},
+	    {q + 8, e | (250ull << 40)},
+	    {q + 8, (e & ~((1ull << 40) - 1)) | ((r->map_size >> 4) + 1)},
+	};
+	for (unsigned i = 0; i < 3; i++) {
+		uint64_t keep = word(r, bad[i][0]);
+		peer_write64(r, bad[i][0], bad[i][1]);
+		ck_assert_int_eq(verify_now(r), -EUCLEAN);
+		peer_write64(r, bad[i][0], keep);
+		ck_assert_int_eq(verify_now(r), 0);
+	}
+	peer_write64(r, (uint64_t)((uint8_t *)&st->free_q - r->base), r->map_size + 4096);
+	ck_assert_int_eq(verify_now(r), -EUCLEAN);
+	x = begin(r, &t);
+	tx_commit(x);
+	ck_assert_uint_eq(st->free_q, 0);
+	ck_assert_int_eq(verify_now(r), 0);
+
+	/* The same for a bad entry met while draining. */
+	x = begin(r, &t);
+	fill_log(x, pad);
+	ck_assert_int_eq(alloc_put(x, b[0], c, 0), 0);
+	tx_commit(x);
+	q = st->free_q;
+	peer_write64(r, q + 8, word(r, q + 8) | (250ull << 40));
+	x = begin(r, &t);
+	tx_commit(x);
+	ck_assert_uint_eq(st->free_q, 0);
+	ck_assert_int_eq(verify_now(r), 0);
 	region_close(r);
 }
 END_TEST
@@ -783,7 +937,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, carved_from_brk);
 	tcase_add_test(tc, reuse_after_commit_only);
 	tcase_add_test(tc, classes_have_their_own_lists);
-	tcase_add_test(tc, stamps);
+	tcase_add_test(tc, first_words_logged);
+	tcase_add_test(tc, free_queue_when_the_log_is_full);
+	tcase_add_test(tc, hostile_free_queue);
 	tcase_add_test(tc, abort_restores_free_lists);
 	tcase_add_test(tc, freed_tables_give_pages_back);
 	tcase_add_test(tc, punched_table_listed_from_a_full_log);

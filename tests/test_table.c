@@ -253,7 +253,7 @@ static long long slot_id(const struct ts *t, uint64_t tdesc, uint64_t i)
 		return key_id(s + 12, len);
 	uint64_t blk;
 	memcpy(&blk, s + 16, 8);
-	return key_id(t->r->base + blk + ALLOC_HDR, len);
+	return key_id(t->r->base + blk, len);
 }
 
 /* Locks the set for a transaction of the test's own. */

@@ -295,12 +295,14 @@ START_TEST(commit_fits_the_reserve)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		/* The frees log their blocks' first words while there is room
+		 * (after it they would wait in the free queue). */
 		x = begin(r, &t);
-		while (tx_log(x, pad) == 0)
-			;
 		for (unsigned c = 0; c < n; c++)
 			if (alloc_put(x, b2[c], c, 0))
 				_exit(1);
+		while (tx_log(x, pad) == 0)
+			;
 		uint64_t b;
 		if (alloc_get(x, n, 0, &b)) /* moves brk */
 			_exit(2);
@@ -324,10 +326,10 @@ START_TEST(commit_fits_the_reserve)
 
 	/* Committed for real, from a full log: every list there. */
 	x = begin(r, &t);
-	while (tx_log(x, pad) == 0)
-		;
 	for (unsigned c = 0; c < n; c++)
 		ck_assert_int_eq(alloc_put(x, b2[c], c, 0), 0);
+	while (tx_log(x, pad) == 0)
+		;
 	tx_commit(x);
 	ck_assert_uint_eq(st->log_n, 0);
 	for (unsigned c = 0; c < n; c++) {
