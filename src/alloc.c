@@ -20,7 +20,8 @@
  * popping one overwrites the link the committed list needs: both log that
  * word.  A transaction that frees more key blocks than the undo log holds
  * (a batch removing a million long keys, set algebra on a fresh table)
- * writes nothing into them: it lists them in the free queue instead, in
+ * writes nothing into those it frees once the log runs low
+ * (FREE_LOG_MARGIN): it lists them in the free queue instead, in
  * blocks of its own carved from brk, and later transactions move them to
  * the free lists, FQ_DRAIN at a time as they begin (the blocks are then
  * unreferenced, so their links need no logging either).
@@ -57,6 +58,10 @@
 #define FQ_ENTRIES (FQ_BYTES / 8 - 1)
 #define FQ_SHIFT   40
 #define FQ_DRAIN   64u /* entries moved to the free lists per transaction */
+/* Log entries a transaction keeps when it frees key blocks: what it may
+ * still log besides slots (tables it allocates or frees while shrinking,
+ * a few per halving), so that frees never make it fail. */
+#define FREE_LOG_MARGIN 1024u
 
 _Static_assert(2 * ALLOC_STEP + (ALLOC_SMALL - 1) * ALLOC_STEP == ALLOC_SMALL_MAX &&
 		   (1ull << (8 + (ALLOC_CLASSES - ALLOC_SMALL) / ALLOC_PER_DOUBLING)) ==
@@ -241,12 +246,12 @@ int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table)
 
 	if (!p)
 		return -EUCLEAN;
-	int err = tx_log(x, b);
-	/* Key blocks may be freed by the thousands in one transaction: past
-	 * the log's room they wait in the free queue.  A transaction frees
+	/* Key blocks may be freed by the thousands in one transaction: when
+	 * the log runs low they wait in the free queue.  A transaction frees
 	 * at most a few tables. */
-	if (err == -E2BIG && !is_table)
+	if (!is_table && tx_log_room(x) <= FREE_LOG_MARGIN)
 		return queue_free(x, b, cls);
+	int err = tx_log(x, b);
 	if (err)
 		return err;
 	release(x, b, p, cls);

@@ -773,6 +773,7 @@ static int resize_start(struct tx *x, uint64_t keys)
 	err = new_table(x, l2, &off);
 	if (err)
 		return err;
+	x->old_fresh = cur_fresh(x);
 	x->old_tdesc = x->tdesc;
 	x->moved = 0;
 	x->tdesc = tdesc_make(off, l2);
@@ -1058,7 +1059,9 @@ static int remove_at(struct tx *x, uint64_t tdesc, uint64_t i, uint32_t len)
 		return -EUCLEAN;
 	uint8_t *s = t + i * SLOT_SIZE;
 	uint64_t off = tdesc_off(tdesc) + i * SLOT_SIZE;
-	err = cur ? slot_write_prepare(x, off) : tx_log(x, off);
+	/* An old table this transaction allocated (it started shrinking a
+	 * fresh one) needs no log either. */
+	err = cur ? slot_write_prepare(x, off) : x->old_fresh ? 0 : tx_log(x, off);
 	if (err)
 		return err;
 	if (len > INLINE_MAX) {

@@ -206,6 +206,7 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	x->cleared = 0;
 	x->fresh = 0;
 	x->fresh_tdesc = 0;
+	x->old_fresh = 0;
 	/* Cheap sanity before anything is sized from these numbers: a
 	 * scribbled count must not make a resize allocate gigabytes. */
 	if (x->brk < r->heap_off || x->brk > r->heap_end || region_check(r, 0, x->brk) ||

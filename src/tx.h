@@ -127,6 +127,7 @@ struct tx {
 	int cleared; /* clear() ran: nothing else may follow in this one */
 	int fresh;   /* the current table was allocated by this transaction */
 	uint64_t fresh_tdesc;
+	int old_fresh; /* ... and so was the old one, being drained */
 };
 
 size_t tx_size(void);

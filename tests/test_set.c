@@ -437,6 +437,65 @@ START_TEST(memory_of_removed_keys_is_reused)
 }
 END_TEST
 
+/* Removing more long keys in one transaction than the undo log has room
+ * for (their blocks' first words): the rest wait in the free queue, and
+ * once later transactions have moved them to the free lists, new keys
+ * take them instead of new memory. */
+START_TEST(bulk_frees_of_long_keys)
+{
+	enum { M = 200000, N = 150000, LEN = 40 };
+	static uint8_t buf[N][LEN];
+	static const void *kp[N];
+	static size_t kl[N];
+	struct shset_opts o = {.size = sizeof(o), .max_bytes = 1ull << 30, .shards = 1};
+	struct shset_stats a, b;
+	uint8_t key[16] = {0};
+	shset *s, *other;
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	ck_assert_int_eq(shset_create(&other, &o), 0);
+	/* Short keys (inline in their slots) keep the table from shrinking. */
+	for (uint32_t i = 0; i < M; i++) {
+		memcpy(key, &i, sizeof(i));
+		ck_assert_int_eq(shset_add(s, key, sizeof(key)), 1);
+	}
+	for (uint32_t round = 0; round < 2; round++) {
+		for (uint32_t i = 0; i < N; i++) {
+			memset(buf[i], 'a' + (int)round, LEN);
+			memcpy(buf[i], &i, sizeof(i));
+			kp[i] = buf[i];
+			kl[i] = LEN;
+		}
+		ck_assert_int_eq(shset_add_batch(s, kp, kl, N), N);
+		if (round == 0) {
+			ck_assert_int_eq(shset_remove_batch(s, kp, kl, N), N);
+		} else {
+			ck_assert_int_eq(shset_add_batch(other, kp, kl, N), N);
+			ck_assert_int_eq(shset_difference_update(s, other), N);
+		}
+		ck_assert_int_eq(shset_size(s), M);
+		ck_assert_int_eq(shset_verify(s), 0);
+		/* Transactions that free nothing drain the queue, 64 blocks
+		 * each. */
+		memset(key, 0xff, sizeof(key));
+		for (uint32_t i = 0; i < N / 64 + 8; i++) {
+			ck_assert_int_eq(shset_add(s, key, sizeof(key)), 1);
+			ck_assert_int_eq(shset_remove(s, key, sizeof(key)), 1);
+		}
+		ck_assert_int_eq(shset_stats(s, &a), 0);
+		for (uint32_t i = 0; i < N; i++)
+			ck_assert_int_eq(shset_add(s, kp[i], LEN), 1);
+		ck_assert_int_eq(shset_stats(s, &b), 0);
+		ck_assert_uint_lt(b.heap_bytes - a.heap_bytes, (uint64_t)N * 48 / 10);
+		ck_assert_int_eq(shset_verify(s), 0);
+		ck_assert_int_eq(shset_remove_batch(s, kp, kl, N), N);
+		ck_assert_int_eq(shset_clear(other), 0);
+	}
+	shset_close(other);
+	shset_close(s);
+}
+END_TEST
+
 START_TEST(enospc_leaves_set_intact)
 {
 	shset *s;
@@ -1004,6 +1063,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, differential_seeds, 0, 4);
 	tcase_add_test(tc, growth_to_a_million);
 	tcase_add_test(tc, memory_of_removed_keys_is_reused);
+	tcase_add_test(tc, bulk_frees_of_long_keys);
 	tcase_add_test(tc, enospc_leaves_set_intact);
 	tcase_add_test(tc, foreach_and_copy);
 	tcase_add_test(tc, algebra_against_model);
