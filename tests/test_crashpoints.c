@@ -106,6 +106,8 @@ enum {
 	OP_ADD_PUNCH,
 	OP_BATCH_SORTED,
 	OP_BATCH_BEHIND_PUNCH,
+	OP_BATCH_QUEUE,
+	OP_ADD_DRAIN,
 	NOPS
 };
 static const char *op_name[NOPS] = {"add (inline key)",
@@ -128,7 +130,18 @@ static const char *op_name[NOPS] = {"add (inline key)",
 				    "remove (starts a shrink)",
 				    "add (punches a table)",
 				    "batch add 5000 (sorted records)",
-				    "batch add 2500 (frees behind a punch)"};
+				    "batch add 2500 (frees behind a punch)",
+				    "batch remove 3000 (free queue)",
+				    "add (drains the free queue)"};
+
+/* The long keys of the free-queue operations: 40 bytes, in key blocks. */
+enum { QKEYS = 3000, QLEN = 40 };
+static size_t qkey_of(uint32_t i, uint8_t *key)
+{
+	memset(key, 'Q', QLEN);
+	memcpy(key, &i, sizeof(i));
+	return QLEN;
+}
 
 static char snap_path[64];
 
@@ -142,6 +155,7 @@ static int run_op(shset *s, shset *other, int op)
 	int n = op == OP_BATCH_RESIZE				      ? 600
 		: op == OP_BATCH_FRESH || op == OP_BATCH_BEHIND_PUNCH ? 2500
 		: op == OP_BATCH_SORTED				      ? 5000
+		: op == OP_BATCH_QUEUE				      ? QKEYS
 								      : 10;
 
 	switch (op) {
@@ -171,6 +185,15 @@ static int run_op(shset *s, shset *other, int op)
 		}
 		return (int)(op == OP_BATCH_REMOVE ? shset_remove_batch(s, kp, kl, (size_t)n)
 						   : shset_add_batch(s, kp, kl, (size_t)n));
+	case OP_BATCH_QUEUE:
+		for (int i = 0; i < n; i++) {
+			kl[i] = qkey_of((uint32_t)i, bk[i]);
+			kp[i] = bk[i];
+		}
+		return (int)shset_remove_batch(s, kp, kl, (size_t)n);
+	case OP_ADD_DRAIN:
+		len = qkey_of(QKEYS + 1, key);
+		return shset_add(s, key, len);
 	case OP_POP:
 		return shset_pop(s, key, sizeof(key), &len);
 	case OP_CLEAR:
@@ -227,7 +250,8 @@ static shset *build_for(int op, uint32_t from)
 	/* The resizing steps are a table's: one shard, whose table every key
 	 * goes to, brought to the point below. */
 	int one = op == OP_ADD_RESIZE || op == OP_ADD_MOVING || op == OP_ADD_PUNCH ||
-		  op == OP_REMOVE_SHRINK || op == OP_BATCH_BEHIND_PUNCH;
+		  op == OP_REMOVE_SHRINK || op == OP_BATCH_BEHIND_PUNCH || op == OP_BATCH_QUEUE ||
+		  op == OP_ADD_DRAIN;
 	shset *s = build_sharded(from, 400, one ? 1 : 0);
 	uint8_t key[300];
 	uint32_t k = 60000 + from;
@@ -267,6 +291,25 @@ static shset *build_for(int op, uint32_t from)
 		ck_assert_uint_ne(st.punch_head, 0);
 		ck_assert_uint_eq(st.punch_done, 0);
 		ck_assert_uint_ge(cap_of(st.tdesc) * 32, 8192); /* its table is punched too */
+		break;
+	}
+	case OP_BATCH_QUEUE:
+	case OP_ADD_DRAIN: {
+		/* Long keys, more than the log can free: the batch lists most
+		 * in the free queue; for the add, that batch has run and the
+		 * add's transaction moves queued blocks to the free lists. */
+		static uint8_t qk[QKEYS][QLEN];
+		static const void *qp[QKEYS];
+		static size_t ql[QKEYS];
+		for (uint32_t i = 0; i < QKEYS; i++) {
+			ql[i] = qkey_of(i, qk[i]);
+			qp[i] = qk[i];
+		}
+		ck_assert_int_eq(shset_add_batch(s, qp, ql, QKEYS), QKEYS);
+		if (op == OP_ADD_DRAIN) {
+			ck_assert_int_eq(shset_remove_batch(s, qp, ql, QKEYS), QKEYS);
+			ck_assert_uint_ne(state_of(s).free_q, 0);
+		}
 		break;
 	}
 	case OP_REMOVE_SHRINK:
