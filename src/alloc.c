@@ -58,7 +58,7 @@
 #define FQ_ENTRIES (FQ_BYTES / 8 - 1)
 #define FQ_SHIFT   40
 #define FQ_DRAIN   64u /* entries moved to the free lists per transaction */
-/* Log entries a transaction keeps when it frees key blocks: what it may
+/* Log entries a transaction keeps when it frees or reuses key blocks: what it may
  * still log besides slots (tables it allocates or frees while shrinking,
  * a few per halving), so that frees never make it fail. */
 #define FREE_LOG_MARGIN 1024u
@@ -174,6 +174,12 @@ int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 		return -EINVAL; /* tables rely on the big blocks' alignment */
 	if (!b)
 		return carve(x, cls, out);
+	/* Popping costs a log entry: a batch reusing more key blocks than
+	 * the log holds would fail (-E2BIG) however it retried.  Once the
+	 * log is down to the margin frees keep, key blocks come from brk,
+	 * which needs no log; from the list again only if brk cannot grow. */
+	if (!is_table && tx_log_room(x) <= FREE_LOG_MARGIN && carve(x, cls, out) == 0)
+		return 0;
 	uint8_t *p = block_at(&x->v, b, cls);
 	if (!p)
 		return -EUCLEAN;

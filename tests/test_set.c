@@ -496,6 +496,49 @@ START_TEST(bulk_frees_of_long_keys)
 }
 END_TEST
 
+/* Long keys of 40 bytes for the tests of batches over freed blocks. */
+static void long_keys(uint8_t (*buf)[40], const void **kp, size_t *kl, uint32_t n, int tag)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		memset(buf[i], tag, 40);
+		memcpy(buf[i], &i, sizeof(i));
+		kp[i] = buf[i];
+		kl[i] = 40;
+	}
+}
+
+/* One batch adding more long keys than the undo log has entries, all of
+ * them fitting blocks on the free lists: reusing a block must not cost a
+ * log entry each once the log runs low (the batch would fail -E2BIG even
+ * on a fresh table). */
+START_TEST(batch_reuses_more_blocks_than_the_log_holds)
+{
+	enum { N = 8000 };
+	static uint8_t buf[N][40];
+	static const void *kp[N];
+	static size_t kl[N];
+	struct shset_opts o = {.size = sizeof(o), .log_bytes = 64 << 10, .shards = 1};
+	uint8_t key[16];
+	shset *s;
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	long_keys(buf, kp, kl, N, 'a');
+	ck_assert_int_eq(shset_add_batch(s, kp, kl, N), N);
+	ck_assert_int_eq(shset_remove_batch(s, kp, kl, N), N);
+	/* Every freed block on a free list. */
+	memset(key, 0xff, sizeof(key));
+	for (uint32_t i = 0; i < N / 64 + 8; i++) {
+		ck_assert_int_eq(shset_add(s, key, sizeof(key)), 1);
+		ck_assert_int_eq(shset_remove(s, key, sizeof(key)), 1);
+	}
+	long_keys(buf, kp, kl, N, 'b');
+	ck_assert_int_eq(shset_add_batch(s, kp, kl, N), N);
+	ck_assert_int_eq(shset_size(s), N);
+	ck_assert_int_eq(shset_verify(s), 0);
+	shset_close(s);
+}
+END_TEST
+
 START_TEST(enospc_leaves_set_intact)
 {
 	shset *s;
@@ -1064,6 +1107,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, growth_to_a_million);
 	tcase_add_test(tc, memory_of_removed_keys_is_reused);
 	tcase_add_test(tc, bulk_frees_of_long_keys);
+	tcase_add_test(tc, batch_reuses_more_blocks_than_the_log_holds);
 	tcase_add_test(tc, enospc_leaves_set_intact);
 	tcase_add_test(tc, foreach_and_copy);
 	tcase_add_test(tc, algebra_against_model);
