@@ -228,7 +228,8 @@ static int queue_free(struct tx *x, uint64_t b, unsigned cls)
 		tx_touch(x);
 		/* Linked to this transaction's previous queue block; the
 		 * oldest is linked to the committed queue at commit. */
-		prim_st64(base + q, link_of(x->q_new));
+		x->q_next = link_of(x->q_new);
+		prim_st64(base + q, x->q_next);
 		if (!x->q_new)
 			x->q_tail = q;
 		x->q_new = q;
@@ -237,8 +238,8 @@ static int queue_free(struct tx *x, uint64_t b, unsigned cls)
 	prim_st64(base + x->q_new + 8 + 8 * (uint64_t)x->q_n,
 		  link_of(b) | (uint64_t)cls << FQ_SHIFT);
 	x->q_n++;
-	prim_st64(base + x->q_new,
-		  (prim_ld64(base + x->q_new) & BLK_NEXT_MASK) | (uint64_t)x->q_n << FQ_SHIFT);
+	/* From private copies: the block is in shared memory. */
+	prim_st64(base + x->q_new, x->q_next | (uint64_t)x->q_n << FQ_SHIFT);
 	CRASH_POINT("free: block listed in the free queue");
 	return 0;
 }
@@ -400,8 +401,8 @@ void alloc_commit(struct tx *x)
 		/* This transaction's queue blocks go in front: each keeps its
 		 * own count, so the head's progress is not lost.  The oldest
 		 * is past the committed brk: its link is written unlogged. */
-		uint8_t *tail = x->r->base + x->q_tail;
-		prim_st64(tail, (prim_ld64(tail) & ~BLK_NEXT_MASK) | link_of(x->free_q));
+		uint64_t n = x->q_tail == x->q_new ? x->q_n : FQ_ENTRIES;
+		prim_st64(x->r->base + x->q_tail, link_of(x->free_q) | n << FQ_SHIFT);
 		x->free_q = x->q_new;
 	}
 	tx_publish(x, &st->free_q, x->free_q);

@@ -121,6 +121,7 @@ struct tx {
 	uint64_t ppend_head, ppend_tail; /* big blocks this transaction freed */
 	uint64_t free_q;		 /* the shared free queue */
 	uint64_t q_new, q_tail;		 /* this transaction's queue blocks */
+	uint64_t q_next;		 /* q_new's link (to the one before) */
 	unsigned q_n;			 /* entries in q_new */
 	/* The table's words (table.c). */
 	uint64_t tdesc, count, tombs, key_bytes, arena_bytes, old_tdesc, moved;
