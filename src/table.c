@@ -3,14 +3,17 @@
  * table.c - the set's hash table, inside the region and addressed by
  * offsets; its memory comes from alloc.c, its changes go through tx.c.
  *
- * Open addressing with linear probing over 32-byte slots, capacity a power
- * of two, at most 3/4 full counting tombstones:
+ * Open addressing with linear probing over 32-byte slots, capacity a
+ * quarter step of a power of two (table.h: 16, 20, 24, 28, 32, 40, ...),
+ * at most 3/4 full counting tombstones:
  *
  *   slot: meta u64 | len u32 | 20 bytes: the key inline (len <= 20)
  *                                       or 4 pad + u64 key block offset
  *   meta: 0 EMPTY, 1 TOMBSTONE, else LIVE: the key's hash with low bits 10
  *
- * The probe starts at the hash's top bits.  A hit needs the full meta and
+ * The probe starts at the home slot, the hash scaled to the capacity
+ * (home(): its top bits for a power of two), and wraps from the last slot
+ * to the first.  A hit needs the full meta and
  * length to match before the key bytes are compared, so a probe usually
  * touches one cache line.  Longer keys live in key blocks (alloc.c).
  * A table grows, shrinks and sheds tombstones incrementally, a few slots
@@ -56,7 +59,6 @@
 #define META_TOMB  1ull
 #define SLOT_SIZE  32u
 #define INLINE_MAX 20u
-#define MIN_LOG2   4u
 _Static_assert(SLOT_SIZE == 32 && INLINE_MAX + 12 == SLOT_SIZE, "slot layout");
 #define READ_TRIES   64		  /* probes a writer may spoil before the lock */
 #define READ_WAIT_NS (200 * 1000) /* longest wait for a transaction to end */
@@ -78,9 +80,9 @@ static inline uint64_t meta_of(uint64_t h)
 	return (h & ~3ull) | 2;
 }
 
-static inline uint64_t tdesc_make(uint64_t off, unsigned log2)
+static inline uint64_t tdesc_make(uint64_t off, unsigned code)
 {
-	return off | ((uint64_t)log2 << 56);
+	return off | ((uint64_t)code << 56);
 }
 
 static inline uint64_t tdesc_off(uint64_t d)
@@ -88,9 +90,40 @@ static inline uint64_t tdesc_off(uint64_t d)
 	return d & ((1ull << 56) - 1);
 }
 
-static inline unsigned tdesc_log2(uint64_t d)
+/* The slots of table @d, or 0 if its code is no table's: the one place a
+ * tdesc's size is read (a peer may have written any code). */
+static inline uint64_t tdesc_cap(uint64_t d)
 {
-	return (unsigned)(d >> 56);
+	return table_code_cap((unsigned)(d >> 56));
+}
+
+unsigned table_code_for(uint64_t keys)
+{
+	unsigned code = TABLE_CODE_MIN;
+
+	/* At most half full right after a resize. */
+	while (table_code_cap(code) / 2 < keys && code < TABLE_CODE_MAX)
+		code++;
+	return code;
+}
+
+/*
+ * The home slot of hash @h in a table of @cap slots: h * cap / 2^64, the
+ * hash's top bits for a power of two.  It is monotone in @h, so keys in
+ * the order of their hashes' top bits (a bulk insert's sort: insert_sorted
+ * and set.c's split) reach a table's slots front to back whatever its
+ * capacity: a bucket of hashes [b, b + 2^(64-bits)) maps to homes
+ * [home(b), home(b + 2^(64-bits))], after the previous bucket's.
+ */
+static inline uint64_t home(uint64_t h, uint64_t cap)
+{
+	return (uint64_t)(((unsigned __int128)h * cap) >> 64);
+}
+
+/* The slot after @i on a probe path, wrapping at @cap. */
+static inline uint64_t next_slot(uint64_t i, uint64_t cap)
+{
+	return i + 1 == cap ? 0 : i + 1;
 }
 
 static inline struct tx_state *state(struct region *r)
@@ -101,11 +134,9 @@ static inline struct tx_state *state(struct region *r)
 /* --- slots ------------------------------------------------------------------ */
 static uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
 {
-	unsigned l2 = tdesc_log2(tdesc);
-
-	if (l2 < MIN_LOG2 || l2 > 40)
+	*cap = tdesc_cap(tdesc);
+	if (!*cap)
 		return NULL;
-	*cap = 1ull << l2;
 	return view_heap(v, tdesc_off(tdesc), *cap * SLOT_SIZE);
 }
 
@@ -168,8 +199,8 @@ static int probe_at(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_
 	t = view_table(v, tdesc, &cap);
 	if (!t || gone > cap)
 		return -EUCLEAN;
-	uint64_t mask = cap - 1, i = h >> (64 - tdesc_log2(tdesc));
-	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & mask) {
+	uint64_t i = home(h, cap);
+	for (uint64_t n = 0; n < cap; n++, i = next_slot(i, cap)) {
 		const uint8_t *s = t + i * SLOT_SIZE;
 		uint64_t m = prim_ld64(s);
 
@@ -302,13 +333,13 @@ int table_contains_optimistic_h(struct region *r, const void *key, size_t len, u
 void table_prefetch(struct region *r, uint64_t h)
 {
 	uint64_t d = __atomic_load_n(&state(r)->tdesc, __ATOMIC_RELAXED);
-	unsigned l2 = tdesc_log2(d);
+	uint64_t cap = tdesc_cap(d);
 
 	/* A hint only: any address inside the mapping will do (a prefetch
 	 * never faults, and a hole is simply not fetched). */
-	if (!d || l2 < 1 || l2 > 40)
+	if (!d || !cap)
 		return;
-	uint64_t at = tdesc_off(d) + (h >> (64 - l2)) * SLOT_SIZE;
+	uint64_t at = tdesc_off(d) + home(h, cap) * SLOT_SIZE;
 	if (at < r->map_size - SLOT_SIZE)
 		__builtin_prefetch(r->base + at, 1);
 }
@@ -316,10 +347,9 @@ void table_prefetch(struct region *r, uint64_t h)
 /* The slots of table @tdesc if it lies inside the file, else 0. */
 static uint64_t table_slots(struct region *r, uint64_t tdesc)
 {
-	unsigned l2 = tdesc_log2(tdesc);
-	if (l2 < MIN_LOG2 || l2 > 40)
+	uint64_t cap = tdesc_cap(tdesc);
+	if (!cap)
 		return 0;
-	uint64_t cap = 1ull << l2;
 	if (tdesc_off(tdesc) < r->heap_off || region_check(r, tdesc_off(tdesc), cap * SLOT_SIZE))
 		return 0;
 	return cap;
@@ -472,12 +502,14 @@ int table_contains_locked_h(struct region *r, const void *key, size_t len, uint6
 
 int table_begin(struct tx *x)
 {
-	uint64_t cap = x->tdesc ? 1ull << (tdesc_log2(x->tdesc) & 63) : 0;
-	uint64_t ocap = x->old_tdesc ? 1ull << (tdesc_log2(x->old_tdesc) & 63) : 0;
+	uint64_t cap = x->tdesc ? tdesc_cap(x->tdesc) : 0;
+	uint64_t ocap = x->old_tdesc ? tdesc_cap(x->old_tdesc) : 0;
 
-	/* A table being drained needs a table to drain into. */
-	if (x->count + x->tombs > cap + ocap || x->count + x->tombs < x->count || x->tombs > cap ||
-	    (x->old_tdesc && !x->tdesc) || x->moved > ocap)
+	/* A table being drained needs a table to drain into; a table needs a
+	 * code that is a table's. */
+	if ((x->tdesc && !cap) || (x->old_tdesc && !ocap) || x->count + x->tombs > cap + ocap ||
+	    x->count + x->tombs < x->count || x->tombs > cap || (x->old_tdesc && !x->tdesc) ||
+	    x->moved > ocap)
 		return -EUCLEAN;
 	return 0;
 }
@@ -499,17 +531,18 @@ static int slot_write_prepare(struct tx *x, uint64_t slot_off)
 	return tx_log(x, slot_off);
 }
 
-/* The first EMPTY slot of table @t (2^@l2 slots) on the probe path of
- * meta @m.  The table is shared memory a peer can fill meanwhile, so the
- * probe stops after one pass: -EUCLEAN. */
-static int empty_slot(const uint8_t *t, unsigned l2, uint64_t m, uint64_t *at)
+/* The first EMPTY slot of table @t (@cap slots) on the probe path of
+ * meta @m (the hash but for its low two bits, which move a home slot only
+ * past 2^62 slots).  The table is shared memory a peer can fill
+ * meanwhile, so the probe stops after one pass: -EUCLEAN. */
+static int empty_slot(const uint8_t *t, uint64_t cap, uint64_t m, uint64_t *at)
 {
-	uint64_t mask = (1ull << l2) - 1, i = m >> (64 - l2);
+	uint64_t i = home(m, cap);
 
 	for (uint64_t n = 0; prim_ld64(t + i * SLOT_SIZE) != META_EMPTY; n++) {
-		if (n > mask)
+		if (n + 1 >= cap)
 			return -EUCLEAN;
-		i = (i + 1) & mask;
+		i = next_slot(i, cap);
 	}
 	*at = i;
 	return 0;
@@ -517,10 +550,10 @@ static int empty_slot(const uint8_t *t, unsigned l2, uint64_t m, uint64_t *at)
 
 /* Places a private copy of a slot (32 bytes) into an EMPTY slot of table
  * @t: body first, then the meta (release) that makes it visible. */
-static int place(uint8_t *t, unsigned l2, const uint8_t *slot)
+static int place(uint8_t *t, uint64_t cap, const uint8_t *slot)
 {
 	uint64_t i;
-	int err = empty_slot(t, l2, prim_ld64(slot), &i);
+	int err = empty_slot(t, cap, prim_ld64(slot), &i);
 
 	if (err)
 		return err;
@@ -529,32 +562,22 @@ static int place(uint8_t *t, unsigned l2, const uint8_t *slot)
 	return 0;
 }
 
-static unsigned log2_for(uint64_t keys)
-{
-	unsigned l2 = MIN_LOG2;
-
-	/* At most half full right after a resize. */
-	while ((1ull << l2) / 2 < keys && l2 < 40)
-		l2++;
-	return l2;
-}
-
 /* Tables this big are zeroed by punching their range. */
 #define PUNCH_ZERO_MIN (64u * 1024)
 
-static inline uint64_t table_bytes(unsigned l2)
+static inline uint64_t table_bytes(unsigned code)
 {
-	return (1ull << l2) * SLOT_SIZE;
+	return table_code_cap(code) * SLOT_SIZE;
 }
 
-/* A new, zeroed table of 2^@l2 slots. */
-static int new_table(struct tx *x, unsigned l2, uint64_t *off)
+/* A new, zeroed table of code @code (a valid one: table_code_for's). */
+static int new_table(struct tx *x, unsigned code, uint64_t *off)
 {
-	int err = alloc_get(x, alloc_class(table_bytes(l2)), 1, off);
+	int err = alloc_get(x, alloc_class(table_bytes(code)), 1, off);
 
 	if (err)
 		return err;
-	uint8_t *nt = view_heap(&x->v, *off, table_bytes(l2));
+	uint8_t *nt = view_heap(&x->v, *off, table_bytes(code));
 	if (!nt)
 		return -EUCLEAN;
 	tx_touch(x);
@@ -563,8 +586,8 @@ static int new_table(struct tx *x, unsigned l2, uint64_t *off)
 	 * popped table's first word, its free-list link, was logged by
 	 * alloc_get).  A small one is zeroed word by word with atomic stores:
 	 * a reader still probing a table freed under it may read it. */
-	if (table_bytes(l2) < PUNCH_ZERO_MIN || region_punch(x->r, *off, table_bytes(l2)))
-		for (uint64_t w = 0; w < table_bytes(l2) / 8; w++)
+	if (table_bytes(code) < PUNCH_ZERO_MIN || region_punch(x->r, *off, table_bytes(code)))
+		for (uint64_t w = 0; w < table_bytes(code) / 8; w++)
 			prim_st64(nt + w * 8, 0);
 	CRASH_POINT("resize: new table cleared");
 	return 0;
@@ -572,7 +595,7 @@ static int new_table(struct tx *x, unsigned l2, uint64_t *off)
 
 /* The keys of table @tdesc from slot @from on, into table @nt, keeping
  * those @keep says 1 to and freeing the blocks of the others. */
-static int rebuild_from(struct tx *x, uint64_t tdesc, uint64_t from, uint8_t *nt, unsigned l2,
+static int rebuild_from(struct tx *x, uint64_t tdesc, uint64_t from, uint8_t *nt, uint64_t ncap,
 			int (*keep)(const void *k, size_t len, void *arg), void *arg,
 			uint64_t *kept, uint64_t *kbytes, uint64_t *abytes)
 {
@@ -589,13 +612,13 @@ static int rebuild_from(struct tx *x, uint64_t tdesc, uint64_t from, uint8_t *nt
 			continue;
 		uint32_t len;
 		const uint8_t *k = slot_key(&x->v, s, &len);
-		if (!k || *kept + 1 > (1ull << l2) / 2 + 1)
+		if (!k || *kept + 1 > ncap / 2 + 1)
 			return -EUCLEAN;
 		int yes = keep ? keep(k, len, arg) : 1;
 		if (yes < 0)
 			return yes;
 		if (yes) {
-			err = place(nt, l2, s);
+			err = place(nt, ncap, s);
 			if (err)
 				return err;
 			CRASH_POINT("resize: slot moved");
@@ -628,25 +651,26 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 		return -EINVAL;
 	if (keys < x->count)
 		keys = x->count;
-	unsigned l2 = log2_for(keys);
-	err = new_table(x, l2, &off);
+	unsigned code = table_code_for(keys);
+	uint64_t ncap = table_code_cap(code);
+	err = new_table(x, code, &off);
 	if (err)
 		return err;
-	uint8_t *nt = view_heap(&x->v, off, table_bytes(l2));
+	uint8_t *nt = view_heap(&x->v, off, table_bytes(code));
 	/* Every page of it is about to be written: fault them in with one
 	 * call instead of one trap each (a big batch's table, 64 MiB for a
 	 * million keys, is 16,384 pages).  Best effort: older kernels fault
 	 * them in as they are written. */
-	if (table_bytes(l2) >= PUNCH_ZERO_MIN)
-		madvise(nt, table_bytes(l2), MADV_POPULATE_WRITE);
+	if (table_bytes(code) >= PUNCH_ZERO_MIN)
+		madvise(nt, table_bytes(code), MADV_POPULATE_WRITE);
 	if (x->tdesc)
-		err = rebuild_from(x, x->tdesc, 0, nt, l2, keep, arg, &kept, &kbytes, &abytes);
+		err = rebuild_from(x, x->tdesc, 0, nt, ncap, keep, arg, &kept, &kbytes, &abytes);
 	if (!err && x->old_tdesc)
-		err = rebuild_from(x, x->old_tdesc, x->moved, nt, l2, keep, arg, &kept, &kbytes,
+		err = rebuild_from(x, x->old_tdesc, x->moved, nt, ncap, keep, arg, &kept, &kbytes,
 				   &abytes);
 	if (err)
 		return err;
-	x->tdesc = tdesc_make(off, l2);
+	x->tdesc = tdesc_make(off, code);
 	x->old_tdesc = 0;
 	x->moved = 0;
 	x->fresh = 1;
@@ -662,7 +686,7 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 int table_fresh(struct tx *x, uint64_t keys)
 {
 	if (cur_fresh(x) && !x->old_tdesc) {
-		uint64_t cap = 1ull << tdesc_log2(x->tdesc);
+		uint64_t cap = tdesc_cap(x->tdesc);
 		if ((x->count + keys) * 4 <= cap * 3)
 			return 0;
 	}
@@ -686,15 +710,18 @@ int table_fresh(struct tx *x, uint64_t keys)
  * zero pages as they are touched), not by writing it: a memset of a large
  * table would be the pause this avoids.  Moving a key writes only the
  * EMPTY slot it lands in, whose meta is logged unless the new table is
- * this transaction's own.  A new table has room for its keys twice over,
- * and a quarter of it must fill before it needs to grow, while the old one
- * drains MOVE_STEP slots per operation, times how many times bigger it is
- * (at most 8: resize_start): at least 4 times faster than needed.  Should
- * a grow come first anyway (batches skip steps the log cannot hold), the
- * rest of the old table is moved then, in that one transaction.  A small
- * step also bounds the first-touch page faults of the new table that one
- * operation pays (a grown table receives a step's keys on about twice as
- * many slots).
+ * this transaction's own.  A new table of N slots has room for its keys
+ * twice over, and a quarter of it (N/4 operations) must fill before it
+ * needs to grow, while the old one of O slots drains MOVE_STEP slots per
+ * operation times ceil(O/N) (at most 8: resize_start keeps N >= O/8), so
+ * in at most O / (MOVE_STEP * ceil(O/N)) <= N/16 operations: at least 4
+ * times faster than needed, whatever the ratio of the two capacities (a
+ * grown table is 1.5 to 1.9 times the old one: table.h).  Should a grow
+ * come first anyway (batches skip steps the log cannot hold), the rest of
+ * the old table is moved then, in that one transaction.  A small step also
+ * bounds the first-touch page faults of the new table that one operation
+ * pays (a grown table receives a step's keys on up to twice as many
+ * slots).
  */
 #define MOVE_STEP 16u
 /* Tables this big or bigger shrink (maybe_shrink). */
@@ -712,7 +739,6 @@ static int move_some(struct tx *x, uint64_t budget)
 	uint8_t *nt = view_table(&x->v, x->tdesc, &ncap);
 	if (!ot || !nt || x->moved > ocap)
 		return -EUCLEAN;
-	unsigned l2 = tdesc_log2(x->tdesc);
 	uint64_t end = ocap - x->moved < budget ? ocap : x->moved + budget;
 	int fresh = cur_fresh(x);
 	for (uint64_t i = x->moved; i < end; i++) {
@@ -721,7 +747,7 @@ static int move_some(struct tx *x, uint64_t budget)
 		uint64_t m = prim_ld64(s), j;
 		if (!is_live(m))
 			continue;
-		err = empty_slot(nt, l2, m, &j);
+		err = empty_slot(nt, ncap, m, &j);
 		if (!err && !fresh)
 			err = tx_log(x, tdesc_off(x->tdesc) + j * SLOT_SIZE);
 		if (err)
@@ -748,8 +774,12 @@ static int move_step(struct tx *x)
 {
 	if (!x->old_tdesc)
 		return 0;
-	unsigned ol = tdesc_log2(x->old_tdesc), nl = tdesc_log2(x->tdesc);
-	uint64_t budget = (uint64_t)MOVE_STEP << (ol > nl ? (ol - nl) & 7 : 0);
+	/* Codes table_begin checked: neither capacity is 0. */
+	uint64_t ocap = tdesc_cap(x->old_tdesc), ncap = tdesc_cap(x->tdesc);
+	if (!ocap || !ncap)
+		return -EUCLEAN;
+	uint64_t ratio = (ocap + ncap - 1) / ncap;
+	uint64_t budget = MOVE_STEP * (ratio < 8 ? ratio : 8);
 	if (tx_log_room(x) < 2 * budget)
 		return 0;
 	return move_some(x, budget);
@@ -766,17 +796,19 @@ static int resize_start(struct tx *x, uint64_t keys)
 		return err;
 	/* At most 8 times smaller than the table it replaces: the steps that
 	 * drain the old table must outpace the inserts that could fill the
-	 * new one (a quarter of it). */
-	unsigned l2 = log2_for(keys);
-	if (x->tdesc && l2 + 3 < tdesc_log2(x->tdesc))
-		l2 = tdesc_log2(x->tdesc) - 3;
-	err = new_table(x, l2, &off);
+	 * new one (a quarter of it).  A code 12 less is exactly 8 times
+	 * smaller (three doublings of four steps), and no smaller than
+	 * TABLE_CODE_MIN when this one is at least 12 above it. */
+	unsigned code = table_code_for(keys), ocode = (unsigned)(x->tdesc >> 56);
+	if (x->tdesc && code + 12 < ocode)
+		code = ocode - 12;
+	err = new_table(x, code, &off);
 	if (err)
 		return err;
 	x->old_fresh = cur_fresh(x);
 	x->old_tdesc = x->tdesc;
 	x->moved = 0;
-	x->tdesc = tdesc_make(off, l2);
+	x->tdesc = tdesc_make(off, code);
 	x->tombs = 0;
 	x->fresh = 1;
 	x->fresh_tdesc = x->tdesc;
@@ -799,7 +831,7 @@ static int insert_hashed(struct tx *x, const void *key, size_t len, uint64_t h)
 	err = find(&x->v, &tb, h, key, len, &pos, &in_old, &ins, &was_tomb);
 	if (err)
 		return err < 0 ? err : 0;
-	cap = x->tdesc ? 1ull << tdesc_log2(x->tdesc) : 0;
+	cap = x->tdesc ? tdesc_cap(x->tdesc) : 0;
 	/* Reusing a tombstone does not fill the table any further.  Keys
 	 * still in the old table count as if they were here already. */
 	uint64_t filled = x->count + x->tombs + (was_tomb ? 0 : 1);
@@ -929,9 +961,8 @@ _Static_assert(sizeof(((struct table_rec *)0)->k) == INLINE_MAX, "a record holds
 
 long long table_insert_recs(struct tx *x, const struct table_rec *rec, size_t n)
 {
-	uint64_t cap;
-	const uint8_t *t = view_table(&x->v, x->tdesc, &cap);
-	unsigned l2 = x->tdesc ? tdesc_log2(x->tdesc) : MIN_LOG2;
+	uint64_t cap, d = x->tdesc;
+	const uint8_t *t = view_table(&x->v, d, &cap);
 	long long added = 0;
 
 	for (size_t o = 0; o < n; o++) {
@@ -939,8 +970,12 @@ long long table_insert_recs(struct tx *x, const struct table_rec *rec, size_t n)
 		 * bytes are where the caller put them: fetch both ahead. */
 		if (o + PREFETCH_AHEAD < n) {
 			const struct table_rec *a = &rec[o + PREFETCH_AHEAD];
-			if (t && l2 == tdesc_log2(x->tdesc))
-				__builtin_prefetch(t + (a->h >> (64 - l2)) * SLOT_SIZE, 1);
+			if (x->tdesc != d) {
+				d = x->tdesc;
+				t = view_table(&x->v, d, &cap);
+			}
+			if (t)
+				__builtin_prefetch(t + home(a->h, cap) * SLOT_SIZE, 1);
 			if (a->len > INLINE_MAX)
 				__builtin_prefetch(table_rec_key(a));
 		}
@@ -966,8 +1001,10 @@ static long long insert_sorted(struct tx *x, struct key_src *src)
 		goto out;
 	}
 	/* Buckets of about 1024 slots (32 KiB of table): inside one, the
-	 * order does not matter, and fewer buckets scatter faster. */
-	unsigned l2 = x->tdesc ? tdesc_log2(x->tdesc) : MIN_LOG2, bits = SORT_BITS;
+	 * order does not matter, and fewer buckets scatter faster.  The
+	 * buckets follow the homes in any capacity (home() is monotone). */
+	uint64_t cap = x->tdesc ? tdesc_cap(x->tdesc) : 0;
+	unsigned l2 = cap ? 63 - (unsigned)__builtin_clzll(cap) : 4, bits = SORT_BITS;
 	if (l2 < bits + 10)
 		bits = l2 > 10 ? l2 - 10 : 1;
 	for (size_t i = 0; i < n; i++) {
@@ -1039,8 +1076,7 @@ long long table_insert_many(struct tx *x, const void *const *keys, const size_t 
 			const uint8_t *t = view_table(&x->v, x->tdesc, &cap);
 			hs[i % PREFETCH_AHEAD] = h;
 			if (t)
-				__builtin_prefetch(
-				    t + (h >> (64 - tdesc_log2(x->tdesc))) * SLOT_SIZE, 1);
+				__builtin_prefetch(t + home(h, cap) * SLOT_SIZE, 1);
 		}
 	}
 	return added;
@@ -1084,11 +1120,16 @@ static int remove_at(struct tx *x, uint64_t tdesc, uint64_t i, uint32_t len)
 /* After a remove: a table at most 3/32 full starts shrinking (like growth,
  * incrementally).  A table grows when 3/4 full, so it holds at least 3/8
  * of its slots' worth of keys at its peak: a set that lost 3/4 of its
- * keys since then shrinks.  Optional: no room, no shrink. */
+ * keys since then shrinks.  The new table is the smallest with the keys
+ * at half load, at most 3/16 of this one's slots rounded up to a
+ * capacity: a quarter of it at most (cap/4, 8 codes below, is one), so a
+ * shrink makes the table 4 to 8 times smaller (resize_start).  Optional:
+ * no room, no shrink. */
 static int maybe_shrink(struct tx *x)
 {
-	if (x->old_tdesc || !x->tdesc || tdesc_log2(x->tdesc) < SHRINK_MIN_LOG2 ||
-	    x->count * 32 > (1ull << tdesc_log2(x->tdesc)) * 3)
+	uint64_t cap = x->tdesc ? tdesc_cap(x->tdesc) : 0;
+
+	if (x->old_tdesc || cap < (1ull << SHRINK_MIN_LOG2) || x->count * 32 > cap * 3)
 		return 0;
 	int err = resize_start(x, x->count);
 	return err == -ENOSPC ? 0 : err;
@@ -1131,8 +1172,8 @@ static int first_live(const struct view *v, uint64_t tdesc, uint64_t gone, uint6
 
 	if (!t || gone > cap)
 		return -EUCLEAN;
-	for (uint64_t n = 0; n < cap; n++) {
-		uint64_t i = (start + n) & (cap - 1);
+	/* @start may be any number (a hint a peer can write). */
+	for (uint64_t n = 0, i = start % cap; n < cap; n++, i = next_slot(i, cap)) {
 		if (i >= gone && is_live(prim_ld64(t + i * SLOT_SIZE))) {
 			*at = i;
 			return 1;
@@ -1562,8 +1603,10 @@ static int verify_table(const struct view *v, uint64_t tdesc, uint64_t gone, uin
 		uint64_t h = hash_bytes(v->seed, k, len);
 		if (meta_of(h) != m || (h & v->shard_mask) != v->shard)
 			return -EUCLEAN;
-		/* Reachable from its probe start, and the first copy. */
-		sum->walked += ((i - (h >> (64 - tdesc_log2(tdesc)))) & (cap - 1)) + 1;
+		/* Reachable from its probe start, and the first copy; the
+		 * distance walked from home to i wraps at cap. */
+		uint64_t hm = home(h, cap);
+		sum->walked += (i >= hm ? i - hm : i + cap - hm) + 1;
 		if (sum->walked > VERIFY_PROBE_BUDGET * cap)
 			return -EUCLEAN;
 		if (probe_at(v, tdesc, gone, h, k, len, &pos, &ins, &tomb) != 1 || pos != i)
@@ -1650,7 +1693,7 @@ static void stats_words(struct region *r, struct table_stats *o)
 	memset(o, 0, sizeof(*o));
 	o->count = __atomic_load_n(&st->count, __ATOMIC_RELAXED);
 	uint64_t d = __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED);
-	o->capacity = d ? 1ull << (tdesc_log2(d) & 63) : 0;
+	o->capacity = tdesc_cap(d);
 	o->tombstones = __atomic_load_n(&st->tombs, __ATOMIC_RELAXED);
 	o->key_bytes = __atomic_load_n(&st->key_bytes, __ATOMIC_RELAXED);
 	o->arena_bytes = __atomic_load_n(&st->arena_bytes, __ATOMIC_RELAXED);

@@ -11,6 +11,27 @@
 #include "shset.h"
 #include "tx.h"
 
+/*
+ * A table's capacity is a quarter step of a power of two, (4 + q) << (e - 2)
+ * slots with q in 0..3 (16, 20, 24, 28, 32, 40, ...), so that a grown table
+ * is 1.5 to 1.9 times the old one instead of 2; its bytes (32 a slot) are
+ * classes of the block allocator (alloc.h: four per doubling).  A table
+ * descriptor (tdesc) is its offset | code << 56, the code being 4e + q.
+ */
+#define TABLE_CODE(e, q) (4u * (e) + (q))
+#define TABLE_CODE_MIN	 TABLE_CODE(4, 0)  /* 16 slots */
+#define TABLE_CODE_MAX	 TABLE_CODE(40, 0) /* 2^40 slots */
+/* The slots of a table of code @code, or 0 if no table has that code. */
+static inline uint64_t table_code_cap(unsigned code)
+{
+	if (code < TABLE_CODE_MIN || code > TABLE_CODE_MAX)
+		return 0;
+	return (uint64_t)(4 + code % 4) << (code / 4 - 2);
+}
+/* The code of the smallest table with room for @keys at half load (the
+ * load right after a resize); TABLE_CODE_MAX past it. */
+unsigned table_code_for(uint64_t keys);
+
 /* Creator only, before the fd is shared. */
 int table_init(struct region *r, uint64_t capacity);
 

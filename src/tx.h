@@ -45,7 +45,7 @@
 struct tx_state {
 	uint64_t seq; /* odd while a writer mutates; alone in its cache line */
 	uint64_t pad0[7];
-	uint64_t tdesc;	      /* table: offset | log2(capacity) << 56; 0: none */
+	uint64_t tdesc;	      /* table: offset | capacity code << 56 (table.h); 0: none */
 	uint64_t count;	      /* live keys */
 	uint64_t tombs;	      /* tombstones in the table */
 	uint64_t brk;	      /* heap bump pointer (absolute offset) */

@@ -23,6 +23,7 @@
 #include "region.h"
 #include "set.h"
 #include "shset.h"
+#include "table.h"
 #include "tx.h"
 
 /* An order-independent digest of a set's content. */
@@ -240,7 +241,7 @@ static struct tx_state state_of(shset *s)
 
 static uint64_t cap_of(uint64_t tdesc)
 {
-	return tdesc ? 1ull << (tdesc >> 56) : 0;
+	return tdesc ? table_code_cap((unsigned)(tdesc >> 56)) : 0;
 }
 
 /* The starting state of @op: for the resizing steps, the set is brought to
@@ -313,7 +314,8 @@ static shset *build_for(int op, uint32_t from)
 		break;
 	}
 	case OP_REMOVE_SHRINK:
-		/* A table of 2^11 slots whose next remove leaves it 3/32 full. */
+		/* A table of 2048 slots or more whose next remove leaves it
+		 * 3/32 full. */
 		while (cap_of(st.tdesc) < 2048 || st.old_tdesc) {
 			ck_assert_int_eq(shset_add(s, key, key_of(k++, key)), 1);
 			st = state_of(s);

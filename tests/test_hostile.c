@@ -242,7 +242,7 @@ START_TEST(probe_reads_the_length_once)
 	memset(p.m + toff, 0, 16 * 32);
 	poke(&p, STATE_OFF(brk), size);
 	poke(&p, STATE_OFF(count), 1);
-	poke(&p, STATE_OFF(tdesc), toff | (4ull << 56));
+	poke(&p, STATE_OFF(tdesc), toff | ((uint64_t)TABLE_CODE(4, 0) << 56));
 	__atomic_store_n((uint32_t *)(slot + 8), (uint32_t)sizeof(key), __ATOMIC_RELAXED);
 	/* The 20 inline bytes equal the key's first 20, so a comparison of
 	 * the whole key there runs off the end of the file. */
@@ -509,7 +509,8 @@ START_TEST(size_bounded_by_region)
 	ck_assert_int_eq(shset_size(s), 11);
 	/* ...and a table that does not fit in the file is not. */
 	uint64_t tdesc = peek(&p, STATE_OFF(tdesc));
-	poke(&p, STATE_OFF(tdesc), (tdesc & ((1ull << 56) - 1)) | (30ull << 56));
+	poke(&p, STATE_OFF(tdesc),
+	     (tdesc & ((1ull << 56) - 1)) | ((uint64_t)TABLE_CODE(30, 0) << 56));
 	ck_assert_int_eq(shset_size(s), -EUCLEAN);
 	struct shset_stats st;
 	ck_assert_int_eq(shset_stats(s, &st), -EUCLEAN);
@@ -591,7 +592,7 @@ START_TEST(algebra_sized_by_what_the_other_holds)
 	}
 	struct peer p;
 	peer_map(&p, shset_fd(b));
-	poke(&p, STATE_OFF(tdesc), (40ull << 56) | 0x100000);
+	poke(&p, STATE_OFF(tdesc), ((uint64_t)TABLE_CODE(40, 0) << 56) | 0x100000);
 	poke(&p, STATE_OFF(count), 1ull << 22);
 	uint64_t before = allocated(shset_fd(a));
 	long long r = shset_update(a, b);
@@ -839,10 +840,11 @@ START_TEST(random_words_peer)
 			case 5:
 			case 6:
 			case 7: { /* the current table's slots: metas, lengths, offsets */
-				uint64_t toff = tdesc & ((1ull << 56) - 1), l2 = tdesc >> 56;
-				if (l2 < 4 || l2 > 30 || toff >= size)
-					toff = heap_off, l2 = 4;
-				off = toff + (rng_next(&rng) % (1ull << l2)) * 32 + 8 * (v % 4);
+				uint64_t toff = tdesc & ((1ull << 56) - 1);
+				uint64_t cap = table_code_cap((unsigned)(tdesc >> 56));
+				if (!cap || cap > (1ull << 30) || toff >= size)
+					toff = heap_off, cap = 16;
+				off = toff + (rng_next(&rng) % cap) * 32 + 8 * (v % 4);
 				break;
 			}
 			case 8: /* the heap */

@@ -198,7 +198,7 @@ static uint64_t word(const uint64_t *w)
 
 static uint64_t cap_of(uint64_t tdesc)
 {
-	return tdesc ? 1ull << (tdesc >> 56) : 0;
+	return tdesc ? table_code_cap((unsigned)(tdesc >> 56)) : 0;
 }
 
 static uint64_t off_of(uint64_t tdesc)
@@ -1500,9 +1500,9 @@ static void honest_after_scribble(struct ts *t, uint64_t rounds)
 	honest_ops(t, rounds);
 }
 
-static uint64_t tdesc_of(uint64_t off, unsigned l2)
+static uint64_t tdesc_of(uint64_t off, unsigned code)
 {
-	return off | (uint64_t)l2 << 56;
+	return off | (uint64_t)code << 56;
 }
 
 /* A peer writes a bogus old_tdesc into a set in the middle of a resize. */
@@ -1518,15 +1518,18 @@ START_TEST(hostile_old_tdesc)
 	uint64_t cur = word(&st(&t)->tdesc), brk = word(&st(&t)->brk);
 	uint64_t heap = t.r->heap_off, od = word(&st(&t)->old_tdesc);
 	const uint64_t bogus[] = {
-	    1,					     /* no such size */
-	    od | 8,				     /* misaligned */
-	    tdesc_of(brk, 10),			     /* past the heap */
-	    tdesc_of(heap, 63),			     /* 2^63 slots */
-	    tdesc_of(heap, 40),			     /* bigger than the file */
-	    cur,				     /* drained into itself */
-	    tdesc_of((brk - 16 * SLOT) & ~31ull, 4), /* the heap's tail as a table */
-	    tdesc_of(heap, 4),			     /* the first (freed) table */
-	    od + ((uint64_t)1 << 56),		     /* twice its size */
+	    1,							    /* no such size */
+	    od | 8,						    /* misaligned */
+	    tdesc_of(brk, TABLE_CODE(10, 0)),			    /* past the heap */
+	    tdesc_of(heap, 255),				    /* no table's code */
+	    tdesc_of(heap, TABLE_CODE_MAX + 1),			    /* 5 * 2^38 slots: no table's */
+	    tdesc_of(heap, TABLE_CODE_MIN - 1),			    /* 14 slots: no table's */
+	    tdesc_of(heap, TABLE_CODE(40, 0)),			    /* bigger than the file */
+	    cur,						    /* drained into itself */
+	    tdesc_of((brk - 16 * SLOT) & ~31ull, TABLE_CODE(4, 0)), /* the heap's tail */
+	    tdesc_of(heap, TABLE_CODE(4, 0)),			    /* the first (freed) table */
+	    od + ((uint64_t)1 << 56),				    /* a quarter step bigger */
+	    od + ((uint64_t)4 << 56),				    /* twice its size */
 	};
 	for (unsigned v = 0; v < sizeof(bogus) / sizeof(bogus[0]); v++) {
 		poke_word(&st(&t)->old_tdesc, bogus[v]);
@@ -1559,7 +1562,7 @@ START_TEST(hostile_tdesc_not_faulted_in)
 	int fd = shset_fd(t.s);
 	uint64_t cur = word(&st(&t)->tdesc), brk = word(&st(&t)->brk);
 	uint64_t off = (brk + (1u << 16)) & ~(uint64_t)0xffff, bytes = 64u << 20;
-	uint64_t bogus = tdesc_of(off, 21); /* 2^21 slots: 64 MiB */
+	uint64_t bogus = tdesc_of(off, TABLE_CODE(21, 0)); /* 2^21 slots: 64 MiB */
 	ck_assert_int_eq(ftruncate(fd, (off_t)(off + bytes)), 0);
 	volatile int *stop =
 	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
