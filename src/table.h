@@ -20,7 +20,7 @@
  */
 #define TABLE_CODE(e, q) (4u * (e) + (q))
 #define TABLE_CODE_MIN	 TABLE_CODE(4, 0)  /* 16 slots */
-#define TABLE_CODE_MAX	 TABLE_CODE(40, 0) /* 2^40 slots */
+#define TABLE_CODE_MAX	 TABLE_CODE(39, 0) /* 2^39 slots: 2^44 bytes, REGION_MAX_BYTES */
 /* The slots of a table of code @code, or 0 if no table has that code. */
 static inline uint64_t table_code_cap(unsigned code)
 {

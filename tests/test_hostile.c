@@ -592,7 +592,7 @@ START_TEST(algebra_sized_by_what_the_other_holds)
 	}
 	struct peer p;
 	peer_map(&p, shset_fd(b));
-	poke(&p, STATE_OFF(tdesc), ((uint64_t)TABLE_CODE(40, 0) << 56) | 0x100000);
+	poke(&p, STATE_OFF(tdesc), ((uint64_t)TABLE_CODE(39, 0) << 56) | 0x100000);
 	poke(&p, STATE_OFF(count), 1ull << 22);
 	uint64_t before = allocated(shset_fd(a));
 	long long r = shset_update(a, b);

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "alloc.h"
+#include "hash.h"
 #include "keys.h"
 #include "region.h"
 #include "set.h"
@@ -419,9 +420,16 @@ START_TEST(growth_one_by_one)
 		uint64_t c = cap_of(word(&st(&t)->tdesc));
 		ck_assert_uint_ge(c, cap); /* growing never shrinks */
 		ck_assert_uint_le((n + 1) * 4, c * 3);
+		/* A quarter-step capacity 1.5 to 1.9 times the last (not
+		 * 2): the new table is at least 2/5 full. */
+		if (c != cap && cap) {
+			ck_assert_uint_ge(c * 2, cap * 3);
+			ck_assert_uint_lt(c, cap * 2);
+			ck_assert_uint_ge((n + 1) * 5, c * 2);
+		}
 		cap = c;
 	}
-	/* 16 slots to 2^20 (inline) or 2^19: every resize sampled. */
+	/* 16 slots to 524,288 (inline) or 327,680: every resize sampled. */
 	ck_assert_uint_ge(sp.resizes, 14);
 	ck_assert_uint_ge(mids, 6);
 	ck_assert_uint_ge(sp.verifies, 500);
@@ -1425,6 +1433,205 @@ START_TEST(full_set_fills_to_seven_eighths)
 }
 END_TEST
 
+/* --- capacities ----------------------------------------------------------- */
+
+/* The capacities are the quarter steps (4 + q) << (e - 2), each a block
+ * class of its own size; codes of no table read as 0; table_code_for is
+ * the smallest capacity at most half full. */
+START_TEST(capacity_codes)
+{
+	static const uint64_t first[] = {16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128};
+
+	for (unsigned i = 0; i < sizeof(first) / sizeof(first[0]); i++)
+		ck_assert_uint_eq(table_code_cap(TABLE_CODE_MIN + i), first[i]);
+	ck_assert_uint_eq(table_code_cap(TABLE_CODE(17, 1)), 5ull << 15);
+	ck_assert_uint_eq(table_code_cap(TABLE_CODE_MAX), 1ull << 39);
+	for (unsigned code = 0; code < 256; code++) {
+		uint64_t c = table_code_cap(code);
+		if (code < TABLE_CODE_MIN || code > TABLE_CODE_MAX) {
+			ck_assert_msg(c == 0, "code %u reads as %llu slots", code,
+				      (unsigned long long)c);
+			continue;
+		}
+		ck_assert_uint_eq(c, (uint64_t)(4 + code % 4) << (code / 4 - 2));
+		ck_assert_uint_eq(alloc_class_bytes(alloc_class(c * SLOT)), c * SLOT);
+		if (code > TABLE_CODE_MIN) {
+			uint64_t p = table_code_cap(code - 1);
+			ck_assert_uint_gt(c, p);
+			ck_assert_uint_le(c * 4, p * 5); /* steps of 1.25 at most */
+		}
+		if (code + 4 <= TABLE_CODE_MAX)
+			ck_assert_uint_eq(table_code_cap(code + 4), c * 2);
+		/* The smallest at half load: the keys that just fit, and one
+		 * more. */
+		ck_assert_uint_eq(table_code_for(c / 2), code);
+		if (code < TABLE_CODE_MAX)
+			ck_assert_uint_eq(table_code_for(c / 2 + 1), code + 1);
+	}
+	ck_assert_uint_eq(table_code_for(0), TABLE_CODE_MIN);
+	ck_assert_uint_eq(table_code_for(1), TABLE_CODE_MIN);
+	ck_assert_uint_eq(table_code_for(50000), TABLE_CODE(16, 3)); /* 7 << 14 */
+	ck_assert_uint_eq(table_code_for(UINT64_MAX), TABLE_CODE_MAX);
+}
+END_TEST
+
+static uint64_t home_of(const struct ts *t, uint32_t id, uint64_t cap)
+{
+	uint8_t k[KEY_BUF];
+	uint64_t h = hash_bytes(t->r->seed, k, mkkey(id, k));
+
+	return (uint64_t)(((unsigned __int128)h * cap) >> 64);
+}
+
+/* The next @n ids from *@next whose home slot in a table of @cap slots is
+ * @slot. */
+static void ids_at_home(const struct ts *t, uint64_t cap, uint64_t slot, uint32_t *next,
+			uint32_t *ids, unsigned n)
+{
+	for (unsigned got = 0; got < n; (*next)++) {
+		ck_assert_uint_lt(*next, 50000);
+		if (home_of(t, id_of(*next, 0), cap) == slot)
+			ids[got++] = id_of(*next, 0);
+	}
+}
+
+/* A table of 20, 24, 28 or 40 slots: keys whose home is its last slot
+ * fill it, then wrap to slot 0, 1, ...; they are found there, a key of the
+ * same home not added is not, and tombstones on the wrapped path keep it
+ * intact. */
+START_TEST(probe_wraps_past_the_end)
+{
+	static const uint64_t caps[] = {20, 24, 28, 40};
+	const uint64_t c = caps[_i];
+	struct shset_opts o = {.capacity = c * 3 / 4};
+	struct ts t;
+	struct model m;
+	uint32_t next = 0, ids[7];
+
+	ts_open(&t, &o);
+	ck_assert_uint_eq(capacity(&t), c);
+	model_init(&m, 100000);
+	ids_at_home(&t, c, c - 1, &next, ids, 7);
+	for (unsigned k = 0; k < 6; k++)
+		ck_assert_int_eq(add_id(&t, &m, ids[k]), 1);
+	uint64_t d = word(&st(&t)->tdesc);
+	ck_assert_uint_eq(cap_of(d), c);
+	/* Slots c-1, 0, 1, 2, 3, 4 in the order added. */
+	for (unsigned k = 0; k < 6; k++)
+		ck_assert_int_eq(slot_id(&t, d, (c - 1 + k) % c), ids[k]);
+	ck_assert_int_eq(slot_id(&t, d, 5), -1);
+	for (unsigned k = 0; k < 6; k++)
+		ck_assert_int_eq(has_id(t.s, ids[k]), 1);
+	ck_assert_int_eq(has_id(t.s, ids[6]), 0);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	/* A tombstone at the end and one past the wrap: the path goes on. */
+	ck_assert_int_eq(remove_id(&t, &m, ids[0]), 1);
+	ck_assert_int_eq(remove_id(&t, &m, ids[2]), 1);
+	for (unsigned k = 0; k < 6; k++)
+		ck_assert_int_eq(has_id(t.s, ids[k]), k != 0 && k != 2);
+	ck_assert_int_eq(has_id(t.s, ids[6]), 0);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	/* Added back, a key takes the first tombstone on its path: the last
+	 * slot; the next one the tombstone past the wrap. */
+	ck_assert_int_eq(add_id(&t, &m, ids[6]), 1);
+	ck_assert_int_eq(slot_id(&t, d, c - 1), ids[6]);
+	ck_assert_int_eq(add_id(&t, &m, ids[0]), 1);
+	ck_assert_int_eq(slot_id(&t, d, 1), ids[0]);
+	ck_assert_uint_eq(word(&st(&t)->tdesc), d);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	assert_content(t.s, &m);
+	/* Popped from the wrapped end too (the hint past the last slot). */
+	uint8_t k[KEY_BUF];
+	size_t len;
+	for (unsigned n = 0; n < 6; n++) {
+		ck_assert_int_eq(shset_pop(t.s, k, sizeof(k), &len), 1);
+		ck_assert_int_eq(model_del(&m, (uint32_t)key_id(k, len)), 1);
+	}
+	ck_assert_int_eq(shset_size(t.s), 0);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	model_free(&m);
+	ts_close(&t);
+}
+END_TEST
+
+static int pow2(uint64_t c)
+{
+	return c && !(c & (c - 1));
+}
+
+/* Each id below @limit present exactly if the model holds it. */
+static void check_model(struct ts *t, const struct model *m, uint32_t limit)
+{
+	for (uint32_t id = 0; id < limit; id++)
+		ck_assert_msg(has_id(t->s, id) == m->in[id], "key %u: %d, model %d", id,
+			      has_id(t->s, id), m->in[id]);
+}
+
+/* A resize from one capacity that is not a power of two to another, while
+ * it grows and while it shrinks: lookups of every key mid-way and after,
+ * the keys that wrap in both tables included. */
+START_TEST(resize_between_quarter_steps)
+{
+	struct ts t;
+	struct model m;
+	uint32_t next = 0;
+	uint64_t rng = 11;
+
+	ts_open(&t, NULL);
+	model_init(&m, 40000);
+	/* Growing: half way from 3072 slots to 5120. */
+	for (;;) {
+		uint64_t oc = old_cap(&t), moved = word(&st(&t)->moved);
+		uint64_t c = cap_of(word(&st(&t)->tdesc));
+		if (oc >= 2048 && !pow2(oc) && !pow2(c) && moved >= oc / 4 && moved <= oc * 3 / 4)
+			break;
+		ck_assert_uint_lt(next, 20000);
+		ck_assert_int_eq(add_id(&t, &m, id_of(next++, 2)), 1);
+	}
+	check_mid_resize(&t, next, 2);
+	remove_old_and_moved(&t, &m, 8);
+	check_model(&t, &m, next + 100);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	/* On to a table of 14,336 slots, no resize left. */
+	while (word(&st(&t)->old_tdesc) || cap_of(word(&st(&t)->tdesc)) < 8192 ||
+	       pow2(cap_of(word(&st(&t)->tdesc)))) {
+		ck_assert_uint_lt(next, 20000);
+		ck_assert_int_eq(add_id(&t, &m, id_of(next++, 2)), 1);
+	}
+	uint64_t big = cap_of(word(&st(&t)->tdesc));
+	check_model(&t, &m, next + 100);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	/* Shrinking: removed in a random order until the shrink starts, then
+	 * checked at every step until it ends. */
+	uint64_t steps = 0;
+	int shrinking = 0;
+	while (!shrinking || word(&st(&t)->old_tdesc)) {
+		uint32_t id = (uint32_t)(rng_next(&rng) % next);
+		if (!m.in[id_of(id, 2)])
+			continue;
+		ck_assert_int_eq(remove_id(&t, &m, id_of(id, 2)), 1);
+		if (!shrinking && word(&st(&t)->old_tdesc)) {
+			shrinking = 1;
+			uint64_t oc = old_cap(&t), c = cap_of(word(&st(&t)->tdesc));
+			ck_assert_uint_eq(oc, big);
+			ck_assert(!pow2(c));
+			ck_assert_uint_le(c * 4, oc); /* by 4 times or more */
+			ck_assert_uint_ge(c * 8, oc);
+		}
+		if (shrinking) {
+			check_model(&t, &m, next + 100);
+			ck_assert_int_eq(shset_verify(t.s), 0);
+			steps++;
+		}
+	}
+	ck_assert_uint_ge(steps, 2);
+	assert_content(t.s, &m);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	model_free(&m);
+	ts_close(&t);
+}
+END_TEST
+
 /* --- hostile state words -------------------------------------------------- */
 
 /* Runs @fn(@t, @arg) in a child under a watchdog: its exit status, 128+signal
@@ -1522,9 +1729,9 @@ START_TEST(hostile_old_tdesc)
 	    od | 8,						    /* misaligned */
 	    tdesc_of(brk, TABLE_CODE(10, 0)),			    /* past the heap */
 	    tdesc_of(heap, 255),				    /* no table's code */
-	    tdesc_of(heap, TABLE_CODE_MAX + 1),			    /* 5 * 2^38 slots: no table's */
+	    tdesc_of(heap, TABLE_CODE_MAX + 1),			    /* 5 * 2^37 slots: no table's */
 	    tdesc_of(heap, TABLE_CODE_MIN - 1),			    /* 14 slots: no table's */
-	    tdesc_of(heap, TABLE_CODE(40, 0)),			    /* bigger than the file */
+	    tdesc_of(heap, TABLE_CODE(38, 0)),			    /* bigger than the file */
 	    cur,						    /* drained into itself */
 	    tdesc_of((brk - 16 * SLOT) & ~31ull, TABLE_CODE(4, 0)), /* the heap's tail */
 	    tdesc_of(heap, TABLE_CODE(4, 0)),			    /* the first (freed) table */
@@ -1536,6 +1743,39 @@ START_TEST(hostile_old_tdesc)
 		int status = watched(honest_after_scribble, &t, 300);
 		ck_assert_msg(status == 0, "old_tdesc %#llx: status %d (142: hung)",
 			      (unsigned long long)bogus[v], status);
+	}
+	model_free(&m);
+	ts_close(&t);
+}
+END_TEST
+
+/* A peer writes into the current tdesc a code that is no table's (below
+ * the smallest, above the largest, or one whose slots times 32 overflow):
+ * -EUCLEAN, never a read out of bounds. */
+START_TEST(hostile_tdesc_code)
+{
+	struct ts t;
+	struct model m;
+
+	ts_open(&t, NULL);
+	model_init(&m, 10000);
+	for (uint32_t n = 0; n < 1000; n++)
+		add_id(&t, &m, id_of(n, 2));
+	ck_assert_uint_eq(word(&st(&t)->old_tdesc), 0);
+	uint64_t cur = word(&st(&t)->tdesc), off = off_of(cur);
+	const unsigned bogus[] = {0,
+				  1,
+				  TABLE_CODE_MIN - 1,
+				  TABLE_CODE_MAX + 1,
+				  TABLE_CODE(40, 3),
+				  TABLE_CODE(50, 2),
+				  TABLE_CODE(62, 0),
+				  TABLE_CODE(63, 3)};
+	for (unsigned v = 0; v < sizeof(bogus) / sizeof(bogus[0]); v++) {
+		poke_word(&st(&t)->tdesc, tdesc_of(off, bogus[v]));
+		ck_assert_int_eq(shset_size(t.s), -EUCLEAN);
+		int status = watched(honest_after_scribble, &t, 300);
+		ck_assert_msg(status == 0, "code %u: status %d (142: hung)", bogus[v], status);
 	}
 	model_free(&m);
 	ts_close(&t);
@@ -1851,9 +2091,17 @@ static Suite *suite(void)
 	tcase_add_test(tc, full_set_fills_to_seven_eighths);
 	suite_add_tcase(s, tc);
 
+	TCase *tq = tcase_create("capacities");
+	tcase_set_timeout(tq, 120 * test_scale());
+	tcase_add_test(tq, capacity_codes);
+	tcase_add_loop_test(tq, probe_wraps_past_the_end, 0, 4);
+	tcase_add_test(tq, resize_between_quarter_steps);
+	suite_add_tcase(s, tq);
+
 	TCase *th = tcase_create("hostile");
 	tcase_set_timeout(th, 120 * test_scale());
 	tcase_add_test(th, hostile_old_tdesc);
+	tcase_add_test(th, hostile_tdesc_code);
 	tcase_add_test(th, hostile_tdesc_not_faulted_in);
 	tcase_add_test(th, hostile_moved);
 	tcase_add_test(th, hostile_punch_list);
