@@ -761,7 +761,8 @@ static int keys_next(struct keys_in *in, size_t i, const void **key, size_t *len
  * A batch over several shards: its keys as records ready to insert
  * (table_rec), sorted by shard in one counting sort, and for a big batch
  * by home slot within the shard too (the hash's top bits), so that each
- * shard's table is written front to back.  Shard i's records are
+ * shard's table is written front to back (a home is monotone in the hash
+ * whatever the table's capacity: table.c, home()).  Shard i's records are
  * rec[at[i], at[i+1]).  1024 buckets in all: the scatter writes that
  * many streams at once, few enough to stay in the caches (with 65,536 the
  * split of a 1,000,000-key load took 75 ms, with 1024 30 ms), and a bucket

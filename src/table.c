@@ -13,13 +13,12 @@
  *
  * The probe starts at the home slot, the hash scaled to the capacity
  * (home(): its top bits for a power of two), and wraps from the last slot
- * to the first.  A hit needs the full meta and
- * length to match before the key bytes are compared, so a probe usually
- * touches one cache line.  Longer keys live in key blocks (alloc.c).
- * A table grows, shrinks and sheds tombstones incrementally, a few slots
- * per operation ("incremental resizing" below); big batches are inserted
- * in home-slot order ("bulk inserts").  clear() empties everything by
- * resetting brk.
+ * to the first.  A hit needs the full meta and length to match before the
+ * key bytes are compared, so a probe usually touches one cache line.
+ * Longer keys live in key blocks (alloc.c).  A table grows, shrinks and
+ * sheds tombstones incrementally, a few slots per operation ("incremental
+ * resizing" below); big batches are inserted in home-slot order ("bulk
+ * inserts").  clear() empties everything by resetting brk.
  *
  * What needs no logging, and why:
  *   - the body of an EMPTY slot: meta decides, and meta is logged (a
@@ -109,15 +108,18 @@ unsigned table_code_for(uint64_t keys)
 
 /*
  * The home slot of hash @h in a table of @cap slots: h * cap / 2^64, the
- * hash's top bits for a power of two.  It is monotone in @h, so keys in
- * the order of their hashes' top bits (a bulk insert's sort: insert_sorted
- * and set.c's split) reach a table's slots front to back whatever its
- * capacity: a bucket of hashes [b, b + 2^(64-bits)) maps to homes
- * [home(b), home(b + 2^(64-bits))], after the previous bucket's.
+ * hash's top bits for a power of two.  Only the bits a slot's meta keeps
+ * count (all but the low two), so that a key moved by its meta alone
+ * (empty_slot) lands on the path its lookups take.  It is monotone in
+ * @h, so keys in the order of their hashes' top bits (a bulk insert's
+ * sort: insert_sorted and set.c's split) reach a table's slots front to
+ * back whatever its capacity: a bucket of hashes [b, b + 2^(64-bits))
+ * maps to homes [home(b), home(b + 2^(64-bits))], after the previous
+ * bucket's.
  */
 static inline uint64_t home(uint64_t h, uint64_t cap)
 {
-	return (uint64_t)(((unsigned __int128)h * cap) >> 64);
+	return (uint64_t)(((unsigned __int128)(h & ~3ull) * cap) >> 64);
 }
 
 /* The slot after @i on a probe path, wrapping at @cap. */
@@ -532,9 +534,8 @@ static int slot_write_prepare(struct tx *x, uint64_t slot_off)
 }
 
 /* The first EMPTY slot of table @t (@cap slots) on the probe path of
- * meta @m (the hash but for its low two bits, which move a home slot only
- * past 2^62 slots).  The table is shared memory a peer can fill
- * meanwhile, so the probe stops after one pass: -EUCLEAN. */
+ * meta @m (its home is the hash's: home()).  The table is shared memory
+ * a peer can fill meanwhile, so the probe stops after one pass: -EUCLEAN. */
 static int empty_slot(const uint8_t *t, uint64_t cap, uint64_t m, uint64_t *at)
 {
 	uint64_t i = home(m, cap);
@@ -796,12 +797,12 @@ static int resize_start(struct tx *x, uint64_t keys)
 		return err;
 	/* At most 8 times smaller than the table it replaces: the steps that
 	 * drain the old table must outpace the inserts that could fill the
-	 * new one (a quarter of it).  A code 12 less is exactly 8 times
-	 * smaller (three doublings of four steps), and no smaller than
-	 * TABLE_CODE_MIN when this one is at least 12 above it. */
-	unsigned code = table_code_for(keys), ocode = (unsigned)(x->tdesc >> 56);
-	if (x->tdesc && code + 12 < ocode)
-		code = ocode - 12;
+	 * new one (a quarter of it).  The capacities hold cap/8 of each
+	 * (12 codes below), so this stops at exactly 8 times smaller. */
+	uint64_t ocap = x->tdesc ? tdesc_cap(x->tdesc) : 0;
+	unsigned code = table_code_for(keys);
+	while (table_code_cap(code) * 8 < ocap && code < TABLE_CODE_MAX)
+		code++;
 	err = new_table(x, code, &off);
 	if (err)
 		return err;

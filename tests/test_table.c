@@ -1480,7 +1480,8 @@ static uint64_t home_of(const struct ts *t, uint32_t id, uint64_t cap)
 	uint8_t k[KEY_BUF];
 	uint64_t h = hash_bytes(t->r->seed, k, mkkey(id, k));
 
-	return (uint64_t)(((unsigned __int128)h * cap) >> 64);
+	/* table.c: the hash but its low two bits, scaled to the capacity. */
+	return (uint64_t)(((unsigned __int128)(h & ~3ull) * cap) >> 64);
 }
 
 /* The next @n ids from *@next whose home slot in a table of @cap slots is
