@@ -1177,7 +1177,7 @@ static void bench_memory(void)
 	uint8_t k[KEY_LEN];
 
 	printf("\n4. memory given back: the memfd's allocated blocks (fstat st_blocks * 512) of a "
-	       "set created empty\n");
+	       "set created empty\n   (max_bytes 4 GiB: 8 shards)\n");
 	shset *s = new_set(0);
 	fill(s, 0, 0, n, KEY_LEN);
 	uint64_t full16 = file_blocks_bytes(s);
@@ -1203,12 +1203,31 @@ static void bench_memory(void)
 	uint64_t full64 = file_blocks_bytes(s);
 	shset_close(s);
 
-	printf("   %llu 16-byte keys added: %.1f MB, %.1f bytes/key\n", (unsigned long long)n,
-	       (double)full16 / 1e6, (double)full16 / (double)n);
-	printf("   %llu 64-byte keys added: %.1f MB, %.1f bytes/key\n", (unsigned long long)n,
-	       (double)full64 / 1e6, (double)full64 / (double)n);
+	/* The same with the default max_bytes (8 GiB: 16 shards, each with
+	 * half the keys of the 8 above): a table's load depends on where its
+	 * shard's key count falls between two capacities. */
+	uint64_t dflt[2];
+	for (int i = 0; i < 2; i++) {
+		int err = shset_create(&s, NULL);
+		if (err)
+			die("shset_create", err);
+		fill(s, 0, 0, n, i ? 64 : KEY_LEN);
+		dflt[i] = file_blocks_bytes(s);
+		shset_close(s);
+	}
+
+	printf("   %llu 16-byte keys added: %.1f MB, %.1f bytes/key (16 shards: %.1f)\n",
+	       (unsigned long long)n, (double)full16 / 1e6, (double)full16 / (double)n,
+	       (double)dflt[0] / (double)n);
+	printf("   %llu 64-byte keys added: %.1f MB, %.1f bytes/key (16 shards: %.1f)\n",
+	       (unsigned long long)n, (double)full64 / 1e6, (double)full64 / (double)n,
+	       (double)dflt[1] / (double)n);
 	csv_row("memory", "16-byte keys", "bytes/key", (double)full16 / (double)n, NULL, NULL);
 	csv_row("memory", "64-byte keys", "bytes/key", (double)full64 / (double)n, NULL, NULL);
+	csv_row("memory", "16-byte keys, 16 shards", "bytes/key", (double)dflt[0] / (double)n, NULL,
+		NULL);
+	csv_row("memory", "64-byte keys, 16 shards", "bytes/key", (double)dflt[1] / (double)n, NULL,
+		NULL);
 	goal("memory", "after removing all 1M one by one", (double)removed / 1e6, "MB", 10, 1, 1);
 	goal("memory", "after shset_clear of 1M", (double)cleared / 1e6, "MB", 10, 1, 1);
 }
