@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,16 +63,33 @@ uint64_t set_last_hold_ns(void)
  * calling thread records how long it held the shard's lock.  Off, it
  * costs a load and a branch. */
 static int time_holds;
-static _Thread_local uint64_t last_tx_hold_ns;
+static _Thread_local struct set_hold last_tx_hold;
 
 void set_time_holds(int on)
 {
 	__atomic_store_n(&time_holds, on, __ATOMIC_RELAXED);
 }
 
-uint64_t set_last_tx_hold_ns(void)
+void set_last_tx_hold(struct set_hold *h)
 {
-	return last_tx_hold_ns;
+	*h = last_tx_hold;
+}
+
+static void hold_timed(uint64_t t0)
+{
+	struct set_hold *h = &last_tx_hold;
+
+	h->ns = prim_mono_ns() - t0;
+	h->long_hold = h->ns > SET_HOLD_LONG_NS;
+	if (h->long_hold) {
+		struct timespec ts;
+		struct rusage ru;
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+		getrusage(RUSAGE_THREAD, &ru);
+		h->cpu_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		h->nvcsw = ru.ru_nvcsw;
+		h->nivcsw = ru.ru_nivcsw;
+	}
 }
 
 struct shset {
@@ -419,7 +437,7 @@ static long long shard_tx(struct shset *s, struct region *sh, tx_fn fn, void *ar
 	long long res = run_tx(s, sh, fn, arg, expect_writes);
 	unlock_shard(sh);
 	if (t0)
-		last_tx_hold_ns = prim_mono_ns() - t0;
+		hold_timed(t0);
 	return res;
 }
 

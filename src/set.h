@@ -12,10 +12,21 @@
 uint64_t set_last_hold_ns(void);
 /* While @on, every one-shard transaction of a thread (a single add,
  * remove or pop) times its lock hold, from the lock taken to the lock
- * released; set_last_tx_hold_ns gives the thread's last.  Off by
- * default: the growth benchmark turns it on in its writer. */
+ * released; set_last_tx_hold gives the thread's last.  A hold over
+ * SET_HOLD_LONG_NS also reads, right after the lock is released, the
+ * thread's CPU clock and context switches (getrusage), so that a
+ * benchmark can tell what happened up to the hold's end from what came
+ * after it in the same call.  Off by default: the growth benchmark turns
+ * it on in its writer. */
+#define SET_HOLD_LONG_NS 100000u
+struct set_hold {
+	uint64_t ns;	 /* wall time of the hold */
+	int long_hold;	 /* ns > SET_HOLD_LONG_NS: the rest is set */
+	uint64_t cpu_ns; /* CLOCK_THREAD_CPUTIME_ID after the release */
+	long nvcsw, nivcsw;
+};
 void set_time_holds(int on);
-uint64_t set_last_tx_hold_ns(void);
+void set_last_tx_hold(struct set_hold *h);
 
 /* One consistent state's keys as records { u32 len; bytes } in a new
  * buffer (*@bufp, free() it) that starts with @headroom spare bytes; the
