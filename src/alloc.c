@@ -58,9 +58,9 @@
 #define FQ_ENTRIES (FQ_BYTES / 8 - 1)
 #define FQ_SHIFT   40
 #define FQ_DRAIN   64u /* entries moved to the free lists per transaction */
-/* Log entries a transaction keeps when it frees or reuses key blocks: what it may
- * still log besides slots (tables it allocates or frees while shrinking,
- * a few per halving), so that frees never make it fail. */
+/* Log entries a transaction keeps when it frees or reuses key blocks:
+ * what it may still log besides slots (tables it allocates or frees while
+ * shrinking, a few per halving), so that frees never make it fail. */
 #define FREE_LOG_MARGIN 1024u
 
 _Static_assert(2 * ALLOC_STEP + (ALLOC_SMALL - 1) * ALLOC_STEP == ALLOC_SMALL_MAX &&
