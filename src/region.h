@@ -101,8 +101,10 @@ struct region {
 	struct region *shard[REGION_SHARDS_MAX]; /* in shard[0] only */
 };
 
-/* The shard holding keys of hash @h: its low bits, which a table uses for
- * a slot only past 2^58 slots (it takes the high ones). */
+/* The shard holding keys of hash @h: its low bits.  A table's home slot
+ * scales the whole hash to its capacity (table.c, home()), so they move a
+ * key's slot by one at most, and the keys of a shard spread over all of
+ * its table. */
 static inline struct region *region_shard(const struct region *r, uint64_t h)
 {
 	return r->shard[h & (r->nshards - 1)];

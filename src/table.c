@@ -775,7 +775,7 @@ static int move_step(struct tx *x)
 {
 	if (!x->old_tdesc)
 		return 0;
-	/* Codes table_begin checked: neither capacity is 0. */
+	/* table_begin checked both codes; a 0 here would divide by it. */
 	uint64_t ocap = tdesc_cap(x->old_tdesc), ncap = tdesc_cap(x->tdesc);
 	if (!ocap || !ncap)
 		return -EUCLEAN;
