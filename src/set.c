@@ -938,24 +938,56 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 struct records_arg {
 	const uint8_t *recs;
 	size_t len, n;
+	uint64_t keys; /* to size the table for */
 };
 
 static long long do_records(struct tx *x, void *arg)
 {
 	struct records_arg *a = arg;
+	int err = a->keys ? table_fresh(x, a->keys) : 0;
 
-	return table_insert_records(x, a->recs, a->len, a->n);
+	return err ? err : table_insert_records(x, a->recs, a->len, a->n);
+}
+
+/* The split's keys into shards whose tables are built first for
+ * sp->expect[i] keys, each just before its keys go in: the kernel has just
+ * zeroed its pages, so they are still in the caches when they are written
+ * (all shards' tables first, 48 MB for a million keys, would be out of
+ * them again). */
+static long long do_load_split(struct shset *s, struct tx **xs, void *arg)
+{
+	struct split *sp = arg;
+	long long done = 0;
+
+	for (unsigned i = 0; i < s->r->nshards; i++) {
+		int err = sp->expect[i] ? table_fresh(xs[i], sp->expect[i]) : 0;
+		if (err)
+			return err;
+		if (sp->at[i + 1] == sp->at[i])
+			continue;
+		long long res = split_part(xs[i], sp, i);
+		if (res < 0)
+			return res;
+		done += res;
+	}
+	return done;
 }
 
 long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, uint64_t capacity)
 {
-	struct records_arg a = {recs, len, n};
-	/* table_init's sizing: @capacity keys below the 3/4 load limit. */
-	uint64_t expect = (capacity * 2 + 2) / 3;
 	unsigned ns = s->r->nshards;
+	/* table_init's sizing: @capacity keys below the 3/4 load limit, and
+	 * no fewer than the file's.  A load knows every key it will add, so
+	 * its table is the one a set presized for them has, not one sized
+	 * for as many again (a batch's), which would leave it at half load
+	 * and a third bigger. */
+	uint64_t expect = (capacity * 2 + 2) / 3;
 
-	if (ns == 1 || !n)
-		return shard_tx(s, s->r, do_records, &a, expect > n ? expect : n);
+	if (ns == 1) {
+		uint64_t need = ((uint64_t)n * 2 + 2) / 3;
+		struct records_arg a = {recs, len, n, expect > need ? expect : need};
+		return shard_tx(s, s->r, do_records, &a, a.keys);
+	}
 	/* Several shards: the records' keys split by shard, each shard's
 	 * table built once at its final size. */
 	struct split sp;
@@ -963,10 +995,12 @@ long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, 
 	int only = split_keys(s->r, &sp, &in, n, 1);
 	if (only < -1)
 		return only;
-	for (unsigned j = 0; j < ns; j++)
+	for (unsigned j = 0; j < ns; j++) {
+		sp.expect[j] = (sp.expect[j] * 2 + 2) / 3;
 		if (sp.expect[j] < expect / ns)
 			sp.expect[j] = expect / ns;
-	long long res = locked_multi(s, do_split, &sp, sp.expect);
+	}
+	long long res = locked_multi(s, do_load_split, &sp, NULL);
 	split_free(&sp);
 	return res;
 }
