@@ -442,6 +442,23 @@ int region_punch(struct region *r, uint64_t off, uint64_t len)
 	return 0;
 }
 
+int region_fill(struct region *r, uint64_t off, uint64_t len)
+{
+	uint64_t lo = off & ~(uint64_t)(REGION_PAGE - 1);
+	uint64_t hi = (off + len + REGION_PAGE - 1) & ~(uint64_t)(REGION_PAGE - 1);
+	int err = 0;
+
+	if (!len)
+		return 0;
+	/* Best effort: a signal or an old kernel leaves the rest to be
+	 * faulted in when written. */
+	if (fallocate(r->fd, FALLOC_FL_KEEP_SIZE, (off_t)lo, (off_t)(hi - lo)) < 0)
+		err = -errno;
+	if (madvise(r->base + lo, hi - lo, MADV_POPULATE_WRITE) < 0 && !err)
+		err = -errno;
+	return err;
+}
+
 int region_grow(struct region *r, uint64_t end)
 {
 	if (r->readonly)

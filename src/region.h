@@ -159,6 +159,15 @@ static inline void *region_ptr(const struct region *r, uint64_t off)
  * interrupts it: 0 or -errno. */
 int region_punch(struct region *r, uint64_t off, uint64_t len);
 
+/* Allocates the pages of [@off, @off+@len) that are holes, and maps them
+ * all into this process: for memory about to be written whole.  One
+ * fallocate for them all costs less than a fault for each (measured on a
+ * 2-core virtual machine: 25 against 40 ms for 48 MB); populating then
+ * maps them.  Whole pages: a page shared with a neighbour is allocated
+ * too (memory, never content).  Best effort (0 or the first -errno): what
+ * is left is faulted in when written. */
+int region_fill(struct region *r, uint64_t off, uint64_t len);
+
 /* Makes the file at least @end bytes long (with headroom).  Lock held.
  * -ENOSPC past max_size. */
 int region_grow(struct region *r, uint64_t end);

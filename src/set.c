@@ -47,11 +47,13 @@ static void prefault(uint8_t *p, size_t len)
 		__atomic_store_n(p + len - 1, 0, __ATOMIC_RELAXED);
 }
 
-/* Faults in, in region @dst, the extent that holds data in the source. */
+/* Faults in, in region @dst, the extent that holds data in the source:
+ * allocated in one call if the kernel can, else page by page. */
 static void prefault_extent(struct region *src, uint64_t off, uint64_t len, void *dst)
 {
 	(void)src;
-	prefault(((struct region *)dst)->base + off, len);
+	if (region_fill(dst, off, len))
+		prefault(((struct region *)dst)->base + off, len);
 }
 
 uint64_t set_last_hold_ns(void)

@@ -224,6 +224,45 @@ START_TEST(growth_seen_by_other_process)
 }
 END_TEST
 
+/* region_fill allocates the holes of a range and keeps what is there:
+ * data, the file's size, and pages outside the range. */
+START_TEST(fill_allocates_holes_only)
+{
+	struct region *r;
+	struct region_opts o = {.max_size = 64 << 20, .log_bytes = 4096};
+	struct stat st;
+
+	ck_assert_int_eq(region_create(&r, &o), 0);
+	ck_assert_int_eq(shset_lock_acquire(r->lock, r->lease), 0);
+	uint64_t at = (r->heap_off + (1 << 20)) & ~(uint64_t)(REGION_PAGE - 1), len = 4 << 20;
+	ck_assert_int_eq(region_grow(r, at + len + (1 << 20)), 0);
+	ck_assert_int_eq(region_punch(r, at - (1 << 20), len + (2 << 20)), 0);
+	/* One page of data in the middle, one just past the range. */
+	memset(region_ptr(r, at + (1 << 20)), 0xa5, REGION_PAGE);
+	memset(region_ptr(r, at + len), 0x5a, REGION_PAGE);
+	ck_assert_int_eq(fstat(r->fd, &st), 0);
+	off_t size = st.st_size;
+	blkcnt_t before = st.st_blocks;
+	/* Not page-aligned: whole pages around it. */
+	ck_assert_int_eq(region_fill(r, at + 100, len - 200), 0);
+	ck_assert_int_eq(fstat(r->fd, &st), 0);
+	ck_assert_int_eq(st.st_size, size);
+	/* The range's holes, all but the data page, are now allocated. */
+	ck_assert_int_eq((st.st_blocks - before) * 512, (blkcnt_t)len - REGION_PAGE);
+	const uint8_t *d = region_ptr(r, at + (1 << 20)), *past = region_ptr(r, at + len);
+	for (unsigned i = 0; i < REGION_PAGE; i++) {
+		ck_assert_uint_eq(d[i], 0xa5);
+		ck_assert_uint_eq(past[i], 0x5a);
+	}
+	const uint8_t *z = region_ptr(r, at);
+	for (uint64_t i = 0; i < (1 << 20); i++)
+		ck_assert_uint_eq(z[i], 0);
+	ck_assert_int_eq(region_fill(r, at, 0), 0);
+	ck_assert_int_eq(shset_lock_release(r->lock, r->lease), 0);
+	region_close(r);
+}
+END_TEST
+
 START_TEST(null_and_bad_arguments)
 {
 	shset *s = NULL;
@@ -250,6 +289,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, create_and_attach);
 	tcase_add_test(tc, growth_seen_by_other_process);
 	tcase_add_test(tc, null_and_bad_arguments);
+	tcase_add_test(tc, fill_allocates_holes_only);
 	suite_add_tcase(s, tc);
 	return s;
 }
