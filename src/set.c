@@ -796,6 +796,11 @@ struct split {
 	size_t n, at[REGION_SHARDS_MAX + 1];
 	uint64_t expect[REGION_SHARDS_MAX];
 	int add;
+	/* A load: each shard's table is built for expect[i] keys just before
+	 * its keys go in.  The kernel has just zeroed its pages, so they are
+	 * still in the caches when they are written (all shards' tables
+	 * first, 48 MB for a million keys, would be out of them again). */
+	int build;
 	unsigned shard; /* the one shard of split_one */
 };
 
@@ -883,6 +888,9 @@ static long long do_split(struct shset *s, struct tx **xs, void *arg)
 	long long done = 0;
 
 	for (unsigned i = 0; i < s->r->nshards; i++) {
+		int err = sp->build && sp->expect[i] ? table_fresh(xs[i], sp->expect[i]) : 0;
+		if (err)
+			return err;
 		if (sp->at[i + 1] == sp->at[i])
 			continue;
 		long long res = split_part(xs[i], sp, i);
@@ -951,30 +959,6 @@ static long long do_records(struct tx *x, void *arg)
 	return err ? err : table_insert_records(x, a->recs, a->len, a->n);
 }
 
-/* The split's keys into shards whose tables are built first for
- * sp->expect[i] keys, each just before its keys go in: the kernel has just
- * zeroed its pages, so they are still in the caches when they are written
- * (all shards' tables first, 48 MB for a million keys, would be out of
- * them again). */
-static long long do_load_split(struct shset *s, struct tx **xs, void *arg)
-{
-	struct split *sp = arg;
-	long long done = 0;
-
-	for (unsigned i = 0; i < s->r->nshards; i++) {
-		int err = sp->expect[i] ? table_fresh(xs[i], sp->expect[i]) : 0;
-		if (err)
-			return err;
-		if (sp->at[i + 1] == sp->at[i])
-			continue;
-		long long res = split_part(xs[i], sp, i);
-		if (res < 0)
-			return res;
-		done += res;
-	}
-	return done;
-}
-
 long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, uint64_t capacity)
 {
 	unsigned ns = s->r->nshards;
@@ -1002,7 +986,8 @@ long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, 
 		if (sp.expect[j] < expect / ns)
 			sp.expect[j] = expect / ns;
 	}
-	long long res = locked_multi(s, do_load_split, &sp, NULL);
+	sp.build = 1;
+	long long res = locked_multi(s, do_split, &sp, NULL);
 	split_free(&sp);
 	return res;
 }
