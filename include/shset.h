@@ -172,7 +172,12 @@ int shset_foreach(shset *s, shset_visit_fn fn, void *arg);
  * removed.  A NULL @lens means every key is a NUL-terminated string.
  * Errors: -EINVAL (a NULL key with a nonzero length, a key over
  * SHSET_KEY_MAX: nothing applied), -ENOSPC, -E2BIG, -EUCLEAN; on any
- * error the set is unchanged.
+ * error the set is unchanged.  A batch that changes more slots of a shard
+ * than its undo log holds (about 64,000 with the default log_bytes) is
+ * applied on a new table built beside the old one, so it needs room for
+ * that table below max_bytes even when it removes keys: in a full set a
+ * big remove batch fails with -ENOSPC; smaller batches, single removes or
+ * shset_clear still work.
  */
 long long shset_add_batch(shset *s, const void *const *keys, const size_t *lens, size_t n);
 long long shset_remove_batch(shset *s, const void *const *keys, const size_t *lens, size_t n);

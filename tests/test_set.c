@@ -539,6 +539,47 @@ START_TEST(batch_reuses_more_blocks_than_the_log_holds)
 }
 END_TEST
 
+/* A full set: a remove batch bigger than the log needs a new table beside
+ * the old one and fails whole (-ENOSPC, nothing removed), as documented;
+ * batches the log holds empty it, and its room comes back. */
+START_TEST(full_set_emptied_by_small_batches)
+{
+	struct shset_opts o = {
+	    .size = sizeof(o), .max_bytes = 4 << 20, .log_bytes = 64 * 1024, .shards = 1};
+	enum { MAX = 200000 };
+	static uint8_t keys[MAX][16];
+	static const void *kp[MAX];
+	static size_t kl[MAX];
+	shset *s;
+	uint32_t n;
+	int r = 0;
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	for (n = 0; n < MAX; n++) {
+		memset(keys[n], 'f', 16);
+		memcpy(keys[n], &n, sizeof(n));
+		kp[n] = keys[n];
+		kl[n] = 16;
+		r = shset_add(s, keys[n], 16);
+		if (r != 1)
+			break;
+	}
+	ck_assert_int_eq(r, -ENOSPC);
+	ck_assert_uint_gt(n, 10000);
+	ck_assert_int_eq(shset_remove_batch(s, kp, kl, n), -ENOSPC);
+	ck_assert_int_eq(shset_size(s), n);
+	ck_assert_int_eq(shset_verify(s), 0);
+	for (uint32_t at = 0; at < n; at += 1000) {
+		size_t m = n - at < 1000 ? n - at : 1000;
+		ck_assert_int_eq(shset_remove_batch(s, kp + at, kl + at, m), (long long)m);
+	}
+	ck_assert_int_eq(shset_size(s), 0);
+	ck_assert_int_eq(shset_verify(s), 0);
+	ck_assert_int_eq(shset_add_batch(s, kp, kl, 1000), 1000);
+	shset_close(s);
+}
+END_TEST
+
 START_TEST(enospc_leaves_set_intact)
 {
 	shset *s;
@@ -1109,6 +1150,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bulk_frees_of_long_keys);
 	tcase_add_test(tc, batch_reuses_more_blocks_than_the_log_holds);
 	tcase_add_test(tc, enospc_leaves_set_intact);
+	tcase_add_test(tc, full_set_emptied_by_small_batches);
 	tcase_add_test(tc, foreach_and_copy);
 	tcase_add_test(tc, algebra_against_model);
 	tcase_add_test(tc, algebra_lock_order_no_deadlock);
