@@ -176,8 +176,9 @@ int shset_foreach(shset *s, shset_visit_fn fn, void *arg);
  * than its undo log holds (about 64,000 with the default log_bytes) is
  * applied on a new table built beside the old one, so it needs room for
  * that table below max_bytes even when it removes keys: in a full set a
- * big remove batch fails with -ENOSPC; smaller batches, single removes or
- * shset_clear still work.
+ * big remove batch fails with -ENOSPC, unless it removes every key of
+ * each shard it changes (that is done as a clear, which needs no room);
+ * smaller batches, single removes or shset_clear still work.
  */
 long long shset_add_batch(shset *s, const void *const *keys, const size_t *lens, size_t n);
 long long shset_remove_batch(shset *s, const void *const *keys, const size_t *lens, size_t n);

@@ -706,7 +706,6 @@ struct batch_arg {
 	const void *const *keys;
 	const size_t *lens; /* NULL: strlen */
 	size_t n;
-	int add;
 };
 
 static size_t batch_len(const struct batch_arg *b, size_t i)
@@ -715,17 +714,17 @@ static size_t batch_len(const struct batch_arg *b, size_t i)
 }
 
 /* A one-shard set's batch, as it comes. */
+/* An add batch into a set of one shard (removals go through the split:
+ * split_part). */
 static long long do_batch(struct tx *x, void *arg)
 {
 	struct batch_arg *b = arg;
 	long long done = 0;
 
-	if (b->add && b->lens)
+	if (b->lens)
 		return table_insert_many(x, b->keys, b->lens, b->n);
 	for (size_t i = 0; i < b->n; i++) {
-		const void *k = b->keys[i] ? b->keys[i] : "";
-		int r = b->add ? table_insert(x, k, batch_len(b, i))
-			       : table_remove(x, k, batch_len(b, i));
+		int r = table_insert(x, b->keys[i] ? b->keys[i] : "", batch_len(b, i));
 		if (r < 0)
 			return r;
 		done += r;
@@ -873,6 +872,26 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
 
 	if (sp->add)
 		return table_insert_recs(x, rec, n);
+	/* A batch at least as big as the shard may remove every key of it:
+	 * then it is a clear, which logs nothing and needs no new table (a
+	 * full set has no room for one).  Else a batch the log cannot hold
+	 * runs on a fresh table, sized for the keys the shard has (removals
+	 * add none). */
+	uint64_t count = table_tx_count(x);
+	if (count && n >= count) {
+		int all = table_all_in(x, rec, n);
+		if (all < 0)
+			return all;
+		if (all) {
+			int err = table_clear(x);
+			return err ? err : (long long)count;
+		}
+	}
+	if (want_fresh(x, n)) {
+		int err = table_fresh(x, 0);
+		if (err)
+			return err;
+	}
 	for (size_t j = 0; j < n; j++) {
 		int res = table_remove_h(x, table_rec_key(&rec[j]), rec[j].len, rec[j].h);
 		if (res < 0)
@@ -913,14 +932,15 @@ static long long split_run(struct shset *s, struct split *sp, int only)
 {
 	if (only >= 0) {
 		sp->shard = (unsigned)only;
-		return shard_tx(s, s->r->shard[only], split_one, sp, sp->n);
+		return shard_tx(s, s->r->shard[only], split_one, sp, sp->add ? sp->n : 0);
 	}
-	return locked_multi(s, do_split, sp, sp->expect);
+	/* A removal decides for itself (split_part). */
+	return locked_multi(s, do_split, sp, sp->add ? sp->expect : NULL);
 }
 
 static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)
 {
-	struct batch_arg b = {keys, lens, n, add};
+	struct batch_arg b = {keys, lens, n};
 
 	if (!s || (!keys && n))
 		return -EINVAL;
@@ -930,7 +950,7 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 		if (keys[i] && batch_len(&b, i) > SHSET_KEY_MAX)
 			return -EINVAL;
 	}
-	if (s->r->nshards == 1)
+	if (s->r->nshards == 1 && add)
 		return shard_tx(s, s->r, do_batch, &b, n);
 	if (!n)
 		return 0;

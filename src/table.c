@@ -1162,6 +1162,69 @@ int table_remove_h(struct tx *x, const void *key, size_t len, uint64_t h)
 	return err ? err : res;
 }
 
+/*
+ * Whether a batch removes every key: then it is a clear, which logs
+ * nothing and needs no new table (a batch the log cannot hold otherwise
+ * runs on a fresh table beside the old one, for which a full set has no
+ * room).  The records go into a private index by meta (the hash without
+ * its two low bits, as slots keep it); each live slot of both tables must
+ * find its key there.  Bounded by the tables' capacities and the index's
+ * size, whatever a peer writes.
+ */
+static int all_in_table(struct tx *x, uint64_t tdesc, uint64_t from, const struct table_rec *rec,
+			const uint32_t *idx, uint64_t mask)
+{
+	uint64_t cap;
+	const uint8_t *t = view_table(&x->v, tdesc, &cap);
+
+	if (!t || from > cap)
+		return -EUCLEAN;
+	for (uint64_t i = from; i < cap; i++) {
+		uint8_t sl[SLOT_SIZE] __attribute__((aligned(8)));
+		slot_read(sl, t + i * SLOT_SIZE);
+		uint64_t m = prim_ld64(sl);
+		if (!is_live(m))
+			continue;
+		uint32_t len;
+		const uint8_t *k = slot_key(&x->v, sl, &len);
+		if (!k)
+			return -EUCLEAN;
+		uint64_t j = (m >> 2) & mask;
+		for (uint64_t probes = 0;; probes++, j = (j + 1) & mask) {
+			if (probes > mask || !idx[j])
+				return 0; /* a key the batch does not remove */
+			const struct table_rec *r = &rec[idx[j] - 1];
+			if (meta_of(r->h) == m && r->len == len &&
+			    memcmp(table_rec_key(r), k, len) == 0)
+				break;
+		}
+	}
+	return 1;
+}
+
+int table_all_in(struct tx *x, const struct table_rec *rec, size_t n)
+{
+	if (x->cleared || x->count > n || n >= UINT32_MAX)
+		return 0;
+	uint64_t size = 16;
+	while (size < 2 * (uint64_t)n)
+		size *= 2;
+	uint32_t *idx = calloc(size, sizeof(*idx));
+	if (!idx)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t j = (meta_of(rec[i].h) >> 2) & (size - 1);
+		while (idx[j])
+			j = (j + 1) & (size - 1);
+		idx[j] = (uint32_t)i + 1;
+	}
+	int res = x->tdesc ? all_in_table(x, x->tdesc, 0, rec, idx, size - 1) : 1;
+	if (res == 1 && x->old_tdesc)
+		res = all_in_table(x, x->old_tdesc, x->moved, rec, idx, size - 1);
+	free(idx);
+	return res;
+}
+
 /* The first live slot of table @tdesc at or after @start (wrapping),
  * slots below @gone excluded: 1 with *@at, 0 none. */
 static int first_live(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t start,

@@ -109,6 +109,9 @@ static inline const void *table_rec_key(const struct table_rec *r)
  * the hash's top bits): the number added, or <0. */
 long long table_insert_recs(struct tx *x, const struct table_rec *rec, size_t n);
 int table_clear(struct tx *x);
+/* 1 if every key of the transaction's tables is among @rec (@n records;
+ * repeats allowed): removing them is a clear.  0 if not, or <0. */
+int table_all_in(struct tx *x, const struct table_rec *rec, size_t n);
 /* Removes one key, copying it to @buf (@cap bytes); *@len gets its length.
  * 1 popped, 0 empty, -ENOBUFS if @cap is too small (nothing removed). */
 int table_pop(struct tx *x, void *buf, size_t cap, size_t *len);

@@ -109,6 +109,7 @@ enum {
 	OP_BATCH_BEHIND_PUNCH,
 	OP_BATCH_QUEUE,
 	OP_ADD_DRAIN,
+	OP_BATCH_REMOVE_ALL,
 	NOPS
 };
 static const char *op_name[NOPS] = {"add (inline key)",
@@ -133,7 +134,8 @@ static const char *op_name[NOPS] = {"add (inline key)",
 				    "batch add 5000 (sorted records)",
 				    "batch add 2500 (frees behind a punch)",
 				    "batch remove 3000 (free queue)",
-				    "add (drains the free queue)"};
+				    "add (drains the free queue)",
+				    "batch remove of every key (a clear)"};
 
 /* The long keys of the free-queue operations: 40 bytes, in key blocks. */
 enum { QKEYS = 3000, QLEN = 40 };
@@ -186,6 +188,13 @@ static int run_op(shset *s, shset *other, int op)
 		}
 		return (int)(op == OP_BATCH_REMOVE ? shset_remove_batch(s, kp, kl, (size_t)n)
 						   : shset_add_batch(s, kp, kl, (size_t)n));
+	case OP_BATCH_REMOVE_ALL:
+		/* Every key the set was built with, present or not. */
+		for (int i = 0; i < 400; i++) {
+			kl[i] = key_of((uint32_t)i, bk[i]);
+			kp[i] = bk[i];
+		}
+		return (int)shset_remove_batch(s, kp, kl, 400);
 	case OP_BATCH_QUEUE:
 		for (int i = 0; i < n; i++) {
 			kl[i] = qkey_of((uint32_t)i, bk[i]);

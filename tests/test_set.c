@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "region.h"
 #include "shset.h"
@@ -539,44 +540,85 @@ START_TEST(batch_reuses_more_blocks_than_the_log_holds)
 }
 END_TEST
 
-/* A full set: a remove batch bigger than the log needs a new table beside
- * the old one and fails whole (-ENOSPC, nothing removed), as documented;
- * batches the log holds empty it, and its room comes back. */
-START_TEST(full_set_emptied_by_small_batches)
+/* Fills a set of 4 MiB a shard and @shards shards with @len-byte keys until
+ * -ENOSPC: the number added, full_kp[i] and full_kl[i] theirs. */
+enum { FULL_MAX = 200000 };
+static uint8_t full_keys[FULL_MAX][40];
+static const void *full_kp[FULL_MAX + 2];
+static size_t full_kl[FULL_MAX + 2];
+
+static uint32_t fill_full(shset **out, size_t len, uint32_t shards)
 {
-	struct shset_opts o = {
-	    .size = sizeof(o), .max_bytes = 4 << 20, .log_bytes = 64 * 1024, .shards = 1};
-	enum { MAX = 200000 };
-	static uint8_t keys[MAX][16];
-	static const void *kp[MAX];
-	static size_t kl[MAX];
-	shset *s;
+	struct shset_opts o = {.size = sizeof(o),
+			       .max_bytes = (uint64_t)shards << 22,
+			       .log_bytes = 64 * 1024,
+			       .shards = shards};
 	uint32_t n;
 	int r = 0;
 
-	ck_assert_int_eq(shset_create(&s, &o), 0);
-	for (n = 0; n < MAX; n++) {
-		memset(keys[n], 'f', 16);
-		memcpy(keys[n], &n, sizeof(n));
-		kp[n] = keys[n];
-		kl[n] = 16;
-		r = shset_add(s, keys[n], 16);
+	ck_assert_int_eq(shset_create(out, &o), 0);
+	for (n = 0; n < FULL_MAX; n++) {
+		memset(full_keys[n], 'f', len);
+		memcpy(full_keys[n], &n, sizeof(n));
+		full_kp[n] = full_keys[n];
+		full_kl[n] = len;
+		r = shset_add(*out, full_keys[n], len);
 		if (r != 1)
 			break;
 	}
 	ck_assert_int_eq(r, -ENOSPC);
-	ck_assert_uint_gt(n, 10000);
-	ck_assert_int_eq(shset_remove_batch(s, kp, kl, n), -ENOSPC);
+	ck_assert_uint_gt(n, 3000);
+	return n;
+}
+
+static uint64_t blocks_of(shset *s)
+{
+	struct stat st;
+	ck_assert_int_eq(fstat(shset_fd(s), &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/* A full set.  A remove batch bigger than the log that leaves a key needs
+ * a new table beside the old one: it fails whole (-ENOSPC, nothing
+ * removed), as documented, and batches the log holds do the same work.
+ * One that removes every key is a clear: it works, with inline keys and
+ * with keys in blocks, repeats and absent keys among them, and gives the
+ * memory back. */
+START_TEST(full_set_emptied_by_batches)
+{
+	shset *s;
+	uint32_t n = fill_full(&s, 16, 1);
+	uint64_t full = blocks_of(s);
+
+	ck_assert_int_eq(shset_remove_batch(s, full_kp + 1, full_kl + 1, n - 1), -ENOSPC);
 	ck_assert_int_eq(shset_size(s), n);
 	ck_assert_int_eq(shset_verify(s), 0);
-	for (uint32_t at = 0; at < n; at += 1000) {
+	for (uint32_t at = 1; at < n; at += 1000) {
 		size_t m = n - at < 1000 ? n - at : 1000;
-		ck_assert_int_eq(shset_remove_batch(s, kp + at, kl + at, m), (long long)m);
+		ck_assert_int_eq(shset_remove_batch(s, full_kp + at, full_kl + at, m),
+				 (long long)m);
 	}
-	ck_assert_int_eq(shset_size(s), 0);
-	ck_assert_int_eq(shset_verify(s), 0);
-	ck_assert_int_eq(shset_add_batch(s, kp, kl, 1000), 1000);
+	ck_assert_int_eq(shset_size(s), 1);
+	ck_assert_int_eq(shset_add_batch(s, full_kp + 1, full_kl + 1, 1000), 1000);
 	shset_close(s);
+
+	for (unsigned c = 0; c < 4; c++) {
+		size_t len = c & 1 ? 40 : 16;
+		n = fill_full(&s, len, c & 2 ? 4 : 1);
+		/* Every key, the first twice, and one the set never had. */
+		static const char absent[] = "never added";
+		full_kp[n] = full_kp[0];
+		full_kl[n] = full_kl[0];
+		full_kp[n + 1] = absent;
+		full_kl[n + 1] = sizeof(absent) - 1;
+		ck_assert_int_eq(shset_remove_batch(s, full_kp, full_kl, n + 2), n);
+		ck_assert_int_eq(shset_size(s), 0);
+		ck_assert_int_eq(shset_verify(s), 0);
+		ck_assert_uint_lt(blocks_of(s) * 4, full);
+		ck_assert_int_eq(shset_add_batch(s, full_kp, full_kl, 1000), 1000);
+		ck_assert_int_eq(shset_contains(s, full_kp[999], full_kl[999]), 1);
+		shset_close(s);
+	}
 }
 END_TEST
 
@@ -1150,7 +1192,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bulk_frees_of_long_keys);
 	tcase_add_test(tc, batch_reuses_more_blocks_than_the_log_holds);
 	tcase_add_test(tc, enospc_leaves_set_intact);
-	tcase_add_test(tc, full_set_emptied_by_small_batches);
+	tcase_add_test(tc, full_set_emptied_by_batches);
 	tcase_add_test(tc, foreach_and_copy);
 	tcase_add_test(tc, algebra_against_model);
 	tcase_add_test(tc, algebra_lock_order_no_deadlock);
