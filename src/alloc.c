@@ -163,6 +163,56 @@ static int carve(struct tx *x, unsigned cls, uint64_t *out)
 	return 0;
 }
 
+/* How far down the punch list a table looks for a freed one to reuse. */
+#define PUNCH_REUSE_SCAN 8u
+
+/*
+ * A table of class @cls taken from the punch list: a freed table still
+ * giving its pages back (32 KiB a transaction) can be the new one
+ * (new_table zeroes it by punching anyway).  Without this a workload of
+ * big batches, each building a table and freeing one, takes new memory
+ * for every table.  Only committed entries are looked at (this
+ * transaction's freed tables are on its private list: a rollback needs
+ * them).  Unlinking logs the block's link and its predecessor's.  Returns
+ * 1 with *@out, 0 (none in reach, or a list that fails its checks:
+ * punch_step drops that), or <0.
+ */
+static int punch_reuse(struct tx *x, unsigned cls, uint64_t *out)
+{
+	uint64_t prev = 0, prev_w = 0, b = x->punch_head;
+
+	for (unsigned k = 0; b && k < PUNCH_REUSE_SCAN; k++) {
+		uint8_t *p = view_heap(&x->v, b, ALLOC_PUNCH_MIN);
+		uint64_t w = p ? prim_ld64(p) : 0, next = w & PUNCH_NEXT_MASK;
+		unsigned c = (unsigned)(w >> PUNCH_CLS_SHIFT);
+		if (!p || c >= ALLOC_CLASSES || !block_at(&x->v, b, c) ||
+		    (next &&
+		     (!view_heap(&x->v, next, ALLOC_PUNCH_MIN) || (next & (ALLOC_BIG_ALIGN - 1)))))
+			return 0;
+		if (c == cls) {
+			int err = tx_log(x, b);
+			if (!err && prev)
+				err = tx_log(x, prev);
+			if (err)
+				return err;
+			if (prev) {
+				/* From the copy read when it was checked. */
+				prim_st64(x->r->base + prev, (prev_w & ~PUNCH_NEXT_MASK) | next);
+			} else {
+				x->punch_head = next;
+				x->punch_done = 0;
+			}
+			CRASH_POINT("alloc: table taken from the punch list");
+			*out = b;
+			return 1;
+		}
+		prev = b;
+		prev_w = w;
+		b = next;
+	}
+	return 0;
+}
+
 int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 {
 	x->alloc_used = 1;
@@ -172,8 +222,12 @@ int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 
 	if (is_table && size < ALLOC_BIG)
 		return -EINVAL; /* tables rely on the big blocks' alignment */
-	if (!b)
+	if (!b) {
+		int got = is_table ? punch_reuse(x, cls, out) : 0;
+		if (got)
+			return got < 0 ? got : 0;
 		return carve(x, cls, out);
+	}
 	/* Popping costs a log entry: a batch reusing more key blocks than
 	 * the log holds would fail (-E2BIG) however it retried.  Once the
 	 * log is down to the margin frees keep, key blocks come from brk,

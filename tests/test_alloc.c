@@ -685,6 +685,87 @@ END_TEST
 /* A block freed while the head of the punch list is half punched goes
  * behind it: the head keeps its progress and is finished first, then the
  * new one.  A freeing transaction that aborts leaves the list as it was. */
+/* A table of a class none is free of is taken from the punch list when a
+ * freed one of that class waits there (not the head only), unlinked with
+ * logging: an abort puts the list back as it was.  Other classes, and
+ * entries past the scan, are carved from brk; a scribbled list is not
+ * followed. */
+START_TEST(table_taken_from_the_punch_list)
+{
+	struct region *r = make_region(64ull << 20);
+	struct tx_state *st = tx_state(r);
+	struct tx t, *x = begin(r, &t);
+	const uint64_t next_mask = (1ull << 56) - 1;
+	unsigned c = alloc_class(256 * 1024), other = alloc_class(512 * 1024);
+	uint64_t a, b, got;
+
+	ck_assert_int_eq(alloc_get(x, other, 1, &a), 0);
+	ck_assert_int_eq(alloc_get(x, c, 1, &b), 0);
+	tx_commit(x);
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_put(x, a, other, 1), 0);
+	ck_assert_int_eq(alloc_put(x, b, c, 1), 0);
+	tx_commit(x);
+	/* The list: b (in front: freed last), then a. */
+	ck_assert_uint_eq(st->punch_head, b);
+	ck_assert_uint_eq(word(r, b) & next_mask, a);
+	uint64_t brk = st->brk, wa = word(r, a), wb = word(r, b);
+
+	/* Aborted: the list and its words as they were. */
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_get(x, other, 1, &got), 0);
+	ck_assert_uint_eq(got, a);
+	memset(r->base + a, 0x77, 64);
+	tx_abort(x);
+	ck_assert_uint_eq(st->punch_head, b);
+	ck_assert_uint_eq(word(r, a), wa);
+	ck_assert_uint_eq(word(r, b), wb);
+	ck_assert_int_eq(verify_now(r), 0);
+
+	/* Committed: a behind the head is unlinked, brk unchanged. */
+	x = begin(r, &t);
+	uint64_t head_done = x->punch_done;
+	ck_assert_int_eq(alloc_get(x, other, 1, &got), 0);
+	ck_assert_uint_eq(got, a);
+	tx_commit(x);
+	ck_assert_uint_eq(st->brk, brk);
+	ck_assert_uint_eq(st->punch_head, b);
+	ck_assert_uint_eq(st->punch_done, head_done); /* the head's progress kept */
+	ck_assert_uint_eq(word(r, b) & next_mask, 0);
+	ck_assert_int_eq(verify_now(r), 0);
+
+	/* The head itself: the list is then empty, its progress reset. */
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_get(x, c, 1, &got), 0);
+	ck_assert_uint_eq(got, b);
+	tx_commit(x);
+	ck_assert_uint_eq(st->punch_head, 0);
+	ck_assert_uint_eq(st->punch_done, 0);
+	ck_assert_uint_eq(st->brk, brk);
+	ck_assert_int_eq(verify_now(r), 0);
+
+	/* Nothing of the class waiting: from brk. */
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_get(x, c, 1, &got), 0);
+	ck_assert_uint_ge(got, brk);
+	tx_commit(x);
+
+	/* A peer's link out of the heap: not followed, carved instead. */
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_put(x, b, c, 1), 0);
+	tx_commit(x);
+	ck_assert_uint_eq(st->punch_head, b);
+	/* (Labelled with the class asked for, so only the link stops it.) */
+	peer_write64(r, b, (uint64_t)other << 56 | (st->brk + (1ull << 30)));
+	brk = st->brk;
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_get(x, other, 1, &got), 0);
+	ck_assert_uint_ge(got, brk);
+	tx_abort(x);
+	region_close(r);
+}
+END_TEST
+
 START_TEST(freed_behind_a_half_punched_head)
 {
 	struct region *r = make_region(64ull << 20);
@@ -944,6 +1025,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, freed_tables_give_pages_back);
 	tcase_add_test(tc, punched_table_listed_from_a_full_log);
 	tcase_add_test(tc, freed_behind_a_half_punched_head);
+	tcase_add_test(tc, table_taken_from_the_punch_list);
 	tcase_add_test(tc, verify_catches_a_cycle);
 	tcase_add_test(tc, verify_catches_misaligned_links);
 	tcase_add_test(tc, verify_catches_links_out_of_the_heap);

@@ -110,6 +110,7 @@ enum {
 	OP_BATCH_QUEUE,
 	OP_ADD_DRAIN,
 	OP_BATCH_REMOVE_ALL,
+	OP_BATCH_REUSE_TABLE,
 	NOPS
 };
 static const char *op_name[NOPS] = {"add (inline key)",
@@ -135,7 +136,8 @@ static const char *op_name[NOPS] = {"add (inline key)",
 				    "batch add 2500 (frees behind a punch)",
 				    "batch remove 3000 (free queue)",
 				    "add (drains the free queue)",
-				    "batch remove of every key (a clear)"};
+				    "batch remove of every key (a clear)",
+				    "batch add 2500 (a freed table reused)"};
 
 /* The long keys of the free-queue operations: 40 bytes, in key blocks. */
 enum { QKEYS = 3000, QLEN = 40 };
@@ -155,11 +157,12 @@ static int run_op(shset *s, shset *other, int op)
 	static size_t kl[5000];
 	uint8_t key[300];
 	size_t len;
-	int n = op == OP_BATCH_RESIZE				      ? 600
-		: op == OP_BATCH_FRESH || op == OP_BATCH_BEHIND_PUNCH ? 2500
-		: op == OP_BATCH_SORTED				      ? 5000
-		: op == OP_BATCH_QUEUE				      ? QKEYS
-								      : 10;
+	int n = op == OP_BATCH_RESIZE ? 600
+		: op == OP_BATCH_FRESH || op == OP_BATCH_BEHIND_PUNCH || op == OP_BATCH_REUSE_TABLE
+		    ? 2500
+		: op == OP_BATCH_SORTED ? 5000
+		: op == OP_BATCH_QUEUE	? QKEYS
+					: 10;
 
 	switch (op) {
 	case OP_ADD_SHORT:
@@ -177,6 +180,7 @@ static int run_op(shset *s, shset *other, int op)
 	case OP_BATCH:
 	case OP_BATCH_RESIZE:
 	case OP_BATCH_FRESH:
+	case OP_BATCH_REUSE_TABLE:
 	case OP_BATCH_SORTED:
 	case OP_BATCH_BEHIND_PUNCH:
 	case OP_BATCH_REMOVE:
@@ -261,7 +265,7 @@ static shset *build_for(int op, uint32_t from)
 	 * goes to, brought to the point below. */
 	int one = op == OP_ADD_RESIZE || op == OP_ADD_MOVING || op == OP_ADD_PUNCH ||
 		  op == OP_REMOVE_SHRINK || op == OP_BATCH_BEHIND_PUNCH || op == OP_BATCH_QUEUE ||
-		  op == OP_ADD_DRAIN;
+		  op == OP_ADD_DRAIN || op == OP_BATCH_REUSE_TABLE;
 	shset *s = build_sharded(from, 400, one ? 1 : 0);
 	uint8_t key[300];
 	uint32_t k = 60000 + from;
@@ -301,6 +305,22 @@ static shset *build_for(int op, uint32_t from)
 		ck_assert_uint_ne(st.punch_head, 0);
 		ck_assert_uint_eq(st.punch_done, 0);
 		ck_assert_uint_ge(cap_of(st.tdesc) * 32, 8192); /* its table is punched too */
+		break;
+	}
+	case OP_BATCH_REUSE_TABLE: {
+		/* The batch's keys added and removed by batches: each built a
+		 * fresh table, and the one the removal freed waits on the punch
+		 * list, of the class the batch needs again. */
+		static uint8_t rk[2500][300];
+		static const void *rp[2500];
+		static size_t rl[2500];
+		for (uint32_t i = 0; i < 2500; i++) {
+			rl[i] = key_of(50000 + i, rk[i]);
+			rp[i] = rk[i];
+		}
+		ck_assert_int_eq(shset_add_batch(s, rp, rl, 2500), 2500);
+		ck_assert_int_eq(shset_remove_batch(s, rp, rl, 2500), 2500);
+		ck_assert_uint_ne(state_of(s).punch_head, 0);
 		break;
 	}
 	case OP_BATCH_QUEUE:
