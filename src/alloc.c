@@ -213,27 +213,11 @@ static int punch_reuse(struct tx *x, unsigned cls, uint64_t *out)
 	return 0;
 }
 
-int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
-{
-	x->alloc_used = 1;
-	if (cls >= ALLOC_CLASSES)
-		return -ENOSPC;
-	uint64_t size = alloc_class_bytes(cls), b = *head(x, cls);
+static void release(struct tx *x, uint64_t b, uint8_t *p, unsigned cls);
 
-	if (is_table && size < ALLOC_BIG)
-		return -EINVAL; /* tables rely on the big blocks' alignment */
-	if (!b) {
-		int got = is_table ? punch_reuse(x, cls, out) : 0;
-		if (got)
-			return got < 0 ? got : 0;
-		return carve(x, cls, out);
-	}
-	/* Popping costs a log entry: a batch reusing more key blocks than
-	 * the log holds would fail (-E2BIG) however it retried.  Once the
-	 * log is down to the margin frees keep, key blocks come from brk,
-	 * which needs no log; from the list again only if brk cannot grow. */
-	if (!is_table && tx_log_room(x) <= FREE_LOG_MARGIN && carve(x, cls, out) == 0)
-		return 0;
+/* Pops @b, the head of class @cls's free list. */
+static int pop(struct tx *x, unsigned cls, uint64_t b, uint64_t *out)
+{
 	uint8_t *p = block_at(&x->v, b, cls);
 	if (!p)
 		return -EUCLEAN;
@@ -248,6 +232,86 @@ int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
 	*head(x, cls) = next;
 	*out = b;
 	return 0;
+}
+
+/* Queue blocks a key allocation may step past (emptied) per call. */
+#define QUEUE_TAKE_BLOCKS 4u
+
+/*
+ * A key block of class @cls taken from the free queue: its last entry, if
+ * of that class.  The block is unreferenced (a committed transaction freed
+ * it) and the queue block's count word is logged, once per queue block and
+ * transaction: a rollback lists the block again, whatever it then holds.
+ * So taking one needs no log entry of its own, and a batch can reuse more
+ * freed blocks than its undo log holds (a free list's costs one each).
+ * An emptied queue block is freed and the next one looked at.  Returns 1
+ * with *@out, 0 (none there, or a queue that fails its checks: drain_step
+ * drops that), or <0.
+ */
+static int queue_take(struct tx *x, unsigned cls, uint64_t *out)
+{
+	unsigned qcls = alloc_class(FQ_BYTES);
+
+	for (unsigned k = 0; x->free_q && k < QUEUE_TAKE_BLOCKS; k++) {
+		uint64_t q = x->free_q;
+		uint8_t *p = block_at(&x->v, q, qcls);
+		uint64_t w = p ? prim_ld64(p) : 0, next = link_off(w), n = w >> FQ_SHIFT;
+		if (!p || n > FQ_ENTRIES || (next && !block_at(&x->v, next, qcls)))
+			return 0;
+		if (x->q_logged != q) {
+			/* Half the margin stays for what frees must log. */
+			if (tx_log_room(x) <= FREE_LOG_MARGIN / 2)
+				return 0;
+			int err = tx_log(x, q);
+			if (err)
+				return err;
+			x->q_logged = q;
+		}
+		if (!n) {
+			x->free_q = next;
+			release(x, q, p, qcls);
+			continue;
+		}
+		uint64_t e = prim_ld64(p + 8 * n); /* entry n - 1 */
+		if ((unsigned)(e >> FQ_SHIFT) != cls || !block_at(&x->v, link_off(e), cls))
+			return 0;
+		prim_st64(p, (w & BLK_NEXT_MASK) | (n - 1) << FQ_SHIFT);
+		CRASH_POINT("alloc: key block taken from the free queue");
+		*out = link_off(e);
+		return 1;
+	}
+	return 0;
+}
+
+int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out)
+{
+	x->alloc_used = 1;
+	if (cls >= ALLOC_CLASSES)
+		return -ENOSPC;
+	uint64_t size = alloc_class_bytes(cls), b = *head(x, cls);
+
+	if (is_table && size < ALLOC_BIG)
+		return -EINVAL; /* tables rely on the big blocks' alignment */
+	/* A key block from the free queue first: a log entry per 511 of them,
+	 * where a free list's cost one each. */
+	if (!is_table) {
+		int got = queue_take(x, cls, out);
+		if (got)
+			return got < 0 ? got : 0;
+	}
+	if (!b) {
+		int got = is_table ? punch_reuse(x, cls, out) : 0;
+		if (got)
+			return got < 0 ? got : 0;
+		return carve(x, cls, out);
+	}
+	/* Popping costs a log entry: a batch reusing more key blocks than
+	 * the log holds would fail (-E2BIG) however it retried.  Once the
+	 * log is down to the margin frees keep, key blocks come from brk,
+	 * which needs no log; from the list again only if brk cannot grow. */
+	if (!is_table && tx_log_room(x) <= FREE_LOG_MARGIN && carve(x, cls, out) == 0)
+		return 0;
+	return pop(x, cls, b, out);
 }
 
 /* Frees @b (at @p, its first word logged or needed by no rollback): to the
@@ -275,8 +339,14 @@ static int queue_free(struct tx *x, uint64_t b, unsigned cls)
 	uint8_t *base = x->r->base;
 
 	if (!x->q_new || x->q_n == FQ_ENTRIES) {
-		uint64_t q;
-		int err = carve(x, alloc_class(FQ_BYTES), &q);
+		/* A queue block the queue emptied before, from its free list,
+		 * for one log entry while half the margin is left; else from
+		 * brk.  (Either way nothing committed reads what follows.) */
+		unsigned qcls = alloc_class(FQ_BYTES);
+		uint64_t q, b = *head(x, qcls);
+		int err = b && tx_log_room(x) > FREE_LOG_MARGIN / 2 ? pop(x, qcls, b, &q) : -ENOSPC;
+		if (err)
+			err = carve(x, qcls, &q);
 		if (err)
 			return err;
 		tx_touch(x);
@@ -308,9 +378,11 @@ int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table)
 	if (!p)
 		return -EUCLEAN;
 	/* Key blocks may be freed by the thousands in one transaction: when
-	 * the log runs low they wait in the free queue.  A transaction frees
-	 * at most a few tables. */
-	if (!is_table && tx_log_room(x) <= FREE_LOG_MARGIN)
+	 * the log runs low, or in a batch's (it may free more than the log
+	 * holds, and a batch that reuses them takes them from the queue at a
+	 * log entry per 511), they wait in the free queue.  A transaction
+	 * frees at most a few tables. */
+	if (!is_table && (x->bulk || tx_log_room(x) <= FREE_LOG_MARGIN))
 		return queue_free(x, b, cls);
 	int err = tx_log(x, b);
 	if (err)
@@ -393,8 +465,11 @@ static void drain_step(struct tx *x)
 		x->free_q = 0;
 		return;
 	}
-	if (tx_log(x, q))
-		return;
+	if (x->q_logged != q) {
+		if (tx_log(x, q))
+			return;
+		x->q_logged = q;
+	}
 	for (unsigned k = 0; n && k < FQ_DRAIN; k++, n--) {
 		uint64_t e = prim_ld64(p + 8 * n); /* entry n - 1 */
 		unsigned cls = (unsigned)(e >> FQ_SHIFT);

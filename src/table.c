@@ -650,6 +650,8 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 
 	if (x->cleared)
 		return -EINVAL;
+	/* Its key blocks freed from now on go to the free queue (alloc_put). */
+	x->bulk = 1;
 	if (keys < x->count)
 		keys = x->count;
 	unsigned code = table_code_for(keys);

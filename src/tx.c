@@ -201,6 +201,8 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	x->punch_done = __atomic_load_n(&st->punch_done, __ATOMIC_RELAXED);
 	x->free_q = __atomic_load_n(&st->free_q, __ATOMIC_RELAXED);
 	x->q_new = 0;
+	x->q_logged = 0;
+	x->bulk = 0;
 	x->ppend_head = 0;
 	x->ppend_tail = 0;
 	x->cleared = 0;

@@ -123,12 +123,14 @@ struct tx {
 	uint64_t q_new, q_tail;		 /* this transaction's queue blocks */
 	uint64_t q_next;		 /* q_new's link (to the one before) */
 	unsigned q_n;			 /* entries in q_new */
+	uint64_t q_logged;		 /* the queue block whose count word this one logged */
 	/* The table's words (table.c). */
 	uint64_t tdesc, count, tombs, key_bytes, arena_bytes, old_tdesc, moved;
 	int cleared; /* clear() ran: nothing else may follow in this one */
 	int fresh;   /* the current table was allocated by this transaction */
 	uint64_t fresh_tdesc;
 	int old_fresh; /* ... and so was the old one, being drained */
+	int bulk;      /* a table was rebuilt: a batch's, or set algebra's */
 };
 
 size_t tx_size(void);

@@ -393,6 +393,77 @@ START_TEST(free_queue_when_the_log_is_full)
 }
 END_TEST
 
+/* Key blocks are taken from the free queue, its last entries first, with
+ * one log entry per queue block, not one per block: a transaction can
+ * reuse more queued blocks than its log holds.  Undone, the queue lists
+ * them all again; emptied queue blocks are freed; a block of another
+ * class is not taken. */
+START_TEST(key_blocks_taken_from_the_free_queue)
+{
+	struct region *r = make_region(256ull << 20);
+	struct tx_state *st = tx_state(r);
+	struct tx t, *x = begin(r, &t);
+	unsigned c = alloc_key_class(64), other = alloc_key_class(200);
+	enum { N = 1200 };
+	static uint64_t b[N];
+	uint64_t pad, got;
+
+	ck_assert_int_eq(alloc_get(x, c, 0, &pad), 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(alloc_get(x, c, 0, &b[i]), 0);
+	tx_commit(x);
+	x = begin(r, &t);
+	fill_log(x, pad);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(alloc_put(x, b[i], c, 0), 0);
+	tx_commit(x);
+	ck_assert_uint_eq(queued(r), N);
+	uint64_t brk = st->brk, q0 = st->free_q;
+
+	/* Another class: none taken (a begin drains 64 to the free list). */
+	x = begin(r, &t);
+	ck_assert_int_eq(alloc_get(x, other, 0, &got), 0);
+	ck_assert_uint_ge(got, brk);
+	tx_abort(x);
+	ck_assert_uint_eq(queued(r), N);
+
+	/* All of them in one transaction, for a handful of log entries:
+	 * undone, every one is listed again. */
+	x = begin(r, &t);
+	uint64_t room = tx_log_room(x);
+	for (int i = 0; i < N - 64; i++) {
+		ck_assert_int_eq(alloc_get(x, c, 0, &got), 0);
+		ck_assert_uint_lt(got, brk);
+		memset(r->base + got, 'n', 64);
+	}
+	/* One entry for the drained block's count, one for each queue block
+	 * the takes opened, and those the emptied ones needed: a handful. */
+	ck_assert_uint_ge(tx_log_room(x) + 8, room);
+	tx_abort(x);
+	ck_assert_uint_eq(st->free_q, q0);
+	ck_assert_uint_eq(queued(r), N);
+	ck_assert_int_eq(verify_now(r), 0);
+
+	x = begin(r, &t);
+	for (int i = 0; i < N - 64; i++) {
+		ck_assert_int_eq(alloc_get(x, c, 0, &got), 0);
+		ck_assert_uint_lt(got, brk);
+	}
+	tx_commit(x);
+	ck_assert_uint_eq(st->brk, brk);
+	ck_assert_uint_eq(queued(r), 0);
+	ck_assert_int_eq(list_len(r, c), 64); /* those the begin drained */
+	ck_assert_int_eq(verify_now(r), 0);
+	/* The last queue block, emptied, goes as the next one begins. */
+	x = begin(r, &t);
+	tx_commit(x);
+	ck_assert_uint_eq(st->free_q, 0);
+	ck_assert_int_eq(list_len(r, alloc_class(4096)), 3);
+	ck_assert_int_eq(verify_now(r), 0);
+	region_close(r);
+}
+END_TEST
+
 START_TEST(hostile_free_queue)
 {
 	struct region *r = make_region(64ull << 20);
@@ -1021,6 +1092,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, first_words_logged);
 	tcase_add_test(tc, free_queue_when_the_log_is_full);
 	tcase_add_test(tc, hostile_free_queue);
+	tcase_add_test(tc, key_blocks_taken_from_the_free_queue);
 	tcase_add_test(tc, abort_restores_free_lists);
 	tcase_add_test(tc, freed_tables_give_pages_back);
 	tcase_add_test(tc, punched_table_listed_from_a_full_log);
