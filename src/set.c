@@ -383,14 +383,22 @@ static void unlock_two(struct shset *a, struct shset *b)
 	set_unlock(a);
 }
 
+/* Batches this big (a shard's part) are bulk work: BULK_MIN keys or more
+ * fill a queue block (alloc.c), and grow a shard no bigger than them
+ * through several capacities if inserted in place. */
+#define BULK_MIN 512u
+
 /* 1 if a transaction expecting @expect writes should start on a fresh
- * table: worth a pass over the shard when the log could not hold them and
- * the shard is no bigger than the batch.  A big shard tries in place
- * first (a resize in progress keeps moving a step at a time) and rebuilds
- * only if the log runs out. */
+ * table: worth a pass over the shard when the shard is no bigger than the
+ * batch and the log could not hold the writes, or the batch is big (in
+ * place it would grow the table step by step, through every capacity
+ * between, each freed behind it).  A big shard tries in place first (a
+ * resize in progress keeps moving a step at a time) and rebuilds only if
+ * the log runs out.  A fresh table's transaction queues the key blocks it
+ * frees (alloc_put), so a later batch takes them back cheaply. */
 static int want_fresh(const struct tx *x, uint64_t expect)
 {
-	return expect * 2 > tx_log_room(x) && table_tx_count(x) <= expect;
+	return (expect * 2 > tx_log_room(x) || expect >= BULK_MIN) && table_tx_count(x) <= expect;
 }
 
 /*

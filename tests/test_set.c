@@ -622,22 +622,24 @@ START_TEST(full_set_emptied_by_batches)
 }
 END_TEST
 
-/* Batches only, the way a loader that swaps its data works: add 100,000
- * keys, remove all but one, again and again, in one shard, whose log
- * holds fewer changes than a batch makes.  Each big batch builds a table
+/* Batches only, the way a loader that swaps its data works: add 200,000
+ * keys, remove all but one, again and again: in one shard, whose log
+ * holds fewer changes than a batch makes, and over 8.  Each big batch builds a table
  * and frees one, and frees or takes more key blocks than the log could
  * name one by one; the freed tables come back from the punch list, the
  * key blocks from the free queue, so the heap stops growing after the
  * second round, with keys inline and in blocks. */
 START_TEST(batch_rounds_reuse_freed_memory)
 {
-	struct shset_opts o = {.size = sizeof(o), .max_bytes = 1ull << 30, .shards = 1};
-	enum { N = 100000 };
+	enum { N = 200000 };
 	static uint8_t keys[N][40];
 	static const void *kp[N];
 	static size_t kl[N];
 
-	for (size_t len = 16; len <= 40; len += 24) {
+	for (unsigned c = 0; c < 4; c++) {
+		size_t len = c & 1 ? 40 : 16;
+		struct shset_opts o = {
+		    .size = sizeof(o), .max_bytes = 1ull << 30, .shards = c & 2 ? 8 : 1};
 		shset *s;
 		uint64_t heap[6];
 		ck_assert_int_eq(shset_create(&s, &o), 0);
