@@ -19,17 +19,22 @@
  * back (the committed table still names the key, or table, it held), and
  * popping one overwrites the link the committed list needs: both log that
  * word.  A transaction that frees more key blocks than the undo log holds
- * (a batch removing a million long keys, set algebra on a fresh table)
- * writes nothing into those it frees once the log runs low
- * (FREE_LOG_MARGIN): it lists them in the free queue instead, in
- * blocks of its own carved from brk, and later transactions move them to
+ * (a batch removing a million long keys, set algebra on a fresh table),
+ * or any that rebuilt its table, writes nothing into those it frees: it
+ * lists them in the free queue instead, in queue blocks carved from brk
+ * or popped from their free list, and later transactions move them to
  * the free lists, FQ_DRAIN at a time as they begin (the blocks are then
- * unreferenced, so their links need no logging either).
+ * unreferenced, so their links need no logging either), or take them
+ * for keys straight from the queue (queue_take).
  *
  * What needs no logging, and why:
- *   - memory past the committed brk (the free queue's new blocks);
+ *   - memory past the committed brk (new queue blocks carved from it);
+ *   - the rest of a block whose first word is logged (a queue block
+ *     popped from its free list): nothing committed reads past that word;
  *   - the first word of a block that nothing committed refers to: one on
  *     the punch list or in the free queue, moved to a free list;
+ *   - a queued block taken for a key: the queue block's count is logged,
+ *     so a rollback lists it again, whatever it then holds;
  *   - freed blocks go to private pending lists and reach head[] only at
  *     commit, so no block freed in a transaction is reused by it.
  *
@@ -529,7 +534,8 @@ void alloc_commit(struct tx *x)
 	if (x->q_new) {
 		/* This transaction's queue blocks go in front: each keeps its
 		 * own count, so the head's progress is not lost.  The oldest
-		 * is past the committed brk: its link is written unlogged. */
+		 * was carved past the committed brk or popped with its first
+		 * word logged: its link is written unlogged. */
 		uint64_t n = x->q_tail == x->q_new ? x->q_n : FQ_ENTRIES;
 		prim_st64(x->r->base + x->q_tail, link_of(x->free_q) | n << FQ_SHIFT);
 		x->free_q = x->q_new;
