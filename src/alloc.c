@@ -253,34 +253,68 @@ static int pop(struct tx *x, unsigned cls, uint64_t b, uint64_t *out)
  * with *@out, 0 (none there, or a queue that fails its checks: drain_step
  * drops that), or <0.
  */
+/*
+ * The first queue block's word as this transaction sees it: read from the
+ * block once, checked and logged (its count is about to change), then
+ * kept in the transaction (q_w), so that what this transaction wrote into
+ * it is never read back from shared memory, where a peer could change it.
+ * 0 with *@pp and *@wp; -ENOENT for a queue that fails the checks
+ * (drain_step drops it); tx_log's error.
+ */
+static int queue_head(struct tx *x, uint8_t **pp, uint64_t *wp)
+{
+	unsigned qcls = alloc_class(FQ_BYTES);
+	uint64_t q = x->free_q;
+	uint8_t *p = block_at(&x->v, q, qcls);
+
+	if (!p)
+		return -ENOENT;
+	if (x->q_logged != q) {
+		uint64_t w = prim_ld64(p), next = link_off(w);
+		if ((w >> FQ_SHIFT) > FQ_ENTRIES || (next && !block_at(&x->v, next, qcls)))
+			return -ENOENT;
+		int err = tx_log(x, q);
+		if (err)
+			return err;
+		x->q_logged = q;
+		x->q_w = w;
+	}
+	*pp = p;
+	*wp = x->q_w;
+	return 0;
+}
+
+/* Writes the first queue block's word, and keeps it (queue_head). */
+static void queue_head_set(struct tx *x, uint8_t *p, uint64_t w)
+{
+	tx_touch(x);
+	x->q_w = w;
+	prim_st64(p, w);
+}
+
 static int queue_take(struct tx *x, unsigned cls, uint64_t *out)
 {
 	unsigned qcls = alloc_class(FQ_BYTES);
 
 	for (unsigned k = 0; x->free_q && k < QUEUE_TAKE_BLOCKS; k++) {
-		uint64_t q = x->free_q;
-		uint8_t *p = block_at(&x->v, q, qcls);
-		uint64_t w = p ? prim_ld64(p) : 0, next = link_off(w), n = w >> FQ_SHIFT;
-		if (!p || n > FQ_ENTRIES || (next && !block_at(&x->v, next, qcls)))
+		uint64_t q = x->free_q, w;
+		uint8_t *p;
+		/* Half the margin stays for what frees must log. */
+		if (x->q_logged != q && tx_log_room(x) <= FREE_LOG_MARGIN / 2)
 			return 0;
-		if (x->q_logged != q) {
-			/* Half the margin stays for what frees must log. */
-			if (tx_log_room(x) <= FREE_LOG_MARGIN / 2)
-				return 0;
-			int err = tx_log(x, q);
-			if (err)
-				return err;
-			x->q_logged = q;
-		}
+		int err = queue_head(x, &p, &w);
+		if (err)
+			return err == -ENOENT ? 0 : err;
+		uint64_t n = w >> FQ_SHIFT;
 		if (!n) {
-			x->free_q = next;
+			x->free_q = link_off(w);
 			release(x, q, p, qcls);
 			continue;
 		}
 		uint64_t e = prim_ld64(p + 8 * n); /* entry n - 1 */
 		if ((unsigned)(e >> FQ_SHIFT) != cls || !block_at(&x->v, link_off(e), cls))
 			return 0;
-		prim_st64(p, (w & BLK_NEXT_MASK) | (n - 1) << FQ_SHIFT);
+		queue_head_set(x, p, (w & BLK_NEXT_MASK) | (n - 1) << FQ_SHIFT);
 		CRASH_POINT("alloc: key block taken from the free queue");
 		*out = link_off(e);
 		return 1;
@@ -348,8 +382,9 @@ static int queue_free(struct tx *x, uint64_t b, unsigned cls)
 		 * for one log entry while half the margin is left; else from
 		 * brk.  (Either way nothing committed reads what follows.) */
 		unsigned qcls = alloc_class(FQ_BYTES);
-		uint64_t q, b = *head(x, qcls);
-		int err = b && tx_log_room(x) > FREE_LOG_MARGIN / 2 ? pop(x, qcls, b, &q) : -ENOSPC;
+		uint64_t q, top = *head(x, qcls);
+		int err =
+		    top && tx_log_room(x) > FREE_LOG_MARGIN / 2 ? pop(x, qcls, top, &q) : -ENOSPC;
 		if (err)
 			err = carve(x, qcls, &q);
 		if (err)
@@ -460,21 +495,17 @@ static void punch_step(struct tx *x)
  */
 static void drain_step(struct tx *x)
 {
-	uint64_t q = x->free_q;
+	uint64_t q = x->free_q, w;
 	unsigned qcls = alloc_class(FQ_BYTES);
+	uint8_t *p;
 
 	x->alloc_used = 1;
-	uint8_t *p = block_at(&x->v, q, qcls);
-	uint64_t w = p ? prim_ld64(p) : 0, next = link_off(w), n = w >> FQ_SHIFT;
-	if (!p || n > FQ_ENTRIES || (next && !block_at(&x->v, next, qcls))) {
+	int err = queue_head(x, &p, &w);
+	if (err == -ENOENT)
 		x->free_q = 0;
+	if (err)
 		return;
-	}
-	if (x->q_logged != q) {
-		if (tx_log(x, q))
-			return;
-		x->q_logged = q;
-	}
+	uint64_t next = link_off(w), n = w >> FQ_SHIFT;
 	for (unsigned k = 0; n && k < FQ_DRAIN; k++, n--) {
 		uint64_t e = prim_ld64(p + 8 * n); /* entry n - 1 */
 		unsigned cls = (unsigned)(e >> FQ_SHIFT);
@@ -487,8 +518,7 @@ static void drain_step(struct tx *x)
 		CRASH_POINT("free queue: block moved to a free list");
 	}
 	if (n) {
-		tx_touch(x);
-		prim_st64(p, (w & BLK_NEXT_MASK) | n << FQ_SHIFT);
+		queue_head_set(x, p, (w & BLK_NEXT_MASK) | n << FQ_SHIFT);
 		return;
 	}
 	x->free_q = next;

@@ -55,11 +55,14 @@ static inline unsigned alloc_key_class(uint64_t len)
 	return alloc_class(len);
 }
 
-/* Allocates a block of class @cls: from its free list, else from brk.
+/* Allocates a block of class @cls: a key block from the free queue first,
+ * then from its free list; a table from its free list, else a freed one
+ * of its class waiting on the punch list; else from brk.
  * @is_table: a table (at least ALLOC_BIG bytes, for its alignment). */
 int alloc_get(struct tx *x, unsigned cls, int is_table, uint64_t *out);
 /* Queues a block for the free lists at commit.  A key block (!@is_table)
- * freed when the undo log is full goes to the free queue instead. */
+ * freed when the undo log runs low, or by a transaction that rebuilt its
+ * table (tx->bulk), goes to the free queue instead. */
 int alloc_put(struct tx *x, uint64_t b, unsigned cls, int is_table);
 /* At the start of a transaction, before any write: gives back the next
  * step of the punch list and moves the next blocks of the free queue to

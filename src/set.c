@@ -383,28 +383,35 @@ static void unlock_two(struct shset *a, struct shset *b)
 	set_unlock(a);
 }
 
-/* Batches this big (a shard's part) are bulk work: BULK_MIN keys or more
- * fill a queue block (alloc.c), and grow a shard no bigger than them
- * through several capacities if inserted in place. */
-#define BULK_MIN 512u
-
 /* 1 if a transaction expecting @expect writes should start on a fresh
- * table: worth a pass over the shard when the shard is no bigger than the
- * batch and the log could not hold the writes, or the batch is big (in
- * place it would grow the table step by step, through every capacity
- * between, each freed behind it).  A big shard tries in place first (a
- * resize in progress keeps moving a step at a time) and rebuilds only if
- * the log runs out.  A fresh table's transaction queues the key blocks it
- * frees (alloc_put), so a later batch takes them back cheaply. */
+ * table: worth a pass over the shard when the log could not hold them and
+ * the shard is no bigger than the batch.  A big shard tries in place
+ * first (a resize in progress keeps moving a step at a time) and rebuilds
+ * only if the log runs out. */
 static int want_fresh(const struct tx *x, uint64_t expect)
 {
-	return (expect * 2 > tx_log_room(x) || expect >= BULK_MIN) && table_tx_count(x) <= expect;
+	return expect * 2 > tx_log_room(x) && table_tx_count(x) <= expect;
+}
+
+/* Add batches this big (a shard's part) into a shard no bigger than them
+ * start on a fresh table at their final size even when the log could hold
+ * them: in place the table would grow step by step through every capacity
+ * between, each carved anew and freed behind it.  A fresh table's
+ * transaction also queues the key blocks it frees (alloc_put), which a
+ * later batch takes back for a log entry per 511. */
+#define BULK_MIN 512u
+
+static int want_bulk(const struct tx *x, uint64_t n)
+{
+	return n >= BULK_MIN && table_tx_count(x) <= n;
 }
 
 /*
  * Runs @fn in one transaction of shard @sh, its lock held by the caller.
  * If the undo log runs out (-E2BIG), the transaction is undone and run
- * again on a fresh table, where slot writes need no log.
+ * again on a fresh table, where slot writes need no log; with
+ * @expect_writes 0, @fn is told (x->retry) and decides (a removal batch
+ * that empties the shard clears it instead, which needs no room).
  */
 typedef long long (*tx_fn)(struct tx *x, void *arg);
 
@@ -416,7 +423,9 @@ static long long run_tx(struct shset *s, struct region *sh, tx_fn fn, void *arg,
 		struct tx *x = tx_begin(sh, shard_txmem(s, sh), &err);
 		if (!x)
 			return err;
-		if (fresh || want_fresh(x, expect_writes)) {
+		if (fresh && !expect_writes) {
+			x->retry = 1; /* @fn decides (a removal: split_part) */
+		} else if (fresh || want_fresh(x, expect_writes)) {
 			err = table_fresh(x, expect_writes);
 			if (err) {
 				tx_abort(x);
@@ -456,7 +465,8 @@ static long long shard_tx(struct shset *s, struct region *sh, tx_fn fn, void *ar
  * shard's lock held by the caller, and commits them as one.  @expect (or
  * NULL) says how many writes each shard may take, to start it on a fresh
  * table as run_tx does; -E2BIG from any shard undoes all and runs again
- * with every shard fresh.
+ * with every shard fresh, or with NULL, every transaction told (retry)
+ * and @fn deciding, as in run_tx.
  */
 typedef long long (*multi_fn)(struct shset *s, struct tx **xs, void *arg);
 
@@ -480,7 +490,9 @@ static long long run_multi(struct shset *s, multi_fn fn, void *arg, const uint64
 				break;
 			}
 			tx_join(xs[began], tag);
-			if (fresh || want_fresh(xs[began], e))
+			if (fresh && !expect)
+				xs[began]->retry = 1; /* @fn decides (split_part) */
+			else if (fresh || want_fresh(xs[began], e))
 				res = table_fresh(xs[began], e);
 		}
 		if (res >= 0)
@@ -721,14 +733,16 @@ static size_t batch_len(const struct batch_arg *b, size_t i)
 	return b->lens ? b->lens[i] : strlen(b->keys[i]);
 }
 
-/* A one-shard set's batch, as it comes. */
-/* An add batch into a set of one shard (removals go through the split:
- * split_part). */
+/* An add batch into a set of one shard, as it comes (removals go through
+ * the split: split_part). */
 static long long do_batch(struct tx *x, void *arg)
 {
 	struct batch_arg *b = arg;
 	long long done = 0;
+	int err = want_bulk(x, b->n) ? table_fresh(x, b->n) : 0;
 
+	if (err)
+		return err;
 	if (b->lens)
 		return table_insert_many(x, b->keys, b->lens, b->n);
 	for (size_t i = 0; i < b->n; i++) {
@@ -878,8 +892,10 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
 	size_t n = sp->at[i + 1] - sp->at[i];
 	long long done = 0;
 
-	if (sp->add)
-		return table_insert_recs(x, rec, n);
+	if (sp->add) {
+		int err = want_bulk(x, n) ? table_fresh(x, n) : 0;
+		return err ? err : table_insert_recs(x, rec, n);
+	}
 	/* A batch at least as big as the shard may remove every key of it:
 	 * then it is a clear, which logs nothing and needs no new table (a
 	 * full set has no room for one).  Else a batch the log cannot hold
@@ -895,7 +911,7 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
 			return err ? err : (long long)count;
 		}
 	}
-	if (want_fresh(x, n)) {
+	if (x->retry || want_fresh(x, n)) {
 		int err = table_fresh(x, 0);
 		if (err)
 			return err;

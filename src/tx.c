@@ -203,6 +203,7 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	x->q_new = 0;
 	x->q_logged = 0;
 	x->bulk = 0;
+	x->retry = 0;
 	x->ppend_head = 0;
 	x->ppend_tail = 0;
 	x->cleared = 0;

@@ -123,7 +123,8 @@ struct tx {
 	uint64_t q_new, q_tail;		 /* this transaction's queue blocks */
 	uint64_t q_next;		 /* q_new's link (to the one before) */
 	unsigned q_n;			 /* entries in q_new */
-	uint64_t q_logged;		 /* the queue block whose count word this one logged */
+	uint64_t q_logged;		 /* the queue block whose word this one logged, */
+	uint64_t q_w;			 /* and that word as this one last wrote it */
 	/* The table's words (table.c). */
 	uint64_t tdesc, count, tombs, key_bytes, arena_bytes, old_tdesc, moved;
 	int cleared; /* clear() ran: nothing else may follow in this one */
@@ -131,6 +132,7 @@ struct tx {
 	uint64_t fresh_tdesc;
 	int old_fresh; /* ... and so was the old one, being drained */
 	int bulk;      /* a table was rebuilt: a batch's, or set algebra's */
+	int retry;     /* run again, the log having run out: start fresh */
 };
 
 size_t tx_size(void);

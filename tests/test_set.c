@@ -8,7 +8,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "hash.h"
 #include "region.h"
+#include "set.h"
 #include "shset.h"
 
 #include "keys.h"
@@ -547,11 +549,12 @@ static uint8_t full_keys[FULL_MAX][40];
 static const void *full_kp[FULL_MAX + 2];
 static size_t full_kl[FULL_MAX + 2];
 
-static uint32_t fill_full(shset **out, size_t len, uint32_t shards)
+static uint32_t fill_full_as(shset **out, size_t len, uint32_t shards, uint64_t shard_bytes,
+			     uint64_t log_bytes)
 {
 	struct shset_opts o = {.size = sizeof(o),
-			       .max_bytes = (uint64_t)shards << 22,
-			       .log_bytes = 64 * 1024,
+			       .max_bytes = shards * shard_bytes,
+			       .log_bytes = log_bytes,
 			       .shards = shards};
 	uint32_t n;
 	int r = 0;
@@ -569,6 +572,11 @@ static uint32_t fill_full(shset **out, size_t len, uint32_t shards)
 	ck_assert_int_eq(r, -ENOSPC);
 	ck_assert_uint_gt(n, 3000);
 	return n;
+}
+
+static uint32_t fill_full(shset **out, size_t len, uint32_t shards)
+{
+	return fill_full_as(out, len, shards, 4 << 20, 64 * 1024);
 }
 
 static uint64_t blocks_of(shset *s)
@@ -666,6 +674,91 @@ START_TEST(batch_rounds_reuse_freed_memory)
 		ck_assert_int_eq(shset_verify(s), 0);
 		shset_close(s);
 	}
+}
+END_TEST
+
+/* A full set.  A remove batch its log can hold runs in place, as big as
+ * the shard or not.  Over two shards, one full: a batch that empties the
+ * full one and leaves a key in the other, whose log cannot hold its part,
+ * clears the first and runs the second again on a fresh table (it has
+ * room), and works; one that leaves a key in the full shard needs a new
+ * table there, and fails whole. */
+START_TEST(full_set_removals_that_need_no_room)
+{
+	static const void *bp[FULL_MAX];
+	static size_t bl[FULL_MAX];
+	static const char absent[] = "not in the set";
+	shset *s;
+	uint32_t n = fill_full_as(&s, 16, 1, 1 << 20, 512 * 1024);
+
+	ck_assert_uint_lt(n, 512 * 1024 / 16 / 2); /* the log holds the batch */
+	full_kp[n] = absent;
+	full_kl[n] = sizeof(absent) - 1;
+	ck_assert_int_eq(shset_remove_batch(s, full_kp + 1, full_kl + 1, n), (long long)n - 1);
+	ck_assert_int_eq(shset_size(s), 1);
+	ck_assert_int_eq(shset_verify(s), 0);
+	shset_close(s);
+
+	/* Keys told apart by shard with a known hash key (region_shard). */
+	static const uint64_t seed[2] = {0x1234, 0x5678};
+	struct shset_opts o = {
+	    .size = sizeof(o), .max_bytes = 8 << 20, .log_bytes = 64 * 1024, .shards = 2};
+	ck_assert_int_eq(set_create_seeded(&s, &o, seed), 0);
+	uint32_t in0 = 0, in1 = 0, kept0 = 0, kept1 = 0;
+	int r = 0;
+	for (uint32_t i = 0; i < FULL_MAX && (r != -ENOSPC || in1 < 10000); i++) {
+		memset(full_keys[i], 'f', 16);
+		memcpy(full_keys[i], &i, sizeof(i));
+		full_kp[i] = full_keys[i];
+		full_kl[i] = 16;
+		int shard = (int)(hash_bytes(seed, full_keys[i], 16) & 1);
+		if (shard == 0 && r == -ENOSPC)
+			continue; /* shard 0 is full */
+		if (shard == 1 && in1 >= 10000)
+			continue;
+		int a = shset_add(s, full_keys[i], 16);
+		if (shard == 0 && a == -ENOSPC) {
+			r = a;
+			continue;
+		}
+		ck_assert_int_eq(a, 1);
+		bp[in0 + in1] = full_keys[i];
+		bl[in0 + in1] = 16;
+		if (shard == 0) {
+			in0++;
+			kept0 = i;
+		} else {
+			in1++;
+			kept1 = i;
+		}
+	}
+	ck_assert_int_eq(r, -ENOSPC);
+	ck_assert_uint_eq(in1, 10000);
+	uint32_t m = in0 + in1;
+	ck_assert_int_eq(shset_size(s), m);
+	/* Leaving shard 0's last key: no room for its new table. */
+	static const void *cp[FULL_MAX];
+	static size_t cl[FULL_MAX];
+	uint32_t c = 0;
+	for (uint32_t i = 0; i < m; i++)
+		if (bp[i] != full_kp[kept0]) {
+			cp[c] = bp[i];
+			cl[c++] = bl[i];
+		}
+	ck_assert_int_eq(shset_remove_batch(s, cp, cl, c), -ENOSPC);
+	ck_assert_int_eq(shset_size(s), m);
+	/* Leaving shard 1's last key: shard 0 cleared, shard 1 rebuilt. */
+	c = 0;
+	for (uint32_t i = 0; i < m; i++)
+		if (bp[i] != full_kp[kept1]) {
+			cp[c] = bp[i];
+			cl[c++] = bl[i];
+		}
+	ck_assert_int_eq(shset_remove_batch(s, cp, cl, c), (long long)c);
+	ck_assert_int_eq(shset_size(s), 1);
+	ck_assert_int_eq(shset_contains(s, full_kp[kept1], 16), 1);
+	ck_assert_int_eq(shset_verify(s), 0);
+	shset_close(s);
 }
 END_TEST
 
@@ -1240,6 +1333,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, batch_reuses_more_blocks_than_the_log_holds);
 	tcase_add_test(tc, enospc_leaves_set_intact);
 	tcase_add_test(tc, full_set_emptied_by_batches);
+	tcase_add_test(tc, full_set_removals_that_need_no_room);
 	tcase_add_test(tc, batch_rounds_reuse_freed_memory);
 	tcase_add_test(tc, foreach_and_copy);
 	tcase_add_test(tc, algebra_against_model);
