@@ -243,17 +243,6 @@ static int pop(struct tx *x, unsigned cls, uint64_t b, uint64_t *out)
 #define QUEUE_TAKE_BLOCKS 4u
 
 /*
- * A key block of class @cls taken from the free queue: its last entry, if
- * of that class.  The block is unreferenced (a committed transaction freed
- * it) and the queue block's count word is logged, once per queue block and
- * transaction: a rollback lists the block again, whatever it then holds.
- * So taking one needs no log entry of its own, and a batch can reuse more
- * freed blocks than its undo log holds (a free list's costs one each).
- * An emptied queue block is freed and the next one looked at.  Returns 1
- * with *@out, 0 (none there, or a queue that fails its checks: drain_step
- * drops that), or <0.
- */
-/*
  * The first queue block's word as this transaction sees it: read from the
  * block once, checked and logged (its count is about to change), then
  * kept in the transaction (q_w), so that what this transaction wrote into
@@ -292,6 +281,17 @@ static void queue_head_set(struct tx *x, uint8_t *p, uint64_t w)
 	prim_st64(p, w);
 }
 
+/*
+ * A key block of class @cls taken from the free queue: its last entry, if
+ * of that class.  The block is unreferenced (a committed transaction freed
+ * it) and the queue block's count word is logged, once per queue block and
+ * transaction: a rollback lists the block again, whatever it then holds.
+ * So taking one needs no log entry of its own, and a batch can reuse more
+ * freed blocks than its undo log holds (a free list's costs one each).
+ * An emptied queue block is freed and the next one looked at.  Returns 1
+ * with *@out, 0 (none there, or a queue that fails its checks: drain_step
+ * drops that), or <0.
+ */
 static int queue_take(struct tx *x, unsigned cls, uint64_t *out)
 {
 	unsigned qcls = alloc_class(FQ_BYTES);
