@@ -393,6 +393,26 @@ START_TEST(free_queue_when_the_log_is_full)
 }
 END_TEST
 
+/* @n key blocks of class @c allocated, then freed by a transaction whose
+ * log is full: all listed in the free queue. */
+static void queue_blocks(struct region *r, unsigned c, int n)
+{
+	static uint64_t b[2048];
+	struct tx t, *x = begin(r, &t);
+	uint64_t pad;
+
+	ck_assert_int_le(n, 2048);
+	ck_assert_int_eq(alloc_get(x, c, 0, &pad), 0);
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(alloc_get(x, c, 0, &b[i]), 0);
+	tx_commit(x);
+	x = begin(r, &t);
+	fill_log(x, pad);
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(alloc_put(x, b[i], c, 0), 0);
+	tx_commit(x);
+}
+
 /* Key blocks are taken from the free queue, its last entries first, with
  * one log entry per queue block, not one per block: a transaction can
  * reuse more queued blocks than its log holds.  Undone, the queue lists
@@ -402,21 +422,12 @@ START_TEST(key_blocks_taken_from_the_free_queue)
 {
 	struct region *r = make_region(256ull << 20);
 	struct tx_state *st = tx_state(r);
-	struct tx t, *x = begin(r, &t);
+	struct tx t, *x;
 	unsigned c = alloc_key_class(64), other = alloc_key_class(200);
 	enum { N = 1200 };
-	static uint64_t b[N];
-	uint64_t pad, got;
+	uint64_t got;
 
-	ck_assert_int_eq(alloc_get(x, c, 0, &pad), 0);
-	for (int i = 0; i < N; i++)
-		ck_assert_int_eq(alloc_get(x, c, 0, &b[i]), 0);
-	tx_commit(x);
-	x = begin(r, &t);
-	fill_log(x, pad);
-	for (int i = 0; i < N; i++)
-		ck_assert_int_eq(alloc_put(x, b[i], c, 0), 0);
-	tx_commit(x);
+	queue_blocks(r, c, N);
 	ck_assert_uint_eq(queued(r), N);
 	uint64_t brk = st->brk, q0 = st->free_q;
 
@@ -471,21 +482,11 @@ START_TEST(queue_count_kept_private)
 {
 	struct region *r = make_region(64ull << 20);
 	struct tx_state *st = tx_state(r);
-	struct tx t, *x = begin(r, &t);
+	struct tx t, *x;
 	unsigned c = alloc_key_class(64);
-	enum { N = 600 };
-	static uint64_t b[N];
-	uint64_t pad, got;
+	uint64_t got;
 
-	ck_assert_int_eq(alloc_get(x, c, 0, &pad), 0);
-	for (int i = 0; i < N; i++)
-		ck_assert_int_eq(alloc_get(x, c, 0, &b[i]), 0);
-	tx_commit(x);
-	x = begin(r, &t);
-	fill_log(x, pad);
-	for (int i = 0; i < N; i++)
-		ck_assert_int_eq(alloc_put(x, b[i], c, 0), 0);
-	tx_commit(x);
+	queue_blocks(r, c, 600);
 	uint64_t q = st->free_q, w0 = word(r, q), n0 = w0 >> 40;
 	ck_assert_uint_gt(n0, 64);
 	/* Entry n0 - 65: the last one the drain leaves. */
@@ -790,9 +791,6 @@ START_TEST(punched_table_listed_from_a_full_log)
 }
 END_TEST
 
-/* A block freed while the head of the punch list is half punched goes
- * behind it: the head keeps its progress and is finished first, then the
- * new one.  A freeing transaction that aborts leaves the list as it was. */
 /* A table of a class none is free of is taken from the punch list when a
  * freed one of that class waits there (not the head only), unlinked with
  * logging: an abort puts the list back as it was.  Other classes, and
@@ -874,6 +872,9 @@ START_TEST(table_taken_from_the_punch_list)
 }
 END_TEST
 
+/* A block freed while the head of the punch list is half punched goes
+ * behind it: the head keeps its progress and is finished first, then the
+ * new one.  A freeing transaction that aborts leaves the list as it was. */
 START_TEST(freed_behind_a_half_punched_head)
 {
 	struct region *r = make_region(64ull << 20);

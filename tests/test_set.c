@@ -542,13 +542,14 @@ START_TEST(batch_reuses_more_blocks_than_the_log_holds)
 }
 END_TEST
 
-/* Fills a set of 4 MiB a shard and @shards shards with @len-byte keys until
- * -ENOSPC: the number added, full_kp[i] and full_kl[i] theirs. */
+/* Keys of the full-set tests: full_kp[i] and full_kl[i] name key i. */
 enum { FULL_MAX = 200000 };
 static uint8_t full_keys[FULL_MAX][40];
 static const void *full_kp[FULL_MAX + 2];
 static size_t full_kl[FULL_MAX + 2];
 
+/* Fills a set of @shards shards of @shard_bytes each (and a @log_bytes
+ * log) with @len-byte keys until -ENOSPC: the number added. */
 static uint32_t fill_full_as(shset **out, size_t len, uint32_t shards, uint64_t shard_bytes,
 			     uint64_t log_bytes)
 {
@@ -574,6 +575,7 @@ static uint32_t fill_full_as(shset **out, size_t len, uint32_t shards, uint64_t 
 	return n;
 }
 
+/* The same, 4 MiB a shard and a 64 KiB log. */
 static uint32_t fill_full(shset **out, size_t len, uint32_t shards)
 {
 	return fill_full_as(out, len, shards, 4 << 20, 64 * 1024);
