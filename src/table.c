@@ -920,7 +920,7 @@ int table_insert_h(struct tx *x, const void *key, size_t len, uint64_t h)
  * A big batch is hashed first and inserted in the order of the keys' home
  * slots (a counting sort on the hash's top bits), so the table is written
  * front to back: the misses, TLB misses and first-touch faults of random
- * slots in a table far bigger than the caches (a load's 64 MiB for 10^6
+ * slots in a table far bigger than the caches (a load's 48 MiB for 10^6
  * keys) become a sequential sweep.  Any order gives the same set.
  */
 /* Where a batch's keys are: arrays of pointers and lengths, or records
