@@ -25,6 +25,7 @@
 #include "hash.h"
 #include "prim.h"
 #include "lease.h"
+#include "pager.h"
 #include "region.h"
 #include "set.h"
 #include "shset.h"
@@ -755,16 +756,28 @@ static long long do_batch(struct tx *x, void *arg)
 }
 
 /* Scratch arrays: a big one is faulted in with one call (a million keys'
- * worth is thousands of page faults one by one). */
+ * worth is thousands of page faults one by one), by the caller or, given
+ * a pager, ahead of it (*@job: the pager's job, or -1). */
 #define SCRATCH_MAP (1u << 20)
 
-static void *scratch(size_t bytes)
+static void *scratch_paged(size_t bytes, struct pager *pg, int *job)
 {
+	*job = -1;
 	if (bytes < SCRATCH_MAP)
 		return malloc(bytes ? bytes : 1);
 	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+		       MAP_PRIVATE | MAP_ANONYMOUS | (pg ? 0 : MAP_POPULATE), -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (pg)
+		*job = pager_add(pg, NULL, (uintptr_t)p, bytes);
+	return p;
+}
+
+static void *scratch(size_t bytes)
+{
+	int job;
+	return scratch_paged(bytes, NULL, &job);
 }
 
 static void scratch_free(void *p, size_t bytes)
@@ -817,12 +830,11 @@ struct split {
 	size_t n, at[REGION_SHARDS_MAX + 1];
 	uint64_t expect[REGION_SHARDS_MAX];
 	int add;
-	/* A load: each shard's table is built for expect[i] keys just before
-	 * its keys go in.  The kernel has just zeroed its pages, so they are
-	 * still in the caches when they are written (all shards' tables
-	 * first, 48 MB for a million keys, would be out of them again). */
+	/* A load: each shard's table is built for expect[i] keys, and its
+	 * pages mapped just before its keys go in (build_tables). */
 	int build;
-	unsigned shard; /* the one shard of split_one */
+	struct pager *pager; /* a load's: maps the pages of its buffers and tables */
+	unsigned shard;	     /* the one shard of split_one */
 };
 
 static void split_free(struct split *sp)
@@ -832,19 +844,22 @@ static void split_free(struct split *sp)
 
 /* Splits @n keys by shard.  Returns the shard every key is in, -1 if they
  * span several, or -errno. */
-static int split_keys(struct region *r, struct split *sp, struct keys_in *in, size_t n, int add)
+static int split_keys(struct region *r, struct split *sp, struct keys_in *in, size_t n, int add,
+		      struct pager *pg)
 {
 	unsigned ns = r->nshards, sbits = (unsigned)__builtin_ctz(ns), bits = 0;
 	const void *k = NULL;
 	size_t len = 0;
-	int err = 0, only = -1;
+	int err = 0, only = -1, rec_job;
 
 	if (n >= SPLIT_SORT_MIN)
 		bits = SPLIT_BITS - sbits;
 	memset(sp, 0, sizeof(*sp));
 	sp->n = n;
 	sp->add = add;
-	sp->rec = scratch(n * sizeof(*sp->rec));
+	sp->pager = pg;
+	/* Mapped by the pager, if any, while the keys are hashed. */
+	sp->rec = scratch_paged(n * sizeof(*sp->rec), pg, &rec_job);
 	uint64_t *th = scratch(n * sizeof(*th));
 	uint32_t *start = calloc((1u << (sbits + bits)) + 1, sizeof(*start));
 	if (!sp->rec || !th || !start) {
@@ -870,12 +885,16 @@ static int split_keys(struct region *r, struct split *sp, struct keys_in *in, si
 			only = (int)i;
 	}
 	in->pos = pos0;
+	if (pg)
+		pager_need(pg, rec_job);
 	for (size_t i = 0; i < n; i++) {
 		keys_next(in, i, &k, &len);
 		table_rec_fill(&sp->rec[start[SPLIT_KEY(th[i])]++], k, len, th[i]);
 	}
 #undef SPLIT_KEY
 out:
+	if (err && pg)
+		pager_drop(pg, rec_job);
 	free(start);
 	scratch_free(th, n * sizeof(*th));
 	if (err) {
@@ -925,15 +944,44 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
 	return done;
 }
 
+/* A load: every shard's table allocated at its final size, none of its
+ * pages touched yet; the pager maps them in shard order, a shard or so
+ * ahead of the inserts, so that the pages the kernel has just zeroed are
+ * still in the caches when written (mapping all 16 first, 48 MB for a
+ * million keys, would push them out again). */
+static int build_tables(struct shset *s, struct tx **xs, struct split *sp, int *job)
+{
+	for (unsigned i = 0; i < s->r->nshards; i++) {
+		uint64_t off, len;
+		job[i] = -1;
+		if (!sp->expect[i])
+			continue;
+		xs[i]->fill_later = 1;
+		int err = table_fresh(xs[i], sp->expect[i]);
+		xs[i]->fill_later = 0;
+		if (!err)
+			err = table_span(xs[i], &off, &len);
+		if (err)
+			return err;
+		job[i] = pager_add(sp->pager, xs[i]->r, off, len);
+	}
+	return 0;
+}
+
 static long long do_split(struct shset *s, struct tx **xs, void *arg)
 {
 	struct split *sp = arg;
 	long long done = 0;
+	int job[REGION_SHARDS_MAX];
 
-	for (unsigned i = 0; i < s->r->nshards; i++) {
-		int err = sp->build && sp->expect[i] ? table_fresh(xs[i], sp->expect[i]) : 0;
+	if (sp->build) {
+		int err = build_tables(s, xs, sp, job);
 		if (err)
 			return err;
+	}
+	for (unsigned i = 0; i < s->r->nshards; i++) {
+		if (sp->build)
+			pager_need(sp->pager, job[i]);
 		if (sp->at[i + 1] == sp->at[i])
 			continue;
 		long long res = split_part(xs[i], sp, i);
@@ -981,7 +1029,7 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 	/* Split before any lock is taken. */
 	struct split sp;
 	struct keys_in in = {.keys = keys, .lens = lens};
-	int only = split_keys(s->r, &sp, &in, n, add);
+	int only = split_keys(s->r, &sp, &in, n, add, NULL);
 	if (only < -1)
 		return only;
 	long long res = split_run(s, &sp, only);
@@ -1022,17 +1070,22 @@ long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, 
 	 * table built once at its final size. */
 	struct split sp;
 	struct keys_in in = {.recs = recs, .recs_len = len};
-	int only = split_keys(s->r, &sp, &in, n, 1);
-	if (only < -1)
-		return only;
-	for (unsigned j = 0; j < ns; j++) {
-		sp.expect[j] = (sp.expect[j] * 2 + 2) / 3;
-		if (sp.expect[j] < expect / ns)
-			sp.expect[j] = expect / ns;
+	/* A thread for the page work if there is much of it (its start
+	 * costs tens of microseconds). */
+	struct pager pg;
+	pager_start(&pg, n * sizeof(*sp.rec) >= SCRATCH_MAP);
+	long long res = split_keys(s->r, &sp, &in, n, 1, &pg);
+	if (res >= -1) {
+		for (unsigned j = 0; j < ns; j++) {
+			sp.expect[j] = (sp.expect[j] * 2 + 2) / 3;
+			if (sp.expect[j] < expect / ns)
+				sp.expect[j] = expect / ns;
+		}
+		sp.build = 1;
+		res = locked_multi(s, do_split, &sp, NULL);
+		split_free(&sp);
 	}
-	sp.build = 1;
-	long long res = locked_multi(s, do_split, &sp, NULL);
-	split_free(&sp);
+	pager_stop(&pg);
 	return res;
 }
 

@@ -661,9 +661,10 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 		return err;
 	uint8_t *nt = view_heap(&x->v, off, table_bytes(code));
 	/* Every page of it is about to be written: allocate and map them
-	 * with two calls instead of one trap each (a load's tables, 48 MiB
-	 * for a million keys, are 12,288 pages).  Best effort. */
-	if (table_bytes(code) >= PUNCH_ZERO_MIN)
+	 * with two calls instead of one trap each (tables for a million
+	 * keys, 48 MiB, are 12,288 pages).  Best effort.  A load has a
+	 * helper thread do it, ahead of its inserts (fill_later). */
+	if (table_bytes(code) >= PUNCH_ZERO_MIN && !x->fill_later)
 		region_fill(x->r, off, table_bytes(code));
 	if (x->tdesc)
 		err = rebuild_from(x, x->tdesc, 0, nt, ncap, keep, arg, &kept, &kbytes, &abytes);
@@ -693,6 +694,13 @@ int table_fresh(struct tx *x, uint64_t keys)
 			return 0;
 	}
 	return rebuild(x, x->count + keys, NULL, NULL);
+}
+
+int table_span(struct tx *x, uint64_t *off, uint64_t *len)
+{
+	*off = tdesc_off(x->tdesc);
+	*len = tdesc_cap(x->tdesc) * SLOT_SIZE;
+	return x->tdesc && view_heap(&x->v, *off, *len) ? 0 : -EUCLEAN;
 }
 
 /* --- incremental resizing -------------------------------------------------- */

@@ -130,9 +130,11 @@ struct tx {
 	int cleared; /* clear() ran: nothing else may follow in this one */
 	int fresh;   /* the current table was allocated by this transaction */
 	uint64_t fresh_tdesc;
-	int old_fresh; /* ... and so was the old one, being drained */
-	int bulk;      /* a table was rebuilt: a batch's, or set algebra's */
-	int retry;     /* run again, the log having run out: start fresh */
+	int old_fresh;	/* ... and so was the old one, being drained */
+	int bulk;	/* a table was rebuilt: a batch's, or set algebra's */
+	int retry;	/* run again, the log having run out: start fresh */
+	int fill_later; /* a new table's pages are the caller's to fill (a load
+			   has them filled ahead: pager.c) */
 };
 
 size_t tx_size(void);

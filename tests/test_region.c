@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "pager.h"
 #include "region.h"
 #include "shset.h"
 
@@ -224,6 +225,110 @@ START_TEST(growth_seen_by_other_process)
 }
 END_TEST
 
+/* A region, locked, with a hole of @len bytes (and 1 MiB either side):
+ * returns where. */
+static uint64_t hole(struct region *r, uint64_t len)
+{
+	ck_assert_int_eq(shset_lock_acquire(r->lock, r->lease), 0);
+	uint64_t at = (r->heap_off + (1 << 20)) & ~(uint64_t)(REGION_PAGE - 1);
+	ck_assert_int_eq(region_grow(r, at + len + (1 << 20)), 0);
+	ck_assert_int_eq(region_punch(r, at - (1 << 20), len + (2 << 20)), 0);
+	return at;
+}
+
+static blkcnt_t blocks_of(int fd)
+{
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	return st.st_blocks;
+}
+
+/* Pages of [p, p+len) mapped in this process. */
+static size_t resident(const void *p, size_t len)
+{
+	unsigned char v[256];
+	size_t n = 0, pages = len / REGION_PAGE;
+	ck_assert_uint_le(pages, sizeof(v));
+	ck_assert_int_eq(mincore((void *)p, len, v), 0);
+	for (size_t i = 0; i < pages; i++)
+		n += v[i] & 1;
+	return n;
+}
+
+/* The pager's jobs are done, by its thread or by the caller, before
+ * pager_need returns: the file's range is allocated (its data kept) and
+ * anonymous memory mapped; with and without a thread. */
+START_TEST(pager_maps_what_it_is_given)
+{
+	struct region *r;
+	struct region_opts o = {.max_size = 64 << 20, .log_bytes = 4096};
+	const uint64_t len = 1 << 20;
+
+	for (int thread = 0; thread < 2; thread++) {
+		ck_assert_int_eq(region_create(&r, &o), 0);
+		uint64_t at = hole(r, 4 * len);
+		memset(region_ptr(r, at + 2 * len), 0xa5, REGION_PAGE);
+		blkcnt_t before = blocks_of(r->fd);
+		uint8_t *anon =
+		    mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ck_assert_ptr_ne(anon, MAP_FAILED);
+		ck_assert_uint_eq(resident(anon, len), 0);
+		struct pager pg;
+		pager_start(&pg, thread);
+		ck_assert_int_eq(pg.running, thread);
+		int a = pager_add(&pg, NULL, (uintptr_t)anon, len);
+		int f[4];
+		for (int i = 0; i < 4; i++)
+			f[i] = pager_add(&pg, r, at + i * len, len);
+		/* The caller needs the last first: the others stay in order. */
+		pager_need(&pg, f[3]);
+		ck_assert_int_eq((blocks_of(r->fd) - before) * 512 >= (blkcnt_t)len, 1);
+		pager_need(&pg, a);
+		ck_assert_uint_eq(resident(anon, len), len / REGION_PAGE);
+		for (int i = 0; i < 3; i++)
+			pager_need(&pg, f[i]);
+		pager_stop(&pg);
+		ck_assert_int_eq((blocks_of(r->fd) - before) * 512,
+				 (blkcnt_t)(4 * len - REGION_PAGE));
+		ck_assert_uint_eq(resident(region_ptr(r, at), len), len / REGION_PAGE);
+		const uint8_t *d = region_ptr(r, at + 2 * len);
+		for (unsigned i = 0; i < REGION_PAGE; i++)
+			ck_assert_uint_eq(d[i], 0xa5);
+		munmap(anon, len);
+		ck_assert_int_eq(shset_lock_release(r->lock, r->lease), 0);
+		region_close(r);
+	}
+}
+END_TEST
+
+/* A dropped job the thread has not taken is not done; the queue holds
+ * PAGER_JOBS jobs and refuses more (the caller then faults pages itself);
+ * needing job -1 does nothing. */
+START_TEST(pager_drops_and_refuses)
+{
+	struct region *r;
+	struct region_opts o = {.max_size = 64 << 20, .log_bytes = 4096};
+
+	ck_assert_int_eq(region_create(&r, &o), 0);
+	uint64_t at = hole(r, 1 << 20);
+	blkcnt_t before = blocks_of(r->fd);
+	struct pager pg;
+	pager_start(&pg, 0);
+	int id = pager_add(&pg, r, at, 1 << 20);
+	ck_assert_int_eq(id, 0);
+	pager_drop(&pg, id);
+	pager_need(&pg, id);
+	for (unsigned i = 1; i < PAGER_JOBS; i++)
+		ck_assert_int_eq(pager_add(&pg, r, at, REGION_PAGE), (int)i);
+	ck_assert_int_eq(pager_add(&pg, r, at, REGION_PAGE), -1);
+	pager_need(&pg, -1);
+	pager_stop(&pg);
+	ck_assert_int_eq(blocks_of(r->fd), before);
+	ck_assert_int_eq(shset_lock_release(r->lock, r->lease), 0);
+	region_close(r);
+}
+END_TEST
+
 /* region_fill allocates the holes of a range and keeps what is there:
  * data, the file's size, and pages outside the range. */
 START_TEST(fill_allocates_holes_only)
@@ -233,10 +338,7 @@ START_TEST(fill_allocates_holes_only)
 	struct stat st;
 
 	ck_assert_int_eq(region_create(&r, &o), 0);
-	ck_assert_int_eq(shset_lock_acquire(r->lock, r->lease), 0);
-	uint64_t at = (r->heap_off + (1 << 20)) & ~(uint64_t)(REGION_PAGE - 1), len = 4 << 20;
-	ck_assert_int_eq(region_grow(r, at + len + (1 << 20)), 0);
-	ck_assert_int_eq(region_punch(r, at - (1 << 20), len + (2 << 20)), 0);
+	uint64_t len = 4 << 20, at = hole(r, len);
 	/* One page of data in the middle, one just past the range. */
 	memset(region_ptr(r, at + (1 << 20)), 0xa5, REGION_PAGE);
 	memset(region_ptr(r, at + len), 0x5a, REGION_PAGE);
@@ -290,6 +392,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, growth_seen_by_other_process);
 	tcase_add_test(tc, null_and_bad_arguments);
 	tcase_add_test(tc, fill_allocates_holes_only);
+	tcase_add_test(tc, pager_maps_what_it_is_given);
+	tcase_add_test(tc, pager_drops_and_refuses);
 	suite_add_tcase(s, tc);
 	return s;
 }
