@@ -664,7 +664,10 @@ int main(int argc, char **argv)
 	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
 	pthread_mutex_init(pt_mutex, &a);
 	struct shset_opts so = {.capacity = PRELOAD};
-	struct region_opts ro = {.log_bytes = 1 << 20};
+	/* One shard: the table proper, as big as the set may grow (by default
+	 * the region would be 16 shards, and this one table would have only
+	 * the first shard's 512 MiB: the add-only runs filled it). */
+	struct region_opts ro = {.log_bytes = 1 << 20, .nshards = 1};
 	if (shset_create(&the_set, &so) || region_create(&pt_region, &ro) ||
 	    table_init(pt_region, PRELOAD))
 		return 1;
