@@ -3,19 +3,23 @@
  * pager.c - a helper thread for the page work of bulk operations.
  *
  * A load of 1,000,000 keys spends a third of its time in the kernel
- * allocating, zeroing and mapping pages: its sort buffers and every
- * shard's table.  None of that depends on what the caller is computing
- * meanwhile (hashing, sorting, inserting), so a second thread does it
- * ahead of the caller, one job at a time in the order queued.  The work is
- * content-neutral (fallocate keeps data, MADV_POPULATE_WRITE maps without
- * writing), so it is safe whoever gets to a page first; the caller claims
- * a job the thread has not reached and does it itself, so nothing waits
- * on a thread that is slow to be scheduled.
+ * allocating, zeroing and mapping pages: its sort buffer and every shard's
+ * table.  None of that depends on what the caller computes meanwhile
+ * (hashing, sorting, inserting), so a second thread does it, one job at a
+ * time in the order queued.  The work on the set's file is content-neutral
+ * (fallocate keeps data, MADV_POPULATE_WRITE maps without writing), so it
+ * is safe whoever gets to a page first; a job the thread has not taken
+ * when the caller needs it is done by the caller itself.
  *
- * The thread blocks every signal (they are the caller's), touches no
- * memory of the set, and is joined before the operation returns.
+ * The thread blocks every signal (they are the caller's), touches no byte
+ * of the set, and is joined by pager_stop.  From pager_start to pager_stop
+ * the caller cannot be cancelled (pthread_cancel): it would leave the
+ * thread running on a struct in a stack that no longer exists; a request
+ * takes effect at the caller's first cancellation point after pager_stop.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -26,6 +30,9 @@
 
 enum { PAGER_QUEUED, PAGER_TAKEN, PAGER_DONE };
 
+/* The thread calls only fallocate and madvise: a small stack will do. */
+#define PAGER_STACK (256u << 10)
+
 static void pager_do(struct pager_job *j)
 {
 	if (j->r) {
@@ -33,7 +40,14 @@ static void pager_do(struct pager_job *j)
 		return;
 	}
 	uintptr_t lo = (uintptr_t)j->off & ~(uintptr_t)(REGION_PAGE - 1);
-	madvise((void *)lo, (uintptr_t)j->off + j->len - lo, MADV_POPULATE_WRITE);
+	uintptr_t hi = (uintptr_t)j->off + j->len;
+	if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0 || errno != EINVAL)
+		return;
+	/* Kernels before 5.14: touch each page.  The memory is the
+	 * caller's private buffer, which it writes only after this job is
+	 * done (pager_need), so these writes race with nothing. */
+	for (uintptr_t a = lo; a < hi; a += REGION_PAGE)
+		*(volatile uint8_t *)(a < (uintptr_t)j->off ? (uintptr_t)j->off : a) = 0;
 }
 
 static void pager_finish(struct pager *p, struct pager_job *j)
@@ -72,18 +86,23 @@ static void *pager_main(void *arg)
 void pager_start(struct pager *p, int thread)
 {
 	sigset_t all, old;
+	pthread_attr_t attr;
 
 	p->running = 0;
 	p->stopping = 0;
 	p->n = p->next = 0;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &p->cancel_state);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	if (!thread)
+	if (!thread || pthread_attr_init(&attr))
 		return;
+	pthread_attr_setstacksize(&attr, PAGER_STACK > PTHREAD_STACK_MIN ? PAGER_STACK
+									 : PTHREAD_STACK_MIN);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	p->running = pthread_create(&p->thread, NULL, pager_main, p) == 0;
+	p->running = pthread_create(&p->thread, &attr, pager_main, p) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
 }
 
 int pager_add(struct pager *p, struct region *r, uint64_t off, uint64_t len)
@@ -102,10 +121,12 @@ int pager_add(struct pager *p, struct region *r, uint64_t off, uint64_t len)
 
 static void pager_wait(struct pager *p, int id, int need)
 {
-	if (id < 0 || (unsigned)id >= PAGER_JOBS)
-		return;
-	struct pager_job *j = &p->job[id];
 	pthread_mutex_lock(&p->mu);
+	if (id < 0 || (unsigned)id >= p->n) {
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
+	struct pager_job *j = &p->job[id];
 	if (j->state == PAGER_QUEUED) {
 		j->state = need ? PAGER_TAKEN : PAGER_DONE;
 		pthread_mutex_unlock(&p->mu);
@@ -130,6 +151,19 @@ void pager_drop(struct pager *p, int id)
 	pager_wait(p, id, 0);
 }
 
+void pager_reset(struct pager *p)
+{
+	pthread_mutex_lock(&p->mu);
+	for (unsigned i = 0; i < p->n; i++) {
+		if (p->job[i].state == PAGER_QUEUED)
+			p->job[i].state = PAGER_DONE;
+		while (p->job[i].state != PAGER_DONE)
+			pthread_cond_wait(&p->cv, &p->mu);
+	}
+	p->n = p->next = 0;
+	pthread_mutex_unlock(&p->mu);
+}
+
 void pager_stop(struct pager *p)
 {
 	pthread_mutex_lock(&p->mu);
@@ -141,4 +175,5 @@ void pager_stop(struct pager *p)
 	p->running = 0;
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
+	pthread_setcancelstate(p->cancel_state, NULL);
 }

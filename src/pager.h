@@ -21,6 +21,7 @@ struct pager {
 	pthread_t thread;
 	int running; /* the thread exists: else the caller does every job */
 	int stopping;
+	int cancel_state; /* the caller's, restored by pager_stop */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct pager_job job[PAGER_JOBS];
@@ -29,7 +30,7 @@ struct pager {
 
 /* Starts the thread if @thread; without one (not asked for, or
  * pthread_create failed), jobs are done by pager_need.  Either way
- * pager_stop must follow. */
+ * pager_stop must follow; until then the caller cannot be cancelled. */
 void pager_start(struct pager *p, int thread);
 /* Queues allocating and mapping the pages of [off, off+len) of @r's file
  * (region_fill), or with @r NULL those of the anonymous memory at address
@@ -43,6 +44,9 @@ void pager_need(struct pager *p, int id);
 /* Job @id's memory is about to be unmapped: drops it if the thread has
  * not taken it, else waits for the thread to finish it. */
 void pager_drop(struct pager *p, int id);
+/* Drops every job the thread has not taken and waits for the one it has:
+ * the queue is empty again (an operation that runs twice). */
+void pager_reset(struct pager *p);
 /* Stops the thread (jobs it has not taken are dropped) and joins it. */
 void pager_stop(struct pager *p);
 

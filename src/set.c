@@ -830,10 +830,10 @@ struct split {
 	size_t n, at[REGION_SHARDS_MAX + 1];
 	uint64_t expect[REGION_SHARDS_MAX];
 	int add;
-	/* A load: each shard's table is built for expect[i] keys, and its
-	 * pages mapped just before its keys go in (build_tables). */
+	/* A load: each shard's table is built for expect[i] keys, its pages
+	 * mapped by the pager (build_tables). */
 	int build;
-	struct pager *pager; /* a load's: maps the pages of its buffers and tables */
+	struct pager *pager; /* a load's: maps the pages of its sort buffer and tables */
 	unsigned shard;	     /* the one shard of split_one */
 };
 
@@ -944,26 +944,32 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
 	return done;
 }
 
-/* A load: every shard's table allocated at its final size, none of its
- * pages touched yet; the pager maps them in shard order, a shard or so
- * ahead of the inserts, so that the pages the kernel has just zeroed are
- * still in the caches when written (mapping all 16 first, 48 MB for a
- * million keys, would push them out again). */
-static int build_tables(struct shset *s, struct tx **xs, struct split *sp, int *job)
+/*
+ * A load: every shard's table is allocated at its final size first, none
+ * of its pages touched, and the pager maps them in shard order while this
+ * thread inserts, shard after shard; a table the pager has not reached
+ * yet is mapped by this thread itself (pager_need), one it could not queue
+ * (fill[i]) too.  run_multi may run this twice (-E2BIG): the queue starts
+ * empty each time.
+ */
+static int build_tables(struct shset *s, struct tx **xs, struct split *sp, int *job,
+			uint64_t (*fill)[2])
 {
+	pager_reset(sp->pager);
 	for (unsigned i = 0; i < s->r->nshards; i++) {
-		uint64_t off, len;
 		job[i] = -1;
+		fill[i][1] = 0;
 		if (!sp->expect[i])
 			continue;
 		xs[i]->fill_later = 1;
 		int err = table_fresh(xs[i], sp->expect[i]);
 		xs[i]->fill_later = 0;
 		if (!err)
-			err = table_span(xs[i], &off, &len);
+			err = table_fill_span(xs[i], &fill[i][0], &fill[i][1]);
 		if (err)
 			return err;
-		job[i] = pager_add(sp->pager, xs[i]->r, off, len);
+		if (fill[i][1])
+			job[i] = pager_add(sp->pager, xs[i]->r, fill[i][0], fill[i][1]);
 	}
 	return 0;
 }
@@ -973,22 +979,34 @@ static long long do_split(struct shset *s, struct tx **xs, void *arg)
 	struct split *sp = arg;
 	long long done = 0;
 	int job[REGION_SHARDS_MAX];
+	uint64_t fill[REGION_SHARDS_MAX][2];
 
 	if (sp->build) {
-		int err = build_tables(s, xs, sp, job);
-		if (err)
-			return err;
+		done = build_tables(s, xs, sp, job, fill);
+		if (done)
+			goto out;
 	}
 	for (unsigned i = 0; i < s->r->nshards; i++) {
-		if (sp->build)
-			pager_need(sp->pager, job[i]);
+		if (sp->build) {
+			if (job[i] >= 0)
+				pager_need(sp->pager, job[i]);
+			else if (fill[i][1])
+				region_fill(xs[i]->r, fill[i][0], fill[i][1]);
+		}
 		if (sp->at[i + 1] == sp->at[i])
 			continue;
 		long long res = split_part(xs[i], sp, i);
-		if (res < 0)
-			return res;
+		if (res < 0) {
+			done = res;
+			goto out;
+		}
 		done += res;
 	}
+	return done;
+out:
+	/* The tables go with the transaction: map no more of them. */
+	if (sp->build)
+		pager_reset(sp->pager);
 	return done;
 }
 

@@ -696,11 +696,21 @@ int table_fresh(struct tx *x, uint64_t keys)
 	return rebuild(x, x->count + keys, NULL, NULL);
 }
 
-int table_span(struct tx *x, uint64_t *off, uint64_t *len)
+int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len)
 {
-	*off = tdesc_off(x->tdesc);
-	*len = tdesc_cap(x->tdesc) * SLOT_SIZE;
-	return x->tdesc && view_heap(&x->v, *off, *len) ? 0 : -EUCLEAN;
+	*off = 0;
+	*len = 0;
+	if (!x->tdesc)
+		return -EUCLEAN;
+	uint64_t o = tdesc_off(x->tdesc), l = tdesc_cap(x->tdesc) * SLOT_SIZE;
+	if (!view_heap(&x->v, o, l))
+		return -EUCLEAN;
+	/* As rebuild: a small table is left to be faulted in. */
+	if (l >= PUNCH_ZERO_MIN) {
+		*off = o;
+		*len = l;
+	}
+	return 0;
 }
 
 /* --- incremental resizing -------------------------------------------------- */

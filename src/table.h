@@ -72,9 +72,11 @@ void table_commit(struct tx *x);
 /* Moves the table to fresh memory sized for @keys more, after which slot
  * writes need no logging: big batches call it first. */
 int table_fresh(struct tx *x, uint64_t keys);
-/* Where the current table lies in the heap: [*off, *off + *len), checked
- * to be inside it; or -EUCLEAN. */
-int table_span(struct tx *x, uint64_t *off, uint64_t *len);
+/* The part of the heap to map before the current table is written whole:
+ * the table, checked to lie inside the heap, or 0 bytes for a small one
+ * (a table_fresh with fill_later set leaves this to the caller); or
+ * -EUCLEAN. */
+int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len);
 int table_insert(struct tx *x, const void *key, size_t len); /* 1 added, 0 present */
 int table_remove(struct tx *x, const void *key, size_t len); /* 1 removed, 0 absent */
 int table_insert_h(struct tx *x, const void *key, size_t len, uint64_t h);

@@ -204,6 +204,7 @@ struct tx *tx_begin(struct region *r, void *mem, int *err)
 	x->q_logged = 0;
 	x->bulk = 0;
 	x->retry = 0;
+	x->fill_later = 0;
 	x->ppend_head = 0;
 	x->ppend_tail = 0;
 	x->cleared = 0;

@@ -7,6 +7,9 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +28,74 @@ static inline int count_fds(void)
 		n++;
 	closedir(d);
 	return n;
+}
+
+/* Threads of this process, but the kernel's io_uring workers (which come
+ * and go on their own); with @tids, their ids (up to @max). */
+static inline int list_threads(int *tids, int max)
+{
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	struct dirent *e;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (f) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = 0;
+			fclose(f);
+		}
+		if (!strncmp(comm, "iou-", 4))
+			continue;
+		if (tids && n < max)
+			tids[n] = atoi(e->d_name);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* list_threads, once it is @want or after 10 s: a joined thread may be
+ * listed for a moment after pthread_join returns (it wakes the joiner
+ * before it is gone). */
+static inline int threads_now(int want)
+{
+	int n = list_threads(NULL, 0);
+	for (int i = 0; n != want && i < 1000; i++) {
+		usleep(10000);
+		n = list_threads(NULL, 0);
+	}
+	return n;
+}
+
+static inline void *helper_tid_thread(void *arg)
+{
+	*(int *)arg = gettid();
+	return NULL;
+}
+
+/* Threads of this process (list_threads), after one thread has been
+ * started, joined and gone: a sanitizer's own threads, started with the
+ * first, are then there already. */
+static inline int count_threads(void)
+{
+	pthread_t t;
+	int tid = 0;
+	char path[64];
+
+	if (pthread_create(&t, NULL, helper_tid_thread, &tid) == 0) {
+		pthread_join(t, NULL);
+		snprintf(path, sizeof(path), "/proc/self/task/%d", tid);
+		for (int i = 0; i < 1000 && access(path, F_OK) == 0; i++)
+			usleep(10000);
+	}
+	return list_threads(NULL, 0);
 }
 
 static inline uint64_t now_ns(void)

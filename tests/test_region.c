@@ -3,6 +3,9 @@
 #include "helpers.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <string.h>
@@ -329,6 +332,134 @@ START_TEST(pager_drops_and_refuses)
 }
 END_TEST
 
+/* The signal mask of thread @tid once it sleeps (glibc starts a thread
+ * with every signal blocked, then sets the mask it was created with). */
+static uint64_t thread_sigblk(int tid)
+{
+	char path[64], line[256];
+	uint64_t mask = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
+	for (int tries = 0;; tries++) {
+		char state = 0;
+		FILE *f = fopen(path, "r");
+		ck_assert_ptr_nonnull(f);
+		while (fgets(line, sizeof(line), f)) {
+			sscanf(line, "State: %c", &state);
+			sscanf(line, "SigBlk: %" SCNx64, &mask);
+		}
+		fclose(f);
+		if (state == 'S')
+			return mask;
+		ck_assert_int_lt(tries, 10000);
+		usleep(1000);
+	}
+}
+
+/* The thread exists from pager_start to pager_stop only, and blocks
+ * every signal it can (glibc keeps two of its own, 32 and 33, and the
+ * kernel SIGKILL and SIGSTOP): the caller's handlers never run on it. */
+START_TEST(pager_thread_blocks_signals_and_is_joined)
+{
+	int before = count_threads(), old[64], now[64], tid = 0;
+	struct pager pg;
+
+	ck_assert_int_le(before, 63);
+	ck_assert_int_eq(list_threads(old, 64), before);
+	pager_start(&pg, 1);
+	ck_assert_int_eq(pg.running, 1);
+	ck_assert_int_eq(list_threads(now, 64), before + 1);
+	for (int i = 0; i <= before; i++) {
+		int seen = 0;
+		for (int j = 0; j < before; j++)
+			seen |= now[i] == old[j];
+		if (!seen)
+			tid = now[i];
+	}
+	ck_assert_int_ne(tid, 0);
+	uint64_t blk = thread_sigblk(tid);
+	for (int sig = 1; sig <= 64; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP || sig == 32 || sig == 33)
+			continue;
+		ck_assert_msg(blk >> (sig - 1) & 1, "signal %d not blocked", sig);
+	}
+	pager_stop(&pg);
+	ck_assert_int_eq(threads_now(before), before);
+}
+END_TEST
+
+/* Dropping a job the thread has taken waits for it: the range is then
+ * either untouched (dropped before it was taken) or allocated whole. */
+START_TEST(pager_drop_waits_for_the_thread)
+{
+	struct region *r;
+	struct region_opts o = {.max_size = 256 << 20, .log_bytes = 4096};
+	const uint64_t len = 64 << 20;
+	int whole = 0;
+
+	for (int round = 0; round < 4; round++) {
+		ck_assert_int_eq(region_create(&r, &o), 0);
+		uint64_t at = hole(r, len);
+		blkcnt_t before = blocks_of(r->fd);
+		struct pager pg;
+		pager_start(&pg, 1);
+		int id = pager_add(&pg, r, at, len);
+		usleep(round * 1000); /* the thread takes it meanwhile, or not */
+		pager_drop(&pg, id);
+		blkcnt_t got = (blocks_of(r->fd) - before) * 512;
+		ck_assert_msg(got == 0 || got == (blkcnt_t)len, "%lld bytes after the drop",
+			      (long long)got);
+		whole += got != 0;
+		pager_stop(&pg);
+		ck_assert_int_eq(shset_lock_release(r->lock, r->lease), 0);
+		region_close(r);
+	}
+	/* After 3 ms the thread has surely taken it. */
+	ck_assert_int_ge(whole, 1);
+}
+END_TEST
+
+static volatile int cancel_reached_stop;
+static sem_t cancel_started;
+
+/* Not instrumented: AddressSanitizer does not unpoison the frames a
+ * cancellation unwinds, and reports the thread's exit as an overflow. */
+__attribute__((no_sanitize_address)) static void *cancelled_pager_user(void *arg)
+{
+	(void)arg;
+	struct pager pg;
+	pager_start(&pg, 1);
+	sem_post(&cancel_started);
+	for (int i = 0; i < 50; i++)
+		usleep(1000); /* a cancellation point, 50 times */
+	cancel_reached_stop = 1;
+	pager_stop(&pg);
+	for (;;)
+		pause(); /* cancelled here at the latest */
+	return NULL;
+}
+
+/* A caller cancelled while it has a pager is cancelled only after
+ * pager_stop: the pager's thread, which uses the caller's stack, is
+ * joined first and no thread is left behind. */
+START_TEST(pager_defers_cancellation)
+{
+	int before = count_threads();
+	pthread_t t;
+	void *res;
+
+	ck_assert_int_eq(sem_init(&cancel_started, 0, 0), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, cancelled_pager_user, NULL), 0);
+	while (sem_wait(&cancel_started) < 0)
+		;
+	ck_assert_int_eq(pthread_cancel(t), 0);
+	ck_assert_int_eq(pthread_join(t, &res), 0);
+	ck_assert_ptr_eq(res, PTHREAD_CANCELED);
+	ck_assert_int_eq(cancel_reached_stop, 1);
+	ck_assert_int_eq(threads_now(before), before);
+}
+END_TEST
+
 /* region_fill allocates the holes of a range and keeps what is there:
  * data, the file's size, and pages outside the range. */
 START_TEST(fill_allocates_holes_only)
@@ -394,6 +525,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, fill_allocates_holes_only);
 	tcase_add_test(tc, pager_maps_what_it_is_given);
 	tcase_add_test(tc, pager_drops_and_refuses);
+	tcase_add_test(tc, pager_thread_blocks_signals_and_is_joined);
+	tcase_add_test(tc, pager_drop_waits_for_the_thread);
+	tcase_add_test(tc, pager_defers_cancellation);
 	suite_add_tcase(s, tc);
 	return s;
 }

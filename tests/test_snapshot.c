@@ -183,6 +183,42 @@ START_TEST(load_sized_like_a_presized_set)
 }
 END_TEST
 
+/* A load big enough to start its pager thread, into a set too small for
+ * the tables it asks for, fails whole: -ENOSPC, no set, no thread or
+ * descriptor left behind; the same file then loads into a set with room,
+ * with its pager, every key there. */
+START_TEST(big_load_without_room_leaves_nothing)
+{
+	const uint32_t n = 40000;
+	char p[128];
+	snprintf(p, sizeof(p), "%s/big", dir);
+	struct shset_opts o = {.size = sizeof(o), .shards = 16};
+	shset *s, *l = (shset *)1;
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	uint8_t k[16] = {0};
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(k, &i, 4);
+		ck_assert_int_eq(shset_add(s, k, 16), 1);
+	}
+	ck_assert_int_eq(shset_save(s, p), 0);
+	int threads = count_threads(), fds = count_fds();
+	/* 4 MiB a shard; a table for 250,000 keys is 10 MiB. */
+	struct shset_opts small = {
+	    .size = sizeof(small), .shards = 16, .max_bytes = 64 << 20, .capacity = 4000000};
+	ck_assert_int_eq(shset_load(&l, p, &small), -ENOSPC);
+	ck_assert_ptr_null(l);
+	ck_assert_int_eq(threads_now(threads), threads);
+	ck_assert_int_eq(count_fds(), fds);
+	small.capacity = 0;
+	ck_assert_int_eq(shset_load(&l, p, &small), 0);
+	ck_assert_int_eq(threads_now(threads), threads);
+	ck_assert_int_eq(shset_equal(s, l), 1);
+	ck_assert_int_eq(shset_verify(l), 0);
+	shset_close(l);
+	shset_close(s);
+}
+END_TEST
+
 static void refused(const char *path, int err)
 {
 	int before = count_fds();
@@ -746,6 +782,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 300 * test_scale());
 	tcase_add_test(tc, round_trips);
 	tcase_add_test(tc, load_sized_like_a_presized_set);
+	tcase_add_test(tc, big_load_without_room_leaves_nothing);
 	tcase_add_test(tc, corruption_refused);
 	tcase_add_test(tc, kill_during_save);
 	tcase_add_test(tc, failed_write_keeps_old_snapshot);
