@@ -129,6 +129,22 @@ START_TEST(round_trips)
 }
 END_TEST
 
+/* A set made with @o holding @n 16-byte keys (i in the first 4 bytes),
+ * saved to @path. */
+static shset *saved_set(const struct shset_opts *o, uint32_t n, const char *path)
+{
+	shset *s;
+	uint8_t k[16] = {0};
+
+	ck_assert_int_eq(shset_create(&s, o), 0);
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(k, &i, 4);
+		ck_assert_int_eq(shset_add(s, k, 16), 1);
+	}
+	ck_assert_int_eq(shset_save(s, path), 0);
+	return s;
+}
+
 /* A load builds each shard's table at the size a set presized for its keys
  * has (below the 3/4 load limit), not at half load: no bigger, and with
  * room for opts.capacity when that asks for more. */
@@ -143,14 +159,7 @@ START_TEST(load_sized_like_a_presized_set)
 			uint32_t n = sizes[a];
 			struct shset_opts o = {
 			    .size = sizeof(o), .capacity = n, .shards = shards[b]};
-			shset *s, *l;
-			ck_assert_int_eq(shset_create(&s, &o), 0);
-			uint8_t k[16] = {0};
-			for (uint32_t i = 0; i < n; i++) {
-				memcpy(k, &i, 4);
-				ck_assert_int_eq(shset_add(s, k, 16), 1);
-			}
-			ck_assert_int_eq(shset_save(s, p), 0);
+			shset *l, *s = saved_set(&o, n, p);
 			struct shset_opts lo = {.size = sizeof(lo), .shards = shards[b]};
 			ck_assert_int_eq(shset_load(&l, p, &lo), 0);
 			struct shset_stats ss, ls;
@@ -193,14 +202,7 @@ START_TEST(big_load_without_room_leaves_nothing)
 	char p[128];
 	snprintf(p, sizeof(p), "%s/big", dir);
 	struct shset_opts o = {.size = sizeof(o), .shards = 16};
-	shset *s, *l = (shset *)1;
-	ck_assert_int_eq(shset_create(&s, &o), 0);
-	uint8_t k[16] = {0};
-	for (uint32_t i = 0; i < n; i++) {
-		memcpy(k, &i, 4);
-		ck_assert_int_eq(shset_add(s, k, 16), 1);
-	}
-	ck_assert_int_eq(shset_save(s, p), 0);
+	shset *l = (shset *)1, *s = saved_set(&o, n, p);
 	int threads = count_threads(), fds = count_fds();
 	/* 4 MiB a shard; a table for 250,000 keys is 10 MiB. */
 	struct shset_opts small = {
