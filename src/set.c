@@ -948,28 +948,29 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
  * A load: every shard's table is allocated at its final size first, none
  * of its pages touched, and the pager maps them in shard order while this
  * thread inserts, shard after shard; a table the pager has not reached
- * yet is mapped by this thread itself (pager_need), one it could not queue
- * (fill[i]) too.  run_multi may run this twice (-E2BIG): the queue starts
- * empty each time.
+ * yet is mapped by this thread itself (pager_need).  run_multi may run
+ * this twice (-E2BIG): the queue starts empty each time, so every table
+ * has a job.
  */
-static int build_tables(struct shset *s, struct tx **xs, struct split *sp, int *job,
-			uint64_t (*fill)[2])
+_Static_assert(REGION_SHARDS_MAX <= PAGER_JOBS, "a job for every shard's table");
+
+static int build_tables(struct shset *s, struct tx **xs, struct split *sp, int *job)
 {
 	pager_reset(sp->pager);
 	for (unsigned i = 0; i < s->r->nshards; i++) {
+		uint64_t off, len;
 		job[i] = -1;
-		fill[i][1] = 0;
 		if (!sp->expect[i])
 			continue;
 		xs[i]->fill_later = 1;
 		int err = table_fresh(xs[i], sp->expect[i]);
 		xs[i]->fill_later = 0;
 		if (!err)
-			err = table_fill_span(xs[i], &fill[i][0], &fill[i][1]);
+			err = table_fill_span(xs[i], &off, &len);
 		if (err)
 			return err;
-		if (fill[i][1])
-			job[i] = pager_add(sp->pager, xs[i]->r, fill[i][0], fill[i][1]);
+		if (len)
+			job[i] = pager_add(sp->pager, xs[i]->r, off, len);
 	}
 	return 0;
 }
@@ -979,20 +980,15 @@ static long long do_split(struct shset *s, struct tx **xs, void *arg)
 	struct split *sp = arg;
 	long long done = 0;
 	int job[REGION_SHARDS_MAX];
-	uint64_t fill[REGION_SHARDS_MAX][2];
 
 	if (sp->build) {
-		done = build_tables(s, xs, sp, job, fill);
+		done = build_tables(s, xs, sp, job);
 		if (done)
 			goto out;
 	}
 	for (unsigned i = 0; i < s->r->nshards; i++) {
-		if (sp->build) {
-			if (job[i] >= 0)
-				pager_need(sp->pager, job[i]);
-			else if (fill[i][1])
-				region_fill(xs[i]->r, fill[i][0], fill[i][1]);
-		}
+		if (sp->build)
+			pager_need(sp->pager, job[i]);
 		if (sp->at[i + 1] == sp->at[i])
 			continue;
 		long long res = split_part(xs[i], sp, i);
