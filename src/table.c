@@ -96,14 +96,26 @@ static inline uint64_t tdesc_cap(uint64_t d)
 	return table_code_cap((unsigned)(d >> 56));
 }
 
-unsigned table_code_for(uint64_t keys)
+/* The smallest code whose table holds @keys at most @num/@den full. */
+static unsigned code_at_load(uint64_t keys, uint64_t num, uint64_t den)
 {
 	unsigned code = TABLE_CODE_MIN;
 
-	/* At most half full right after a resize. */
-	while (table_code_cap(code) / 2 < keys && code < TABLE_CODE_MAX)
+	while (table_code_cap(code) * num < keys * den && code < TABLE_CODE_MAX)
 		code++;
 	return code;
+}
+
+unsigned table_code_for(uint64_t keys)
+{
+	/* At most half full: room for as many keys again.  Saturated: no
+	 * table has room for more than a quarter of UINT64_MAX keys. */
+	return code_at_load(keys < UINT64_MAX / 4 ? keys : UINT64_MAX / 4, 1, 2);
+}
+
+unsigned table_code_grow(uint64_t keys)
+{
+	return code_at_load(keys < UINT64_MAX / 32 ? keys : UINT64_MAX / 32, 9, 16);
 }
 
 /*
@@ -719,8 +731,8 @@ int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len)
  * A table that must grow (or shrink, or shed tombstones) is replaced by a
  * new one, and its keys move over a few at a time: every insert and remove
  * first moves the live keys of the next few slots of the old table
- * (move_budget), so no operation holds the lock for more than a bounded piece of a resize
- * whatever the set's size.  Meanwhile a key is in exactly one table:
+ * (move_step), so no operation holds the lock for more than a bounded
+ * piece of a resize whatever the set's size.  Meanwhile a key is in exactly one table:
  * lookups probe the new one, then the old one above `moved`; inserts go to
  * the new one; removes tombstone whichever holds the key.  The old table
  * gains no keys, so its probe paths stay intact and its moved slots need
@@ -730,13 +742,14 @@ int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len)
  * zero pages as they are touched), not by writing it: a memset of a large
  * table would be the pause this avoids.  Moving a key writes only the
  * EMPTY slot it lands in, whose meta is logged unless the new table is
- * this transaction's own.  A new table of N slots has room for its keys
- * twice over, and a quarter of it (N/4 operations) must fill before it
- * needs to grow, while the old one of O slots drains MOVE_STEP slots per
- * operation times ceil(O/N) (at most 8: resize_start keeps N >= O/8), so
- * in at most O / (MOVE_STEP * ceil(O/N)) <= N/16 operations: at least 4
- * times faster than needed, whatever the ratio of the two capacities (a
- * grown table is 1.5 to 1.9 times the old one: table.h).  Should a grow
+ * this transaction's own.  A new table of N slots starts at most 9/16
+ * full (a grown one, table_code_grow; a shrunk one half full), so 3/16 of
+ * it (3N/16 operations) must fill before it needs to grow, while the old
+ * one of O slots drains MOVE_STEP slots per operation times ceil(O/N) (at
+ * most 8: resize_start keeps N >= O/8), so in at most
+ * O / (MOVE_STEP * ceil(O/N)) <= N/16 operations: at least 3 times faster
+ * than needed, whatever the ratio of the two capacities (a grown table is
+ * 4/3 to 3/2 times the old one).  Should a grow
  * come first anyway (batches skip steps the log cannot hold), the rest of
  * the old table is moved then, in that one transaction.  A small step also
  * bounds the first-touch page faults of the new table that one operation
@@ -805,9 +818,9 @@ static int move_step(struct tx *x)
 	return move_some(x, budget);
 }
 
-/* Starts replacing the current table by one sized for @keys; the rest of
- * a resize in progress is finished first. */
-static int resize_start(struct tx *x, uint64_t keys)
+/* Starts replacing the current table by one of code @code (or bigger,
+ * below); the rest of a resize in progress is finished first. */
+static int resize_start(struct tx *x, unsigned code)
 {
 	uint64_t off;
 	int err = move_some(x, UINT64_MAX);
@@ -816,10 +829,9 @@ static int resize_start(struct tx *x, uint64_t keys)
 		return err;
 	/* At most 8 times smaller than the table it replaces: the steps that
 	 * drain the old table must outpace the inserts that could fill the
-	 * new one (a quarter of it).  The capacities hold cap/8 of each
+	 * new one (3/16 of it).  The capacities hold cap/8 of each
 	 * (12 codes below), so this stops at exactly 8 times smaller. */
 	uint64_t ocap = x->tdesc ? tdesc_cap(x->tdesc) : 0;
-	unsigned code = table_code_for(keys);
 	while (table_code_cap(code) * 8 < ocap && code < TABLE_CODE_MAX)
 		code++;
 	err = new_table(x, code, &off);
@@ -856,7 +868,7 @@ static int insert_hashed(struct tx *x, const void *key, size_t len, uint64_t h)
 	 * still in the old table count as if they were here already. */
 	uint64_t filled = x->count + x->tombs + (was_tomb ? 0 : 1);
 	if (filled * 4 > cap * 3) {
-		err = resize_start(x, x->count + 1);
+		err = resize_start(x, table_code_grow(x->count));
 		/* Out of room for a bigger table: fill this one up to 7/8
 		 * before refusing. */
 		if (err == -ENOSPC && !x->old_tdesc && filled * 8 <= cap * 7)
@@ -1151,7 +1163,7 @@ static int maybe_shrink(struct tx *x)
 
 	if (x->old_tdesc || cap < (1ull << SHRINK_MIN_LOG2) || x->count * 32 > cap * 3)
 		return 0;
-	int err = resize_start(x, x->count);
+	int err = resize_start(x, table_code_for(x->count));
 	return err == -ENOSPC ? 0 : err;
 }
 

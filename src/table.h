@@ -14,7 +14,7 @@
 /*
  * A table's capacity is a quarter step of a power of two, (4 + q) << (e - 2)
  * slots with q in 0..3 (16, 20, 24, 28, 32, 40, ...), so that a grown table
- * is 1.5 to 1.9 times the old one instead of 2; its bytes (32 a slot) are
+ * is 4/3 to 3/2 times the old one instead of 2; its bytes (32 a slot) are
  * classes of the block allocator (alloc.h: four per doubling).  A table
  * descriptor (tdesc) is its offset | code << 56, the code being 4e + q.
  */
@@ -31,6 +31,11 @@ static inline uint64_t table_code_cap(unsigned code)
 /* The code of the smallest table with room for @keys at half load (the
  * load right after a resize); TABLE_CODE_MAX past it. */
 unsigned table_code_for(uint64_t keys);
+/* The code of the table a full one (3/4) grows to: the smallest with room
+ * for @keys at 9/16 full.  The growth is then 4/3 to 3/2 times, so with
+ * half-load sizing a table would skip a step (from 6 << e at 4.5 << e keys
+ * to 10 << e, not 8); the new table's load starts at 1/2 to 9/16. */
+unsigned table_code_grow(uint64_t keys);
 
 /* Creator only, before the fd is shared. */
 int table_init(struct region *r, uint64_t capacity);
