@@ -743,13 +743,14 @@ int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len)
  * table would be the pause this avoids.  Moving a key writes only the
  * EMPTY slot it lands in, whose meta is logged unless the new table is
  * this transaction's own.  A new table of N slots starts at most 9/16
- * full (a grown one, table_code_grow; a shrunk one half full), so 3/16 of
- * it (3N/16 operations) must fill before it needs to grow, while the old
+ * full (a grown one, table_code_grow; others half full), so 3/16 of it
+ * (3N/16 - 1 operations) must fill before it needs to grow, while the old
  * one of O slots drains MOVE_STEP slots per operation times ceil(O/N) (at
  * most 8: resize_start keeps N >= O/8), so in at most
- * O / (MOVE_STEP * ceil(O/N)) <= N/16 operations: at least 3 times faster
- * than needed, whatever the ratio of the two capacities (a grown table is
- * 4/3 to 3/2 times the old one).  Should a grow
+ * O / (MOVE_STEP * ceil(O/N)) <= N/16 operations: 3 times faster than
+ * needed from 1,024 slots up (at least twice for smaller tables, whose
+ * steps round up), whatever the ratio of the two capacities (a grown
+ * table is 4/3 to 3/2 times the old one).  Should a grow
  * come first anyway (batches skip steps the log cannot hold), the rest of
  * the old table is moved then, in that one transaction.  A small step also
  * bounds the first-touch page faults of the new table that one operation
@@ -868,7 +869,13 @@ static int insert_hashed(struct tx *x, const void *key, size_t len, uint64_t h)
 	 * still in the old table count as if they were here already. */
 	uint64_t filled = x->count + x->tombs + (was_tomb ? 0 : 1);
 	if (filled * 4 > cap * 3) {
-		err = resize_start(x, table_code_grow(x->count));
+		/* Full of live keys: grow (table_code_grow).  Filled by
+		 * tombstones, with keys that would fit it 9/16 full: rebuild
+		 * at half load, or churn at a steady size would rebuild twice
+		 * as often (3/16 of the table between rebuilds, not 1/4). */
+		unsigned code = x->count * 16 > cap * 9 ? table_code_grow(x->count)
+							: table_code_for(x->count + 1);
+		err = resize_start(x, code);
 		/* Out of room for a bigger table: fill this one up to 7/8
 		 * before refusing. */
 		if (err == -ENOSPC && !x->old_tdesc && filled * 8 <= cap * 7)

@@ -540,7 +540,7 @@ START_TEST(churn_during_resizes)
 	struct model m;
 	struct sampler sp = {.every_log2 = 12};
 	uint64_t rng = 42, pops = 0, pokes = 0, contents = 0, shrinks = 0, grows = 0;
-	uint64_t content_old = 0;
+	uint64_t content_old = 0, last_old = 0, shrink_starts = 0;
 	uint8_t buf[KEY_BUF];
 
 	ts_open(&t, NULL);
@@ -581,6 +581,16 @@ START_TEST(churn_during_resizes)
 				ck_assert_int_eq(shset_verify(t.s), 0);
 			}
 			uint64_t od = word(&st(&t)->old_tdesc);
+			if (od && od != last_old && cap_of(od) >= 1024 &&
+			    word(&st(&t)->count) * 32 <= cap_of(od) * 3) {
+				/* A shrink (at 3/32 full), as it starts: 4 to 8
+				 * times smaller.  Tombstones may also have the
+				 * table rebuilt smaller, by less. */
+				ck_assert_uint_le(capacity(&t) * 4, cap_of(od));
+				ck_assert_uint_ge(capacity(&t) * 8, cap_of(od));
+				shrink_starts++;
+			}
+			last_old = od;
 			if (oc >= 512 && od != content_old && word(&st(&t)->moved) >= oc / 2) {
 				/* Once in the middle of each resize. */
 				content_old = od;
@@ -594,16 +604,64 @@ START_TEST(churn_during_resizes)
 			ck_assert_uint_gt(c, prev_cap);
 			grows++;
 		} else {
-			ck_assert_uint_le(c * 4, prev_cap); /* 4 to 8 times smaller */
+			/* Each shrink is checked as it starts (above). */
+			ck_assert_uint_le(c * 4, prev_cap);
 			shrinks++;
 		}
 	}
 	ck_assert_uint_eq(grows, 2);
 	ck_assert_uint_eq(shrinks, 2);
+	ck_assert_uint_ge(shrink_starts, 2);
 	ck_assert_uint_gt(pops, 100);
 	ck_assert_uint_gt(pokes, 20);
 	ck_assert_uint_gt(contents, 5);
 	ck_assert_uint_ge(sp.resizes, 16);
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	model_free(&m);
+	ts_close(&t);
+}
+END_TEST
+
+/* Churn at a steady size (the oldest key removed, a new one added) fills
+ * the table with tombstones, not keys.  A rebuild that causes, while the
+ * keys would fit the table 9/16 full, is sized at half load as before the
+ * 9/16 growth sizing: at 9/16 such rebuilds would come twice as often. */
+START_TEST(churn_rebuilds_at_half_load)
+{
+	const uint32_t keep = 9000, pairs = 20 * keep;
+	struct ts t;
+	struct model m;
+	uint64_t last_old = 0, rebuilds = 0, grows = 0;
+
+	ts_open(&t, NULL);
+	model_init(&m, keep + pairs + 1);
+	for (uint32_t n = 0; n < keep; n++)
+		ck_assert_int_eq(add_id(&t, &m, n), 1);
+	for (uint32_t n = 0; n < pairs; n++) {
+		ck_assert_int_eq(remove_id(&t, &m, n), 1);
+		uint64_t count = word(&st(&t)->count), cap0 = capacity(&t);
+		ck_assert_int_eq(add_id(&t, &m, keep + n), 1);
+		uint64_t od = word(&st(&t)->old_tdesc);
+		if (od && od != last_old) {
+			/* This add started a resize. */
+			ck_assert_uint_eq(cap_of(od), cap0);
+			if (count * 16 <= cap0 * 9) {
+				ck_assert_msg(capacity(&t) >= 2 * (count + 1),
+					      "%llu keys in %llu slots rebuilt into %llu",
+					      (unsigned long long)count, (unsigned long long)cap0,
+					      (unsigned long long)capacity(&t));
+				rebuilds++;
+			} else {
+				grows++;
+			}
+		}
+		last_old = od;
+	}
+	/* 9,000 keys: 12,288 slots, grown once to 16,384, then rebuilt into
+	 * 20,480 every few thousand pairs. */
+	ck_assert_uint_ge(grows, 1);
+	ck_assert_uint_ge(rebuilds, 5);
+	assert_content(t.s, &m);
 	ck_assert_int_eq(shset_verify(t.s), 0);
 	model_free(&m);
 	ts_close(&t);
@@ -2097,6 +2155,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, growth_one_by_one, 0, 2);
 	tcase_add_test(tc, lookups_race_resizes);
 	tcase_add_test(tc, churn_during_resizes);
+	tcase_add_test(tc, churn_rebuilds_at_half_load);
 	tcase_add_test(tc, foreach_and_copy_mid_resize);
 	tcase_add_test(tc, save_load_mid_resize);
 	tcase_add_loop_test(tc, algebra_mid_resize, 0, 4);
