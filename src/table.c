@@ -732,9 +732,10 @@ int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len)
  * new one, and its keys move over a few at a time: every insert and remove
  * first moves the live keys of the next few slots of the old table
  * (move_step), so no operation holds the lock for more than a bounded
- * piece of a resize whatever the set's size.  Meanwhile a key is in exactly one table:
- * lookups probe the new one, then the old one above `moved`; inserts go to
- * the new one; removes tombstone whichever holds the key.  The old table
+ * piece of a resize whatever the set's size.  Meanwhile a key is in
+ * exactly one table: lookups probe the new one, then the old one above
+ * `moved`; inserts go to the new one; removes tombstone whichever holds
+ * the key.  The old table
  * gains no keys, so its probe paths stay intact and its moved slots need
  * not even be written.  A moved key keeps its block.
  *

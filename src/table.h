@@ -28,8 +28,9 @@ static inline uint64_t table_code_cap(unsigned code)
 		return 0;
 	return (uint64_t)(4 + code % 4) << (code / 4 - 2);
 }
-/* The code of the smallest table with room for @keys at half load (the
- * load right after a resize); TABLE_CODE_MAX past it. */
+/* The code of the smallest table with room for @keys at half load (a
+ * batch's, a shrink's, or one rebuilt because tombstones filled it);
+ * TABLE_CODE_MAX past it. */
 unsigned table_code_for(uint64_t keys);
 /* The code of the table a full one (3/4) grows to: the smallest with room
  * for @keys at 9/16 full.  The growth is then 4/3 to 3/2 times, so with

@@ -187,6 +187,16 @@ static void ts_close(struct ts *t)
 	free(t->txmem);
 }
 
+/* The end of a test against a model: the set holds exactly the model's
+ * keys and passes its own check. */
+static void close_checked(struct ts *t, struct model *m)
+{
+	assert_content(t->s, m);
+	ck_assert_int_eq(shset_verify(t->s), 0);
+	model_free(m);
+	ts_close(t);
+}
+
 static struct tx_state *st(const struct ts *t)
 {
 	return tx_state(t->r);
@@ -433,10 +443,7 @@ START_TEST(growth_one_by_one)
 	ck_assert_uint_ge(sp.resizes, 28);
 	ck_assert_uint_ge(mids, 6);
 	ck_assert_uint_ge(sp.verifies, 500);
-	assert_content(t.s, &m);
-	ck_assert_int_eq(shset_verify(t.s), 0);
-	model_free(&m);
-	ts_close(&t);
+	close_checked(&t, &m);
 }
 END_TEST
 
@@ -661,10 +668,7 @@ START_TEST(churn_rebuilds_at_half_load)
 	 * 20,480 every few thousand pairs. */
 	ck_assert_uint_ge(grows, 1);
 	ck_assert_uint_ge(rebuilds, 5);
-	assert_content(t.s, &m);
-	ck_assert_int_eq(shset_verify(t.s), 0);
-	model_free(&m);
-	ts_close(&t);
+	close_checked(&t, &m);
 }
 END_TEST
 
@@ -954,10 +958,7 @@ START_TEST(shrink_to_empty)
 	/* And it grows again. */
 	for (uint32_t n = 0; n < 5000; n++)
 		add_id(&t, &m, id_of(n, kind));
-	assert_content(t.s, &m);
-	ck_assert_int_eq(shset_verify(t.s), 0);
-	model_free(&m);
-	ts_close(&t);
+	close_checked(&t, &m);
 }
 END_TEST
 
@@ -985,10 +986,7 @@ START_TEST(clear_mid_resize_gives_memory_back)
 	m.count = 0;
 	for (uint32_t n = 0; n < 20000; n++)
 		add_id(&t, &m, id_of(n * 5, 2));
-	assert_content(t.s, &m);
-	ck_assert_int_eq(shset_verify(t.s), 0);
-	model_free(&m);
-	ts_close(&t);
+	close_checked(&t, &m);
 }
 END_TEST
 
@@ -1040,10 +1038,7 @@ START_TEST(tombstone_churn)
 	if (_i == 0)
 		ck_assert_uint_gt(s1.resizes, s0.resizes + 10);
 	ck_assert_uint_le(s1.tombstones * 4, s1.capacity * 3);
-	assert_content(t.s, &m);
-	ck_assert_int_eq(shset_verify(t.s), 0);
-	model_free(&m);
-	ts_close(&t);
+	close_checked(&t, &m);
 }
 END_TEST
 
@@ -1426,10 +1421,7 @@ START_TEST(abort_mid_resize)
 		ck_assert_int_eq(add_id(&t, &m, id_of(next + n, 2)), 1);
 		sample_verify(&t, &sp);
 	}
-	assert_content(t.s, &m);
-	ck_assert_int_eq(shset_verify(t.s), 0);
-	model_free(&m);
-	ts_close(&t);
+	close_checked(&t, &m);
 }
 END_TEST
 
@@ -1703,10 +1695,7 @@ START_TEST(resize_between_quarter_steps)
 		}
 	}
 	ck_assert_uint_ge(steps, 2);
-	assert_content(t.s, &m);
-	ck_assert_int_eq(shset_verify(t.s), 0);
-	model_free(&m);
-	ts_close(&t);
+	close_checked(&t, &m);
 }
 END_TEST
 
