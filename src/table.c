@@ -583,6 +583,14 @@ static inline uint64_t table_bytes(unsigned code)
 	return table_code_cap(code) * SLOT_SIZE;
 }
 
+/* The bytes of a table of @bytes to allocate and map in one go before it
+ * is written whole: none for a small one, which new_table zeroed with
+ * stores and so already faulted in. */
+static inline uint64_t fill_bytes(uint64_t bytes)
+{
+	return bytes >= PUNCH_ZERO_MIN ? bytes : 0;
+}
+
 /* A new, zeroed table of code @code (a valid one: table_code_for's). */
 static int new_table(struct tx *x, unsigned code, uint64_t *off)
 {
@@ -676,7 +684,7 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 	 * with two calls instead of one trap each (tables for a million
 	 * keys, 48 MiB, are 12,288 pages).  Best effort.  A load has a
 	 * helper thread do it, ahead of its inserts (fill_later). */
-	if (table_bytes(code) >= PUNCH_ZERO_MIN && !x->fill_later)
+	if (fill_bytes(table_bytes(code)) && !x->fill_later)
 		region_fill(x->r, off, table_bytes(code));
 	if (x->tdesc)
 		err = rebuild_from(x, x->tdesc, 0, nt, ncap, keep, arg, &kept, &kbytes, &abytes);
@@ -717,11 +725,8 @@ int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len)
 	uint64_t o = tdesc_off(x->tdesc), l = tdesc_cap(x->tdesc) * SLOT_SIZE;
 	if (!view_heap(&x->v, o, l))
 		return -EUCLEAN;
-	/* As rebuild: a small table is left to be faulted in. */
-	if (l >= PUNCH_ZERO_MIN) {
-		*off = o;
-		*len = l;
-	}
+	*len = fill_bytes(l);
+	*off = *len ? o : 0;
 	return 0;
 }
 
@@ -735,9 +740,9 @@ int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len)
  * piece of a resize whatever the set's size.  Meanwhile a key is in
  * exactly one table: lookups probe the new one, then the old one above
  * `moved`; inserts go to the new one; removes tombstone whichever holds
- * the key.  The old table
- * gains no keys, so its probe paths stay intact and its moved slots need
- * not even be written.  A moved key keeps its block.
+ * the key.  The old table gains no keys, so its probe paths stay intact
+ * and its moved slots need not even be written.  A moved key keeps its
+ * block.
  *
  * The new table is zeroed by punching its range (the kernel hands back
  * zero pages as they are touched), not by writing it: a memset of a large
