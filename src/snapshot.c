@@ -229,21 +229,6 @@ enum snap_defect snap_check(const uint8_t *img, size_t len, struct snap_hdr *h)
 	return SNAP_OK;
 }
 
-int snap_next(const uint8_t *img, size_t len, size_t *pos, const uint8_t **key, size_t *klen)
-{
-	if (*pos == len)
-		return 0;
-	if (len - *pos < 4)
-		return -EBADMSG;
-	uint32_t l = get32(img + *pos);
-	if (l > SHSET_KEY_MAX || l > len - *pos - 4)
-		return -EBADMSG;
-	*key = img + *pos + 4;
-	*klen = l;
-	*pos += 4 + (size_t)l;
-	return 1;
-}
-
 /* --- io ------------------------------------------------------------------------------ */
 
 /*
