@@ -835,72 +835,126 @@ struct split {
 	int build;
 	struct pager *pager; /* a load's: maps the pages of its sort buffer and tables */
 	unsigned shard;	     /* the one shard of split_one */
+	/* Between split_hash and split_place: the keys, their hashes, the
+	 * buckets' starts, and the pager's job for rec. */
+	struct keys_in *in;
+	size_t pos0;
+	uint64_t *th;
+	uint32_t *start;
+	unsigned bits;
+	int rec_job;
 };
 
 static void split_free(struct split *sp)
 {
+	/* Not left for the pager to map after it is unmapped. */
+	if (sp->pager && sp->rec_job >= 0)
+		pager_drop(sp->pager, sp->rec_job);
+	sp->rec_job = -1;
+	free(sp->start);
+	scratch_free(sp->th, sp->n * sizeof(*sp->th));
 	scratch_free(sp->rec, sp->n * sizeof(*sp->rec));
+	sp->start = NULL;
+	sp->th = NULL;
+	sp->rec = NULL;
 }
 
-/* Splits @n keys by shard.  Returns the shard every key is in, -1 if they
- * span several, or -errno. */
-static int split_keys(struct region *r, struct split *sp, struct keys_in *in, size_t n, int add,
+/* The bucket of hash @h: its shard, then for a big batch the hash's top
+ * bits. */
+static inline uint32_t split_bucket(const struct split *sp, unsigned ns, uint64_t h)
+{
+	return (uint32_t)((h & (ns - 1)) << sp->bits | (sp->bits ? h >> (64 - sp->bits) : 0));
+}
+
+/* The split's first pass: hashes @n keys and counts them by bucket, which
+ * gives each shard's part (at[], expect[]).  Returns the shard every key
+ * is in, -1 if they span several, or -errno (the split freed). */
+static int split_hash(struct region *r, struct split *sp, struct keys_in *in, size_t n, int add,
 		      struct pager *pg)
 {
-	unsigned ns = r->nshards, sbits = (unsigned)__builtin_ctz(ns), bits = 0;
+	unsigned ns = r->nshards, sbits = (unsigned)__builtin_ctz(ns);
 	const void *k = NULL;
 	size_t len = 0;
-	int err = 0, only = -1, rec_job;
+	int err = 0, only = -1;
 
-	if (n >= SPLIT_SORT_MIN)
-		bits = SPLIT_BITS - sbits;
 	memset(sp, 0, sizeof(*sp));
 	sp->n = n;
 	sp->add = add;
 	sp->pager = pg;
+	sp->in = in;
+	sp->pos0 = in->pos;
+	if (n >= SPLIT_SORT_MIN)
+		sp->bits = SPLIT_BITS - sbits;
 	/* Mapped by the pager, if any, while the keys are hashed. */
-	sp->rec = scratch_paged(n * sizeof(*sp->rec), pg, &rec_job);
-	uint64_t *th = scratch(n * sizeof(*th));
-	uint32_t *start = calloc((1u << (sbits + bits)) + 1, sizeof(*start));
-	if (!sp->rec || !th || !start) {
+	sp->rec = scratch_paged(n * sizeof(*sp->rec), pg, &sp->rec_job);
+	sp->th = scratch(n * sizeof(*sp->th));
+	sp->start = calloc((1u << (sbits + sp->bits)) + 1, sizeof(*sp->start));
+	if (!sp->rec || !sp->th || !sp->start) {
 		err = -ENOMEM;
 		goto out;
 	}
-#define SPLIT_KEY(h) (((h) & (ns - 1)) << bits | (bits ? (h) >> (64 - bits) : 0))
-	size_t pos0 = in->pos;
 	for (size_t i = 0; i < n; i++) {
 		err = keys_next(in, i, &k, &len);
 		if (err)
 			goto out;
-		th[i] = hash_bytes(r->seed, k, len);
-		start[SPLIT_KEY(th[i]) + 1]++;
+		sp->th[i] = hash_bytes(r->seed, k, len);
+		sp->start[split_bucket(sp, ns, sp->th[i]) + 1]++;
 	}
-	for (uint32_t b = 0; b < 1u << (sbits + bits); b++)
-		start[b + 1] += start[b];
+	for (uint32_t b = 0; b < 1u << (sbits + sp->bits); b++)
+		sp->start[b + 1] += sp->start[b];
 	for (unsigned i = 0; i <= ns; i++)
-		sp->at[i] = start[i << bits];
+		sp->at[i] = sp->start[i << sp->bits];
 	for (unsigned i = 0; i < ns; i++) {
 		sp->expect[i] = sp->at[i + 1] - sp->at[i];
 		if (sp->expect[i] == n)
 			only = (int)i;
 	}
-	in->pos = pos0;
-	if (pg)
-		pager_need(pg, rec_job);
-	for (size_t i = 0; i < n; i++) {
-		keys_next(in, i, &k, &len);
-		table_rec_fill(&sp->rec[start[SPLIT_KEY(th[i])]++], k, len, th[i]);
-	}
-#undef SPLIT_KEY
 out:
-	if (err && pg)
-		pager_drop(pg, rec_job);
-	free(start);
-	scratch_free(th, n * sizeof(*th));
 	if (err) {
 		split_free(sp);
 		return err;
 	}
+	return only;
+}
+
+/* Waits for the pager to have mapped rec (or maps it itself). */
+static void split_rec_mapped(struct split *sp)
+{
+	if (sp->pager && sp->rec_job >= 0)
+		pager_need(sp->pager, sp->rec_job);
+	sp->rec_job = -1;
+}
+
+/* The second pass: the keys as records, each at its bucket's next place.
+ * The hashes and starts are freed: rec alone is left. */
+static void split_place(struct region *r, struct split *sp)
+{
+	const void *k = NULL;
+	size_t len = 0;
+
+	if (!sp->th)
+		return; /* placed already (a load's transaction run again) */
+	sp->in->pos = sp->pos0;
+	split_rec_mapped(sp);
+	for (size_t i = 0; i < sp->n; i++) {
+		/* The keys the first pass read without error. */
+		keys_next(sp->in, i, &k, &len);
+		table_rec_fill(&sp->rec[sp->start[split_bucket(sp, r->nshards, sp->th[i])]++], k,
+			       len, sp->th[i]);
+	}
+	free(sp->start);
+	scratch_free(sp->th, sp->n * sizeof(*sp->th));
+	sp->start = NULL;
+	sp->th = NULL;
+}
+
+/* Splits @n keys by shard: split_hash, then split_place. */
+static int split_keys(struct region *r, struct split *sp, struct keys_in *in, size_t n, int add)
+{
+	int only = split_hash(r, sp, in, n, add, NULL);
+
+	if (only >= -1)
+		split_place(r, sp);
 	return only;
 }
 
@@ -956,6 +1010,9 @@ _Static_assert(REGION_SHARDS_MAX <= PAGER_JOBS, "a job for every shard's table")
 
 static int build_tables(struct shset *s, struct tx **xs, struct split *sp, int *job)
 {
+	/* The sort buffer's job first (done by now, most likely): the
+	 * reset below would drop it, and renumbers the jobs. */
+	split_rec_mapped(sp);
 	pager_reset(sp->pager);
 	for (unsigned i = 0; i < s->r->nshards; i++) {
 		uint64_t off, len;
@@ -985,6 +1042,8 @@ static long long do_split(struct shset *s, struct tx **xs, void *arg)
 		done = build_tables(s, xs, sp, job);
 		if (done)
 			goto out;
+		/* The keys are placed while the pager maps the tables. */
+		split_place(s->r, sp);
 	}
 	for (unsigned i = 0; i < s->r->nshards; i++) {
 		if (sp->build)
@@ -1043,7 +1102,7 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 	/* Split before any lock is taken. */
 	struct split sp;
 	struct keys_in in = {.keys = keys, .lens = lens};
-	int only = split_keys(s->r, &sp, &in, n, add, NULL);
+	int only = split_keys(s->r, &sp, &in, n, add);
 	if (only < -1)
 		return only;
 	long long res = split_run(s, &sp, only);
@@ -1088,7 +1147,7 @@ long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, 
 	 * costs tens of microseconds). */
 	struct pager pg;
 	pager_start(&pg, n * sizeof(*sp.rec) >= SCRATCH_MAP);
-	long long res = split_keys(s->r, &sp, &in, n, 1, &pg);
+	long long res = split_hash(s->r, &sp, &in, n, 1, &pg);
 	if (res >= -1) {
 		for (unsigned j = 0; j < ns; j++) {
 			sp.expect[j] = (sp.expect[j] * 2 + 2) / 3;
