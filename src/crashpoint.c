@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* crashpoint.c - see crashpoint.h.  Compiled into test builds only. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +14,8 @@ static unsigned long armed, count;
 static const char *site_name[MAX_SITES];
 static unsigned long site_hits[MAX_SITES];
 static int nsites;
+/* A load's inserts run in two threads (set.c, load_inserts). */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 void crashpoint_arm(unsigned long k)
 {
@@ -30,6 +33,7 @@ void crashpoint_hit(const char *site)
 {
 	int i;
 
+	pthread_mutex_lock(&mu);
 	for (i = 0; i < nsites && site_name[i] != site; i++)
 		;
 	if (i == nsites && nsites < MAX_SITES)
@@ -38,6 +42,7 @@ void crashpoint_hit(const char *site)
 		site_hits[i]++;
 	if (++count == armed)
 		kill(getpid(), SIGKILL);
+	pthread_mutex_unlock(&mu);
 }
 
 int crashpoint_sites(const char **names, unsigned long *hits, int max)

@@ -11,11 +11,15 @@
  * is safe whoever gets to a page first; a job the thread has not taken
  * when the caller needs it is done by the caller itself.
  *
- * The thread blocks every signal (they are the caller's), touches no byte
- * of the set, and is joined by pager_stop.  From pager_start to pager_stop
- * the caller cannot be cancelled (pthread_cancel): it would leave the
- * thread running on a struct in a stack that no longer exists; a request
- * takes effect at the caller's first cancellation point after pager_stop.
+ * A load also hands it a work job (pager_add_work) once the tables are
+ * queued: inserting into the shards the caller has not got to, each
+ * shard's transaction used by one thread only (set.c, load_back).
+ *
+ * The thread blocks every signal (they are the caller's), and is joined
+ * by pager_stop.  From pager_start to pager_stop the caller cannot be
+ * cancelled (pthread_cancel): it would leave the thread running on a
+ * struct in a stack that no longer exists; a request takes effect at the
+ * caller's first cancellation point after pager_stop.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,11 +34,16 @@
 
 enum { PAGER_QUEUED, PAGER_TAKEN, PAGER_DONE };
 
-/* The thread calls only fallocate and madvise: a small stack will do. */
+/* The thread calls fallocate and madvise, and inserts (no recursion, no
+ * big arrays on the stack): a small stack will do. */
 #define PAGER_STACK (256u << 10)
 
 static void pager_do(struct pager_job *j)
 {
+	if (j->fn) {
+		j->fn(j->arg);
+		return;
+	}
 	if (j->r) {
 		region_fill(j->r, j->off, j->len);
 		return;
@@ -105,18 +114,28 @@ void pager_start(struct pager *p, int thread)
 	pthread_attr_destroy(&attr);
 }
 
-int pager_add(struct pager *p, struct region *r, uint64_t off, uint64_t len)
+static int queue(struct pager *p, const struct pager_job *j)
 {
 	int id = -1;
 
 	pthread_mutex_lock(&p->mu);
 	if (p->n < PAGER_JOBS) {
 		id = (int)p->n++;
-		p->job[id] = (struct pager_job){r, off, len, PAGER_QUEUED};
+		p->job[id] = *j;
 		pthread_cond_broadcast(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return id;
+}
+
+int pager_add(struct pager *p, struct region *r, uint64_t off, uint64_t len)
+{
+	return queue(p, &(struct pager_job){.r = r, .off = off, .len = len, .state = PAGER_QUEUED});
+}
+
+int pager_add_work(struct pager *p, void (*fn)(void *arg), void *arg)
+{
+	return queue(p, &(struct pager_job){.fn = fn, .arg = arg, .state = PAGER_QUEUED});
 }
 
 static void pager_wait(struct pager *p, int id, int need)

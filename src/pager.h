@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* pager.h - a helper thread that has the kernel allocate and map pages
- * ahead of the caller, for bulk work (private). */
+/* pager.h - a helper thread for bulk work (private): it has the kernel
+ * allocate and map pages ahead of the caller, and can share a load's
+ * inserts with it. */
 #ifndef SHSET_PAGER_H
 #define SHSET_PAGER_H
 
@@ -14,7 +15,9 @@ struct region;
 struct pager_job {
 	struct region *r; /* the set's file, or NULL: anonymous memory at off */
 	uint64_t off, len;
-	unsigned state; /* PAGER_QUEUED, _TAKEN, _DONE */
+	unsigned state;	       /* PAGER_QUEUED, _TAKEN, _DONE */
+	void (*fn)(void *arg); /* a work job (pager_add_work) instead */
+	void *arg;
 };
 
 struct pager {
@@ -37,9 +40,15 @@ void pager_start(struct pager *p, int thread);
  * @off.  Returns the job's number for pager_need, or -1 if the queue is
  * full (the caller then needs nothing from it). */
 int pager_add(struct pager *p, struct region *r, uint64_t off, uint64_t len);
-/* The caller is about to write job @id's pages: does the job if the
- * thread has not taken it, else waits for the thread to finish it.
- * Best effort: pages not mapped are faulted in when written. */
+/* Queues a call of @fn(@arg), done by the thread when it gets to it, or
+ * by pager_need.  @fn must be safe to run in either thread, and in the
+ * thread with every signal blocked.  The job's number, or -1 (queue full:
+ * nothing will call @fn). */
+int pager_add_work(struct pager *p, void (*fn)(void *arg), void *arg);
+/* The caller is about to write job @id's pages (or needs its work done):
+ * does the job if the thread has not taken it, else waits for the thread
+ * to finish it.  Best effort: pages not mapped are faulted in when
+ * written. */
 void pager_need(struct pager *p, int id);
 /* Job @id's memory is about to be unmapped: drops it if the thread has
  * not taken it, else waits for the thread to finish it. */

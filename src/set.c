@@ -1001,13 +1001,11 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
 /*
  * A load: every shard's table is allocated at its final size first, none
  * of its pages touched, and the pager maps them in shard order while this
- * thread inserts, shard after shard; a table the pager has not reached
- * yet is mapped by this thread itself (pager_need).  run_multi may run
- * this twice (-E2BIG): the queue starts empty each time, so every table
- * has a job.
+ * thread places the keys and then inserts (load_inserts); a table the
+ * pager has not reached yet is mapped by this thread itself (pager_need).
+ * run_multi may run this twice (-E2BIG): the queue starts empty each
+ * time, so every table has a job.
  */
-_Static_assert(REGION_SHARDS_MAX <= PAGER_JOBS, "a job for every shard's table");
-
 static int build_tables(struct shset *s, struct tx **xs, struct split *sp, int *job)
 {
 	/* The sort buffer's job first (done by now, most likely): the
@@ -1032,6 +1030,83 @@ static int build_tables(struct shset *s, struct tx **xs, struct split *sp, int *
 	return 0;
 }
 
+/*
+ * A load's inserts, shard by shard: this thread takes the shards from the
+ * first up, the pager's thread, once it has mapped every table (its jobs
+ * run in order), from the last down.  Each shard's transaction is used by
+ * one thread at a time; transactions on different shards are independent,
+ * as are those of writers of different shards in the threads of one
+ * process.
+ */
+struct load_work {
+	struct tx **xs;
+	const struct split *sp;
+	pthread_mutex_t mu;
+	unsigned front, back; /* shards [front, back) not taken yet */
+	int failed;
+	long long res[REGION_SHARDS_MAX];
+};
+
+/* The next shard to insert into, from the front or the back: -1 once
+ * none is left or an insert failed. */
+static int load_take(struct load_work *w, int back)
+{
+	int i = -1;
+
+	pthread_mutex_lock(&w->mu);
+	if (!w->failed && w->front < w->back)
+		i = back ? (int)--w->back : (int)w->front++;
+	pthread_mutex_unlock(&w->mu);
+	return i;
+}
+
+static void load_one(struct load_work *w, int i)
+{
+	const struct split *sp = w->sp;
+	long long res = 0;
+
+	if (sp->at[i + 1] != sp->at[i])
+		res = split_part(w->xs[i], sp, (unsigned)i);
+	w->res[i] = res;
+	if (res < 0) {
+		pthread_mutex_lock(&w->mu);
+		w->failed = 1;
+		pthread_mutex_unlock(&w->mu);
+	}
+}
+
+/* The pager's share (a work job). */
+static void load_back(void *arg)
+{
+	struct load_work *w = arg;
+
+	for (int i; (i = load_take(w, 1)) >= 0;)
+		load_one(w, i);
+}
+
+static long long load_inserts(struct shset *s, struct tx **xs, struct split *sp, const int *job)
+{
+	unsigned ns = s->r->nshards;
+	struct load_work w = {.xs = xs, .sp = sp, .back = ns};
+	long long done = 0;
+
+	pthread_mutex_init(&w.mu, NULL);
+	int back_job = pager_add_work(sp->pager, load_back, &w);
+	for (int i; (i = load_take(&w, 0)) >= 0;) {
+		pager_need(sp->pager, job[i]);
+		load_one(&w, i);
+	}
+	/* The pager's share finished, or run here (nothing is left by now):
+	 * no other thread is in a transaction after this. */
+	pager_need(sp->pager, back_job);
+	pthread_mutex_destroy(&w.mu);
+	for (unsigned i = 0; i < ns && done >= 0; i++)
+		done = w.res[i] < 0 ? w.res[i] : done + w.res[i];
+	return done;
+}
+
+_Static_assert(REGION_SHARDS_MAX + 1 <= PAGER_JOBS, "a job for every table and the inserts");
+
 static long long do_split(struct shset *s, struct tx **xs, void *arg)
 {
 	struct split *sp = arg;
@@ -1040,28 +1115,25 @@ static long long do_split(struct shset *s, struct tx **xs, void *arg)
 
 	if (sp->build) {
 		done = build_tables(s, xs, sp, job);
-		if (done)
-			goto out;
-		/* The keys are placed while the pager maps the tables. */
-		split_place(s->r, sp);
+		if (!done) {
+			/* The keys are placed while the pager maps the tables. */
+			split_place(s->r, sp);
+			done = load_inserts(s, xs, sp, job);
+			if (done >= 0)
+				return done;
+		}
+		/* The tables go with the transaction: map no more of them. */
+		pager_reset(sp->pager);
+		return done;
 	}
 	for (unsigned i = 0; i < s->r->nshards; i++) {
-		if (sp->build)
-			pager_need(sp->pager, job[i]);
 		if (sp->at[i + 1] == sp->at[i])
 			continue;
 		long long res = split_part(xs[i], sp, i);
-		if (res < 0) {
-			done = res;
-			goto out;
-		}
+		if (res < 0)
+			return res;
 		done += res;
 	}
-	return done;
-out:
-	/* The tables go with the transaction: map no more of them. */
-	if (sp->build)
-		pager_reset(sp->pager);
 	return done;
 }
 

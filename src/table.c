@@ -1005,14 +1005,15 @@ static void *scratch_alloc(size_t bytes)
 _Static_assert(sizeof(((struct table_rec *)0)->k) == INLINE_MAX, "a record holds an inline key");
 
 /*
- * A record with an inline key into the table this transaction made, with
- * none being drained (cur_fresh): nothing committed refers to it, so no
- * slot is logged, and while it stays at most 3/4 full no resize is due.
- * The probe and the write are insert_hashed's without its per-key checks
- * (a third of a load's insert time).  1 added, 0 there already, or 2:
- * insert_hashed's to do (a long key, a table full enough to grow, a
- * tombstone on the path, which only a peer writing into the table puts
- * there).  @t: the table's @cap slots, checked.
+ * A record with an inline key into the table this transaction made
+ * (cur_fresh), with no old one being drained (the caller checks):
+ * nothing committed refers to it, so no slot is logged, and while it
+ * stays at most 3/4 full no resize is due.  The probe and the write are
+ * insert_hashed's without its per-key checks (a third of a load's insert
+ * time).  1 added, 0 there already, or 2: insert_hashed's to do (a long
+ * key, a table full enough to grow, a tombstone on the path: adds leave
+ * none in a fresh table, a peer writing into it may).  @t: the table's
+ * @cap slots, checked.
  */
 static int insert_fresh(struct tx *x, uint8_t *t, uint64_t cap, const struct table_rec *r)
 {
