@@ -14,7 +14,8 @@ static unsigned long armed, count;
 static const char *site_name[MAX_SITES];
 static unsigned long site_hits[MAX_SITES];
 static int nsites;
-/* A load's inserts run in two threads (set.c, load_inserts). */
+/* Writers of different shards in the threads of one process reach
+ * crash points at once, and so do a load's two threads (set.c). */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 void crashpoint_arm(unsigned long k)

@@ -13,7 +13,7 @@
  *
  * A load also hands it a work job (pager_add_work) once the tables are
  * queued: inserting into the shards the caller has not got to, each
- * shard's transaction used by one thread only (set.c, load_back).
+ * shard's transaction used by one thread at a time (set.c, load_back).
  *
  * The thread blocks every signal (they are the caller's), and is joined
  * by pager_stop.  From pager_start to pager_stop the caller cannot be

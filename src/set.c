@@ -833,7 +833,7 @@ struct split {
 	/* A load: each shard's table is built for expect[i] keys, its pages
 	 * mapped by the pager (build_tables). */
 	int build;
-	struct pager *pager; /* a load's: maps the pages of its sort buffer and tables */
+	struct pager *pager; /* a load's: maps its sort buffer and tables, then inserts too */
 	unsigned shard;	     /* the one shard of split_one */
 	/* Between split_hash and split_place: the keys, their hashes, the
 	 * buckets' starts, and the pager's job for rec. */
@@ -1004,7 +1004,8 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
  * thread places the keys and then inserts (load_inserts); a table the
  * pager has not reached yet is mapped by this thread itself (pager_need).
  * run_multi may run this twice (-E2BIG): the queue starts empty each
- * time, so every table has a job.
+ * time, so every table of 64 KiB or more has a job (smaller ones were
+ * written whole when zeroed).
  */
 static int build_tables(struct shset *s, struct tx **xs, struct split *sp, int *job)
 {

@@ -65,7 +65,7 @@ enum snap_defect snap_check_header(const uint8_t *img, size_t len, uint64_t file
 
 /* Walks the keys of a checked image: *@pos starts at SNAP_HDR_SIZE.  1
  * with the next key, 0 at the end, -EBADMSG.  Inline: a load walks its
- * records three times (the check, then the split's two passes). */
+ * records three times (the check, then two passes to sort them). */
 static inline int snap_next(const uint8_t *img, size_t len, size_t *pos, const uint8_t **key,
 			    size_t *klen)
 {

@@ -227,6 +227,41 @@ START_TEST(big_loads_share_inserts)
 }
 END_TEST
 
+/* A load whose tables fit but whose long keys' blocks do not (300,000
+ * 40-byte keys over 16 shards in 38 MiB: the tables take about half of
+ * it) fails in its inserts, in both threads: -ENOSPC, no set, no thread
+ * or descriptor left; the same file then loads with room. */
+START_TEST(load_failing_in_its_inserts_leaves_nothing)
+{
+	const uint32_t n = 300000;
+	char p[128];
+	uint8_t k[40] = {0};
+	shset *s, *l = (shset *)1;
+	struct shset_opts o = {.size = sizeof(o), .shards = 16};
+
+	snprintf(p, sizeof(p), "%s/long", dir);
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(k, &i, 4);
+		ck_assert_int_eq(shset_add(s, k, sizeof(k)), 1);
+	}
+	ck_assert_int_eq(shset_save(s, p), 0);
+	int threads = count_threads(), fds = count_fds();
+	struct shset_opts small = {.size = sizeof(small), .shards = 16, .max_bytes = 38 << 20};
+	ck_assert_int_eq(shset_load(&l, p, &small), -ENOSPC);
+	ck_assert_ptr_null(l);
+	ck_assert_int_eq(threads_now(threads), threads);
+	ck_assert_int_eq(count_fds(), fds);
+	small.max_bytes = 48 << 20;
+	ck_assert_int_eq(shset_load(&l, p, &small), 0);
+	ck_assert_int_eq(shset_verify(l), 0);
+	ck_assert_int_eq(shset_equal(s, l), 1);
+	shset_close(l);
+	ck_assert_int_eq(threads_now(threads), threads);
+	shset_close(s);
+}
+END_TEST
+
 /* A load big enough to start its pager thread, into a set too small for
  * the tables it asks for, fails whole: -ENOSPC, no set, no thread or
  * descriptor left behind; the same file then loads into a set with room,
@@ -821,6 +856,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, load_sized_like_a_presized_set);
 	tcase_add_test(tc, big_load_without_room_leaves_nothing);
 	tcase_add_test(tc, big_loads_share_inserts);
+	tcase_add_test(tc, load_failing_in_its_inserts_leaves_nothing);
 	tcase_add_test(tc, corruption_refused);
 	tcase_add_test(tc, kill_during_save);
 	tcase_add_test(tc, failed_write_keeps_old_snapshot);
