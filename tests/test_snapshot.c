@@ -129,20 +129,45 @@ START_TEST(round_trips)
 }
 END_TEST
 
-/* A set made with @o holding @n 16-byte keys (i in the first 4 bytes),
- * saved to @path. */
-static shset *saved_set(const struct shset_opts *o, uint32_t n, const char *path)
+/* A set made with @o holding @n keys (i in the first 4 bytes), key i of
+ * len(i) bytes (4 to 40), saved to @path. */
+static shset *saved_keys(const struct shset_opts *o, uint32_t n, size_t (*len)(uint32_t),
+			 const char *path)
 {
 	shset *s;
-	uint8_t k[16] = {0};
+	uint8_t k[40] = {0};
 
 	ck_assert_int_eq(shset_create(&s, o), 0);
 	for (uint32_t i = 0; i < n; i++) {
 		memcpy(k, &i, 4);
-		ck_assert_int_eq(shset_add(s, k, 16), 1);
+		ck_assert_int_eq(shset_add(s, k, len(i)), 1);
 	}
 	ck_assert_int_eq(shset_save(s, path), 0);
 	return s;
+}
+
+static size_t len16(uint32_t i)
+{
+	(void)i;
+	return 16;
+}
+
+/* Inline keys (16 bytes) and, one in three, arena keys (40 bytes). */
+static size_t len_mixed(uint32_t i)
+{
+	return i % 3 ? 16 : 40;
+}
+
+static size_t len40(uint32_t i)
+{
+	(void)i;
+	return 40;
+}
+
+/* The same with 16-byte keys. */
+static shset *saved_set(const struct shset_opts *o, uint32_t n, const char *path)
+{
+	return saved_keys(o, n, len16, path);
 }
 
 /* A load builds each shard's table at the size a set presized for its keys
@@ -202,17 +227,10 @@ START_TEST(big_loads_share_inserts)
 {
 	const uint32_t n = 60000;
 	char p[128];
-	uint8_t k[40] = {0};
-	shset *s;
 	struct shset_opts o = {.size = sizeof(o), .shards = 16};
 
 	snprintf(p, sizeof(p), "%s/shared", dir);
-	ck_assert_int_eq(shset_create(&s, &o), 0);
-	for (uint32_t i = 0; i < n; i++) {
-		memcpy(k, &i, 4);
-		ck_assert_int_eq(shset_add(s, k, i % 3 ? 16 : 40), 1);
-	}
-	ck_assert_int_eq(shset_save(s, p), 0);
+	shset *s = saved_keys(&o, n, len_mixed, p);
 	int threads = count_threads();
 	for (int r = 0; r < 6; r++) {
 		shset *l;
@@ -227,66 +245,58 @@ START_TEST(big_loads_share_inserts)
 }
 END_TEST
 
-/* A load whose tables fit but whose long keys' blocks do not (300,000
- * 40-byte keys over 16 shards in 38 MiB: the tables take about half of
- * it) fails in its inserts, in both threads: -ENOSPC, no set, no thread
- * or descriptor left; the same file then loads with room. */
-START_TEST(load_failing_in_its_inserts_leaves_nothing)
+/* @s saved at @path: a load with @tight fails whole (-ENOSPC: no set, no
+ * thread or descriptor left behind); the same file then loads with
+ * @roomy, every key there, and no thread is left either. */
+static void no_room_then_room(shset *s, const char *p, const struct shset_opts *tight,
+			      const struct shset_opts *roomy)
 {
-	const uint32_t n = 300000;
-	char p[128];
-	uint8_t k[40] = {0};
-	shset *s, *l = (shset *)1;
-	struct shset_opts o = {.size = sizeof(o), .shards = 16};
-
-	snprintf(p, sizeof(p), "%s/long", dir);
-	ck_assert_int_eq(shset_create(&s, &o), 0);
-	for (uint32_t i = 0; i < n; i++) {
-		memcpy(k, &i, 4);
-		ck_assert_int_eq(shset_add(s, k, sizeof(k)), 1);
-	}
-	ck_assert_int_eq(shset_save(s, p), 0);
+	shset *l = (shset *)1;
 	int threads = count_threads(), fds = count_fds();
-	struct shset_opts small = {.size = sizeof(small), .shards = 16, .max_bytes = 38 << 20};
-	ck_assert_int_eq(shset_load(&l, p, &small), -ENOSPC);
+
+	ck_assert_int_eq(shset_load(&l, p, tight), -ENOSPC);
 	ck_assert_ptr_null(l);
 	ck_assert_int_eq(threads_now(threads), threads);
 	ck_assert_int_eq(count_fds(), fds);
-	small.max_bytes = 48 << 20;
-	ck_assert_int_eq(shset_load(&l, p, &small), 0);
+	ck_assert_int_eq(shset_load(&l, p, roomy), 0);
 	ck_assert_int_eq(shset_verify(l), 0);
 	ck_assert_int_eq(shset_equal(s, l), 1);
 	shset_close(l);
 	ck_assert_int_eq(threads_now(threads), threads);
+}
+
+/* A load whose tables fit but whose long keys' blocks do not (300,000
+ * 40-byte keys over 16 shards in 38 MiB: the tables take about half of
+ * it) fails in its inserts, in both threads. */
+START_TEST(load_failing_in_its_inserts_leaves_nothing)
+{
+	char p[128];
+	struct shset_opts o = {.size = sizeof(o), .shards = 16};
+	struct shset_opts tight = {.size = sizeof(tight), .shards = 16, .max_bytes = 38 << 20};
+	struct shset_opts roomy = {.size = sizeof(roomy), .shards = 16, .max_bytes = 48 << 20};
+
+	snprintf(p, sizeof(p), "%s/long", dir);
+	shset *s = saved_keys(&o, 300000, len40, p);
+	no_room_then_room(s, p, &tight, &roomy);
 	shset_close(s);
 }
 END_TEST
 
 /* A load big enough to start its pager thread, into a set too small for
- * the tables it asks for, fails whole: -ENOSPC, no set, no thread or
- * descriptor left behind; the same file then loads into a set with room,
- * with its pager, every key there. */
+ * the tables it asks for, fails before any insert; the same file then
+ * loads into a set with room, with its pager. */
 START_TEST(big_load_without_room_leaves_nothing)
 {
-	const uint32_t n = 40000;
 	char p[128];
 	snprintf(p, sizeof(p), "%s/big", dir);
 	struct shset_opts o = {.size = sizeof(o), .shards = 16};
-	shset *l = (shset *)1, *s = saved_set(&o, n, p);
-	int threads = count_threads(), fds = count_fds();
+	shset *s = saved_set(&o, 40000, p);
 	/* 4 MiB a shard; a table for 250,000 keys is 10 MiB. */
 	struct shset_opts small = {
 	    .size = sizeof(small), .shards = 16, .max_bytes = 64 << 20, .capacity = 4000000};
-	ck_assert_int_eq(shset_load(&l, p, &small), -ENOSPC);
-	ck_assert_ptr_null(l);
-	ck_assert_int_eq(threads_now(threads), threads);
-	ck_assert_int_eq(count_fds(), fds);
-	small.capacity = 0;
-	ck_assert_int_eq(shset_load(&l, p, &small), 0);
-	ck_assert_int_eq(threads_now(threads), threads);
-	ck_assert_int_eq(shset_equal(s, l), 1);
-	ck_assert_int_eq(shset_verify(l), 0);
-	shset_close(l);
+	struct shset_opts room = small;
+	room.capacity = 0;
+	no_room_then_room(s, p, &small, &room);
 	shset_close(s);
 }
 END_TEST
