@@ -845,17 +845,23 @@ struct split {
 	int rec_job;
 };
 
+/* The first pass's arrays, once placed (or on the way out). */
+static void split_free_hashes(struct split *sp)
+{
+	free(sp->start);
+	scratch_free(sp->th, sp->n * sizeof(*sp->th));
+	sp->start = NULL;
+	sp->th = NULL;
+}
+
 static void split_free(struct split *sp)
 {
 	/* Not left for the pager to map after it is unmapped. */
 	if (sp->pager && sp->rec_job >= 0)
 		pager_drop(sp->pager, sp->rec_job);
 	sp->rec_job = -1;
-	free(sp->start);
-	scratch_free(sp->th, sp->n * sizeof(*sp->th));
+	split_free_hashes(sp);
 	scratch_free(sp->rec, sp->n * sizeof(*sp->rec));
-	sp->start = NULL;
-	sp->th = NULL;
 	sp->rec = NULL;
 }
 
@@ -942,10 +948,7 @@ static void split_place(struct region *r, struct split *sp)
 		table_rec_fill(&sp->rec[sp->start[split_bucket(sp, r->nshards, sp->th[i])]++], k,
 			       len, sp->th[i]);
 	}
-	free(sp->start);
-	scratch_free(sp->th, sp->n * sizeof(*sp->th));
-	sp->start = NULL;
-	sp->th = NULL;
+	split_free_hashes(sp);
 }
 
 /* Splits @n keys by shard: split_hash, then split_place. */
