@@ -25,6 +25,7 @@
 #include "hash.h"
 #include "prim.h"
 #include "lease.h"
+#include "filler.h"
 #include "pager.h"
 #include "region.h"
 #include "set.h"
@@ -104,6 +105,7 @@ struct shset {
 	unsigned pop_next; /* the shard pop looks at first (a hint) */
 	dev_t dev;	   /* the memfd's identity: what makes two handles one set */
 	ino_t ino;
+	struct filler fill; /* faults in the tables resizes fill (filler.c) */
 };
 
 /* Once the region is open: its shard count sizes the storage. */
@@ -111,6 +113,7 @@ static int handle_init(struct shset *s)
 {
 	s->txstride = (tx_size() + 63) & ~(size_t)63;
 	s->txmem = aligned_alloc(64, s->txstride * s->r->nshards);
+	filler_init(&s->fill, s->r);
 	return s->txmem ? 0 : -ENOMEM;
 }
 
@@ -269,10 +272,35 @@ int shset_slot(shset *s)
 	return s ? shset_lease_slot(s->r->lease) : -EINVAL;
 }
 
+int set_filler_running(struct shset *s)
+{
+	return filler_running(&s->fill);
+}
+
+void set_filler_settle(struct shset *s)
+{
+	filler_settle(&s->fill);
+}
+
+int set_filling(struct shset *s, unsigned i, uint8_t **p, size_t *len)
+{
+	uint64_t lo, hi;
+
+	if (i >= s->r->nshards)
+		return 0;
+	struct region *sh = s->r->shard[i];
+	if (!table_populate_range(sh, __atomic_load_n(&sh->pop_want, __ATOMIC_RELAXED), &lo, &hi))
+		return 0;
+	*p = s->r->base + lo;
+	*len = hi - lo;
+	return 1;
+}
+
 void shset_close(shset *s)
 {
 	if (!s)
 		return;
+	filler_stop(&s->fill);
 	region_close(s->r);
 	free(s->txmem);
 	free(s);
@@ -560,7 +588,7 @@ static int key_tx(shset *s, tx_fn fn, const void *key, size_t len)
 	table_prefetch(sh, k.h);
 	int res = (int)shard_tx(s, sh, fn, &k, 1);
 	if (res >= 0)
-		table_populate_ahead(sh);
+		filler_after_commit(&s->fill, sh);
 	return res;
 }
 

@@ -374,15 +374,19 @@ static uint64_t table_slots(struct region *r, uint64_t tdesc)
  * page; on a virtual machine each first touch of a page costs about 5 us
  * (a trap, an allocation, zeroing), mostly with the shard's lock held.
  * Faulting the pages in with MADV_POPULATE_WRITE costs under 1 us each.
- * So after each write, outside the lock, the writer faults in the next
- * POPULATE_STEP bytes of the table being filled, front to back: a table
- * of 2^k slots (32 bytes each) is done after 2^k / 2048 writes to its
- * shard, by when its inserts have touched at most one page in 16.  A hint
- * only: the table is the one this process's last commit left being
- * filled, still named by the state and checked inside the file; if it
- * has been replaced meanwhile, a freed range is faulted in (memory until
- * it is reused, never content).  Other processes map the pages for
- * themselves, now with fault-around (16 pages a trap) as they exist.
+ * So the handle's filler thread (filler.c) faults in the table being
+ * filled, POPULATE_STEP bytes at a time, front to back.  Without that
+ * thread the writer faults in the next step after each write, outside the
+ * lock: a table of 2^k slots (32 bytes each) is done after 2^k / 2048
+ * writes to its shard, by when its inserts have touched at most one page
+ * in 16; but each step costs the add that takes it tens of microseconds
+ * (150 or more on a freshly booted virtual machine), a few adds in a
+ * thousand.  A hint only: the table is the one this
+ * process's last commit left being filled, still named by the state and
+ * checked inside the file; if it has been replaced meanwhile, a freed
+ * range is faulted in (memory until it is reused, never content).  Other
+ * processes map the pages for themselves, with fault-around (16 pages a
+ * trap) as they exist.
  */
 #define POPULATE_STEP (64u * 1024)
 
@@ -390,7 +394,7 @@ static uint64_t table_slots(struct region *r, uint64_t tdesc)
  * they are written, as before. */
 static int populate_unsupported;
 
-void table_populate_ahead(struct region *r)
+int table_populate_range(struct region *r, uint64_t want, uint64_t *lo, uint64_t *hi)
 {
 	struct tx_state *st = state(r);
 
@@ -398,27 +402,42 @@ void table_populate_ahead(struct region *r)
 	 * the state says now: a peer's state that no transaction accepts must
 	 * not make writes fault in the file 64 KiB at a time.  The state only
 	 * says whether that resize still runs. */
-	uint64_t d = __atomic_load_n(&r->pop_want, __ATOMIC_RELAXED);
-	if (!d || r->readonly || __atomic_load_n(&populate_unsupported, __ATOMIC_RELAXED) ||
+	if (!want || r->readonly || __atomic_load_n(&populate_unsupported, __ATOMIC_RELAXED) ||
 	    !__atomic_load_n(&st->old_tdesc, __ATOMIC_RELAXED) ||
-	    __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED) != d)
-		return;
-	uint64_t cap = table_slots(r, d);
+	    __atomic_load_n(&st->tdesc, __ATOMIC_RELAXED) != want)
+		return 0;
+	uint64_t cap = table_slots(r, want);
 	if (!cap || cap * SLOT_SIZE < 2 * POPULATE_STEP)
-		return;
-	uint64_t done = __atomic_load_n(&r->pop_done, __ATOMIC_RELAXED);
+		return 0;
 	/* Whole pages (madvise's unit): the first and last may be shared
 	 * with the blocks next to the table, which is harmless. */
-	uint64_t lo = tdesc_off(d) & ~(uint64_t)(REGION_PAGE - 1);
-	uint64_t hi =
-	    (tdesc_off(d) + cap * SLOT_SIZE + REGION_PAGE - 1) & ~(uint64_t)(REGION_PAGE - 1);
-	if (done >= hi - lo)
-		return;
-	uint64_t len = hi - lo - done < POPULATE_STEP ? hi - lo - done : POPULATE_STEP;
-	__atomic_store_n(&r->pop_done, done + len, __ATOMIC_RELAXED);
+	*lo = tdesc_off(want) & ~(uint64_t)(REGION_PAGE - 1);
+	*hi = (tdesc_off(want) + cap * SLOT_SIZE + REGION_PAGE - 1) & ~(uint64_t)(REGION_PAGE - 1);
+	return 1;
+}
+
+int table_populate_step(struct region *r, uint64_t want, uint64_t *done)
+{
+	uint64_t lo, hi;
+
+	if (!table_populate_range(r, want, &lo, &hi))
+		return 0;
+	uint64_t at = __atomic_load_n(done, __ATOMIC_RELAXED);
+	if (at >= hi - lo)
+		return 0;
+	uint64_t len = hi - lo - at < POPULATE_STEP ? hi - lo - at : POPULATE_STEP;
+	__atomic_store_n(done, at + len, __ATOMIC_RELAXED);
 	/* EINTR or EFAULT leave pages to be faulted in when written. */
-	if (madvise(r->base + lo + done, len, MADV_POPULATE_WRITE) < 0 && errno == EINVAL)
+	if (madvise(r->base + lo + at, len, MADV_POPULATE_WRITE) < 0 && errno == EINVAL) {
 		__atomic_store_n(&populate_unsupported, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	return at + len < hi - lo;
+}
+
+void table_populate_ahead(struct region *r)
+{
+	table_populate_step(r, __atomic_load_n(&r->pop_want, __ATOMIC_RELAXED), &r->pop_done);
 }
 
 /* A count is believable only if the tables it describes could hold it:

@@ -57,8 +57,15 @@ long long table_count_shards_optimistic(struct region *r, struct region **busy);
 /* Before the lock: fetches the home slot of hash @h in @r's current table
  * into the cache, so that the miss overlaps taking the lock. */
 void table_prefetch(struct region *r, uint64_t h);
-/* Outside the lock, after a write: faults in the next piece of the table
- * a resize in progress is filling (a hint; see table.c). */
+/* Outside the lock (a hint; see table.c): faults in the next step of
+ * table @want (a shard's pop_want: what this process's last commit left a
+ * resize filling) from *@done on, if that resize still runs; 1 if more of
+ * it remains.  table_populate_ahead takes a step of pop_want, after a
+ * write, when the handle has no filler thread. */
+int table_populate_step(struct region *r, uint64_t want, uint64_t *done);
+/* The whole pages [*@lo, *@hi) (file offsets) of table @want if a resize
+ * still fills it and it is big enough to fault in by steps; else 0. */
+int table_populate_range(struct region *r, uint64_t want, uint64_t *lo, uint64_t *hi);
 void table_populate_ahead(struct region *r);
 
 /* With the lock held. */

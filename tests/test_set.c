@@ -413,6 +413,117 @@ START_TEST(growth_to_a_million)
 }
 END_TEST
 
+/* Adds 16-byte keys from *@next on until this process's last commit
+ * left a resize filling a table big enough for the filler (at most @n
+ * keys); 1 if it did.  The table's pages in *@p, *@len. */
+static int add_until_filling(shset *s, uint32_t *next, uint32_t n, uint8_t **p, size_t *len)
+{
+	uint8_t k[16] = {0};
+
+	for (; *next < n; ++*next) {
+		memcpy(k, next, 4);
+		ck_assert_int_eq(shset_add(s, k, 16), 1);
+		if (set_filling(s, 0, p, len)) {
+			++*next;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Pages of [p, p+len) the file holds (the mapping is shared: mincore
+ * tells what is in the page cache). */
+static size_t resident_pages(uint8_t *p, size_t len)
+{
+	size_t n = len / 4096, in = 0;
+	unsigned char *v = malloc(n);
+
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(mincore(p, len, v), 0);
+	for (size_t i = 0; i < n; i++)
+		in += v[i] & 1;
+	free(v);
+	return in;
+}
+
+#if defined(__SANITIZE_THREAD__)
+#define CHILD_THREADS 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHILD_THREADS 0
+#endif
+#endif
+#ifndef CHILD_THREADS
+#define CHILD_THREADS 1
+#endif
+
+/* A resize's new table is faulted in by the handle's filler thread, not
+ * by the adds: once one starts, its pages all come to be held while no
+ * add runs.  Small sets start no thread; shset_close stops it; a forked
+ * child that grows the set starts its own; SHSET_FILLER=0 starts none. */
+START_TEST(filler_faults_in_growing_tables)
+{
+	struct shset_opts o = {.size = sizeof(o), .max_bytes = 1ull << 30, .shards = 1};
+	int base = count_threads();
+	uint32_t next = 0;
+	uint8_t *p;
+	size_t len;
+	shset *s;
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	/* 1,000 keys fit a table too small to fault in by steps. */
+	ck_assert_int_eq(add_until_filling(s, &next, 1000, &p, &len), 0);
+	ck_assert_int_eq(list_threads(NULL, 0), base);
+	ck_assert(!set_filler_running(s));
+
+	ck_assert_int_eq(add_until_filling(s, &next, 200000, &p, &len), 1);
+	ck_assert(set_filler_running(s));
+	ck_assert_int_eq(list_threads(NULL, 0), base + 1);
+	/* The add that left the resize filling took no step itself; its
+	 * inserts touch at most a few pages of the new table. */
+	size_t pages = len / 4096, in = resident_pages(p, len);
+	for (int i = 0; i < 1000 && in < pages; i++) {
+		usleep(10000);
+		in = resident_pages(p, len);
+	}
+	ck_assert_uint_eq(in, pages);
+
+	pid_t c = fork();
+	ck_assert_int_ne(c, -1);
+	if (c == 0) {
+		/* The parent's thread is not here: growing starts one
+		 * (ThreadSanitizer cannot start threads in a child of a
+		 * multi-threaded process: there, only that it is not here). */
+		int ok = !set_filler_running(s), cbase = 0;
+		if (CHILD_THREADS) {
+			cbase = count_threads();
+			ok = ok && add_until_filling(s, &next, 2000000, &p, &len) == 1;
+			ok = ok && set_filler_running(s) && list_threads(NULL, 0) == cbase + 1;
+			ok = ok && shset_size(s) == next && shset_verify(s) == 0;
+		}
+		shset_close(s);
+		ok = ok && (!CHILD_THREADS || threads_now(cbase) == cbase);
+		/* Turned off: the adds fault in steps themselves. */
+		setenv("SHSET_FILLER", "0", 1);
+		shset *t;
+		ok = ok && shset_create(&t, &o) == 0;
+		uint32_t tn = 0;
+		ok = ok && add_until_filling(t, &tn, 200000, &p, &len) == 1;
+		ok = ok && !set_filler_running(t);
+		ok = ok && (!CHILD_THREADS || list_threads(NULL, 0) == cbase);
+		ok = ok && shset_size(t) == tn && shset_verify(t) == 0;
+		shset_close(t);
+		_exit(ok ? 0 : 1);
+	}
+	int wst;
+	ck_assert_int_eq(waitpid(c, &wst, 0), c);
+	ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	ck_assert(set_filler_running(s));
+	shset_close(s);
+	ck_assert_int_eq(threads_now(base), base);
+}
+END_TEST
+
 START_TEST(memory_of_removed_keys_is_reused)
 {
 	shset *s;
@@ -584,6 +695,7 @@ static uint32_t fill_full(shset **out, size_t len, uint32_t shards)
 static uint64_t blocks_of(shset *s)
 {
 	struct stat st;
+	set_filler_settle(s);
 	ck_assert_int_eq(fstat(shset_fd(s), &st), 0);
 	return (uint64_t)st.st_blocks * 512;
 }
@@ -1330,6 +1442,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, key_type_recorded);
 	tcase_add_loop_test(tc, differential_seeds, 0, 4);
 	tcase_add_test(tc, growth_to_a_million);
+	tcase_add_test(tc, filler_faults_in_growing_tables);
 	tcase_add_test(tc, memory_of_removed_keys_is_reused);
 	tcase_add_test(tc, bulk_frees_of_long_keys);
 	tcase_add_test(tc, batch_reuses_more_blocks_than_the_log_holds);

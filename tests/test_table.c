@@ -230,11 +230,14 @@ static uint64_t capacity(const struct ts *t)
 	return ss.capacity;
 }
 
-static uint64_t mem_bytes(int fd)
+/* The bytes @s's file holds, once its filler thread has faulted in all
+ * it was handed (it works on after the writes that handed it a table). */
+static uint64_t mem_bytes(shset *s)
 {
 	struct stat sb;
 
-	ck_assert_int_eq(fstat(fd, &sb), 0);
+	set_filler_settle(s);
+	ck_assert_int_eq(fstat(shset_fd(s), &sb), 0);
 	return (uint64_t)sb.st_blocks * 512;
 }
 
@@ -912,7 +915,7 @@ START_TEST(shrink_to_empty)
 	model_init(&m, id_of(total, kind) + 2);
 	for (uint32_t n = 0; n < total; n++)
 		add_id(&t, &m, id_of(n, kind));
-	uint64_t peak_cap = capacity(&t), peak_mem = mem_bytes(shset_fd(t.s));
+	uint64_t peak_cap = capacity(&t), peak_mem = mem_bytes(t.s);
 	struct table_stats ts;
 	ck_assert_int_eq(table_stats(t.r, &ts), 0);
 	uint64_t peak_arena = ts.arena_bytes;
@@ -955,7 +958,7 @@ START_TEST(shrink_to_empty)
 		remove_id(&t, &m, id_of(n, kind));
 	}
 	ck_assert_uint_eq(word(&st(&t)->punch_head), 0);
-	uint64_t mem = mem_bytes(shset_fd(t.s));
+	uint64_t mem = mem_bytes(t.s);
 	ck_assert_msg(mem < peak_arena + (4u << 20),
 		      "%llu bytes still allocated (peak %llu, arena %llu)", (unsigned long long)mem,
 		      (unsigned long long)peak_mem, (unsigned long long)peak_arena);
@@ -979,7 +982,7 @@ START_TEST(clear_mid_resize_gives_memory_back)
 	ts_open(&t, NULL);
 	model_init(&m, 400000);
 	to_mid_resize(&t, &m, &next, 2, 17);
-	uint64_t before = mem_bytes(shset_fd(t.s));
+	uint64_t before = mem_bytes(t.s);
 	ck_assert_uint_gt(before, 8u << 20);
 	ck_assert_int_eq(shset_clear(t.s), 0);
 	ck_assert_int_eq(shset_size(t.s), 0);
@@ -987,7 +990,7 @@ START_TEST(clear_mid_resize_gives_memory_back)
 	ck_assert_uint_eq(word(&st(&t)->moved), 0);
 	ck_assert_uint_eq(word(&st(&t)->punch_head), 0);
 	ck_assert_int_eq(shset_verify(t.s), 0);
-	uint64_t after = mem_bytes(shset_fd(t.s));
+	uint64_t after = mem_bytes(t.s);
 	ck_assert_msg(after < (1u << 20), "%llu of %llu bytes still allocated",
 		      (unsigned long long)after, (unsigned long long)before);
 	memset(m.in, 0, m.n);
@@ -1081,7 +1084,7 @@ START_TEST(big_key_blocks_give_pages_back)
 		memcpy(key, &i, sizeof(i));
 		ck_assert_int_eq(shset_add(s, key, LEN), 1);
 	}
-	uint64_t peak = mem_bytes(shset_fd(s));
+	uint64_t peak = mem_bytes(s);
 	for (uint32_t i = 0; i < N; i++) {
 		memset(key, (int)(i % 251), LEN);
 		memcpy(key, &i, sizeof(i));
@@ -1092,7 +1095,7 @@ START_TEST(big_key_blocks_give_pages_back)
 		ck_assert_int_eq(shset_add(s, "x", 1), 1);
 		ck_assert_int_eq(shset_remove(s, "x", 1), 1);
 	}
-	uint64_t after = mem_bytes(shset_fd(s));
+	uint64_t after = mem_bytes(s);
 	/* A 20,480-byte block keeps its first 4 KiB page (the list link) and,
 	 * not being page-aligned, the page its end shares: two of five. */
 	ck_assert_msg(after < peak / 2, "peak %llu, after %llu", (unsigned long long)peak,
@@ -1163,16 +1166,17 @@ static uint64_t data_bytes(int fd, uint64_t from, uint64_t to)
 	return n;
 }
 
-/* While a resize fills its new table, every write (outside the lock)
- * faults in the next 64 KiB of it: after table bytes / 64 KiB writes the
- * whole table holds data, where the writes themselves touched a few of
- * its pages. */
+/* Without the handle's filler thread (test_set covers that), while a
+ * resize fills its new table, every write (outside the lock) faults in
+ * the next 64 KiB of it: after table bytes / 64 KiB writes the whole table
+ * holds data, where the writes themselves touched a few of its pages. */
 START_TEST(resize_table_faulted_in_ahead)
 {
 	struct ts t;
 	struct model m;
 	uint32_t next = 0;
 
+	setenv("SHSET_FILLER", "0", 1);
 	ts_open(&t, NULL);
 	model_init(&m, 400000);
 	/* Until a resize into a table of 2^17 slots (4 MiB) has begun. */
@@ -1195,6 +1199,7 @@ START_TEST(resize_table_faulted_in_ahead)
 	assert_content(t.s, &m);
 	model_free(&m);
 	ts_close(&t);
+	unsetenv("SHSET_FILLER");
 }
 END_TEST
 
@@ -1216,14 +1221,14 @@ START_TEST(punch_list_gives_pages_back)
 	ck_assert_uint_eq(word(&st(&t)->punch_done), 0);
 	ck_assert_int_eq(on_free_list(&t, cls, b), 0);
 	ck_assert_int_eq(shset_verify(t.s), 0);
-	uint64_t mem0 = mem_bytes(shset_fd(t.s));
+	uint64_t mem0 = mem_bytes(t.s);
 
 	/* Each write gives back ALLOC_PUNCH_STEP bytes. */
 	uint32_t x = id_of(next + 1000, 0);
 	ck_assert_int_eq(add_id(&t, &m, x), 1);
 	ck_assert_uint_eq(word(&st(&t)->punch_head), b);
 	ck_assert_uint_eq(word(&st(&t)->punch_done), punch_first(b) + ALLOC_PUNCH_STEP);
-	ck_assert_uint_le(mem_bytes(shset_fd(t.s)) + ALLOC_PUNCH_STEP - 4096, mem0);
+	ck_assert_uint_le(mem_bytes(t.s) + ALLOC_PUNCH_STEP - 4096, mem0);
 	int in = 1, writes = 1 + toggle_until_last_step(&t, &m, x, b, bytes, &in);
 	ck_assert_int_eq(shset_verify(t.s), 0);
 	ck_assert_uint_eq(word(&st(&t)->punch_head), b);
@@ -1235,7 +1240,7 @@ START_TEST(punch_list_gives_pages_back)
 	uint64_t span = punch_last(b, bytes) - punch_first(b);
 	ck_assert_int_eq(writes, (int)((span + ALLOC_PUNCH_STEP - 1) / ALLOC_PUNCH_STEP));
 	ck_assert_int_eq(on_free_list(&t, cls, b), 1);
-	uint64_t mem1 = mem_bytes(shset_fd(t.s));
+	uint64_t mem1 = mem_bytes(t.s);
 	/* All but its first page, give or take the pages the writes touched. */
 	ck_assert_msg(mem1 + bytes - 64 * 1024 <= mem0, "%llu -> %llu bytes",
 		      (unsigned long long)mem0, (unsigned long long)mem1);
@@ -2131,7 +2136,7 @@ START_TEST(copy_keeps_punch_list)
 		}
 	}
 	ck_assert_uint_eq(word(&st(&t)->punch_head), 0);
-	uint64_t mt = mem_bytes(shset_fd(t.s)), mcopy = mem_bytes(shset_fd(c.s));
+	uint64_t mt = mem_bytes(t.s), mcopy = mem_bytes(c.s);
 	ck_assert_msg(mcopy <= mt + (1u << 20),
 		      "the copy holds %llu bytes, the original %llu: the freed table's pages stay",
 		      (unsigned long long)mcopy, (unsigned long long)mt);

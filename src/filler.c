@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * filler.c - a helper thread per handle that faults in the tables its
+ * resizes fill.
+ *
+ * A resize's new table is a hole; the adds that fill it would each fault
+ * in pages (table.c, table_populate_ahead).  Done by the writer, that page
+ * work is the largest part of an add's tail while the set grows: tens of
+ * microseconds for a few adds in a thousand.  None of it depends on the
+ * add, so a second thread of the process does it (the page tables are the
+ * process's, whichever thread faults a page in).  MADV_POPULATE_WRITE maps
+ * pages without writing them, so it is content-neutral: safe whoever gets
+ * to a page first, and whatever the table holds by then.
+ *
+ * The thread is started by the first commit that leaves a resize filling
+ * a table of 128 KiB or more, and lives until shset_close; small sets never
+ * start one.  A commit hands over only a table new to it (an atomic swap
+ * per commit, a futex wake per resize), so the adds pay nothing else.  The
+ * thread blocks every signal.  In a forked child the thread does not
+ * exist: the child's first commit that needs one starts its own.  Without
+ * a thread (SHSET_FILLER=0 in the environment, or pthread_create failed)
+ * each add faults in a step after its write, as before.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "filler.h"
+#include "lease.h"
+#include "table.h"
+
+enum { FILLER_NONE, FILLER_STARTING, FILLER_RUNNING, FILLER_INLINE };
+
+/* madvise and the table's checks only: a small stack will do. */
+#define FILLER_STACK (256u << 10)
+
+/* Read when a thread would start: once per handle. */
+static int filler_off(void)
+{
+	const char *e = getenv("SHSET_FILLER");
+	return e && !strcmp(e, "0");
+}
+
+static void *filler_main(void *arg)
+{
+	struct filler *f = arg;
+	struct region *r = f->r;
+
+	for (;;) {
+		uint32_t seen = __atomic_load_n(&f->seq, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE))
+			break;
+		int more = 0;
+		/* One step of each shard's table in turn: bounded by the
+		 * tables' sizes, and a shard's new table is taken up at once. */
+		for (unsigned i = 0; i < r->nshards; i++) {
+			struct region *sh = r->shard[i];
+			uint64_t want = __atomic_load_n(&sh->pop_want, __ATOMIC_RELAXED);
+			if (want != f->cur[i].want) {
+				f->cur[i].want = want;
+				f->cur[i].done = 0;
+			}
+			more |= table_populate_step(sh, want, &f->cur[i].done);
+		}
+		if (!more) {
+			__atomic_store_n(&f->idle, seen, __ATOMIC_RELEASE);
+			syscall(SYS_futex, &f->seq, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+		}
+	}
+	return NULL;
+}
+
+void filler_init(struct filler *f, struct region *r)
+{
+	memset(f, 0, sizeof(*f));
+	f->r = r;
+}
+
+/* Starts the thread; FILLER_RUNNING, or FILLER_INLINE if it cannot be. */
+static unsigned filler_start(struct filler *f)
+{
+	sigset_t all, old;
+	pthread_attr_t attr;
+	int ok = 0;
+
+	memset(f->cur, 0, sizeof(f->cur));
+	memset(f->kicked, 0, sizeof(f->kicked));
+	f->stop = 0;
+	f->idle = f->seq - 1;
+	if (!filler_off() && pthread_attr_init(&attr) == 0) {
+		pthread_attr_setstacksize(
+		    &attr, FILLER_STACK > PTHREAD_STACK_MIN ? FILLER_STACK : PTHREAD_STACK_MIN);
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		ok = pthread_create(&f->thread, &attr, filler_main, f) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+	}
+	unsigned st = ok ? FILLER_RUNNING : FILLER_INLINE;
+	__atomic_store_n(&f->forkgen, __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED),
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&f->state, st, __ATOMIC_RELEASE);
+	return st;
+}
+
+void filler_after_commit(struct filler *f, struct region *sh)
+{
+	uint64_t want = __atomic_load_n(&sh->pop_want, __ATOMIC_RELAXED);
+
+	if (!want)
+		return;
+	unsigned st = __atomic_load_n(&f->state, __ATOMIC_ACQUIRE);
+	if (st != FILLER_NONE && __atomic_load_n(&f->forkgen, __ATOMIC_RELAXED) !=
+				     __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED)) {
+		/* A forked child: the parent's thread is not here. */
+		__atomic_compare_exchange_n(&f->state, &st, FILLER_NONE, 0, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE);
+		st = __atomic_load_n(&f->state, __ATOMIC_ACQUIRE);
+	}
+	if (st == FILLER_NONE) {
+		/* Small tables are faulted in by their first writes soon
+		 * enough: no thread for them.  One thread of the process
+		 * starts it; others meanwhile take a step themselves. */
+		uint64_t lo, hi;
+		if (!table_populate_range(sh, want, &lo, &hi))
+			return;
+		if (__atomic_compare_exchange_n(&f->state, &st, FILLER_STARTING, 0,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			st = filler_start(f);
+	}
+	if (st != FILLER_RUNNING) {
+		table_populate_ahead(sh);
+		return;
+	}
+	/* Woken once per new table: the thread works on until it is done. */
+	if (__atomic_exchange_n(&f->kicked[sh->shard_idx], want, __ATOMIC_RELAXED) == want)
+		return;
+	__atomic_add_fetch(&f->seq, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &f->seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+int filler_running(struct filler *f)
+{
+	return __atomic_load_n(&f->state, __ATOMIC_ACQUIRE) == FILLER_RUNNING &&
+	       __atomic_load_n(&f->forkgen, __ATOMIC_RELAXED) ==
+		   __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED);
+}
+
+void filler_settle(struct filler *f)
+{
+	for (int i = 0; i < 10000 && filler_running(f); i++) {
+		if (__atomic_load_n(&f->idle, __ATOMIC_ACQUIRE) ==
+		    __atomic_load_n(&f->seq, __ATOMIC_ACQUIRE))
+			return;
+		usleep(1000);
+	}
+}
+
+void filler_stop(struct filler *f)
+{
+	if (!filler_running(f))
+		return;
+	__atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&f->seq, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &f->seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	pthread_join(f->thread, NULL);
+	__atomic_store_n(&f->state, FILLER_NONE, __ATOMIC_RELEASE);
+}
