@@ -93,8 +93,9 @@ struct region {
 	/* The table this process's last commit left a resize filling (0:
 	 * none), checked by that transaction, unlike the state's words now,
 	 * and how far this process has faulted it in (table_populate_ahead;
-	 * __atomic, a hint). */
-	uint64_t pop_want, pop_done;
+	 * __atomic, a hint); pop_gen counts the changes of pop_want, so that
+	 * the filler tells a new table from an old one at the same place. */
+	uint64_t pop_want, pop_done, pop_gen;
 	uint32_t nshards, shard_idx;
 	uint64_t shard_bytes;
 	struct region *owner;			 /* shard[0] */

@@ -486,6 +486,8 @@ static long long shard_tx(struct shset *s, struct region *sh, tx_fn fn, void *ar
 	unlock_shard(sh);
 	if (t0)
 		hold_timed(t0);
+	if (res >= 0)
+		filler_after_commit(&s->fill, sh);
 	return res;
 }
 
@@ -538,6 +540,14 @@ static long long run_multi(struct shset *s, multi_fn fn, void *arg, const uint64
 	return -E2BIG;
 }
 
+/* After a commit over every shard: each may have started or gone on with
+ * a resize (filler.c). */
+static void fill_after_multi(struct shset *s)
+{
+	for (unsigned i = 0; i < s->r->nshards; i++)
+		filler_after_commit(&s->fill, s->r->shard[i]);
+}
+
 static long long locked_multi(struct shset *s, multi_fn fn, void *arg, const uint64_t *expect)
 {
 	int err = set_lock(s);
@@ -546,6 +556,8 @@ static long long locked_multi(struct shset *s, multi_fn fn, void *arg, const uin
 		return err;
 	long long res = run_multi(s, fn, arg, expect);
 	set_unlock(s);
+	if (res >= 0)
+		fill_after_multi(s);
 	return res;
 }
 
@@ -586,10 +598,7 @@ static int key_tx(shset *s, tx_fn fn, const void *key, size_t len)
 	k.h = hash_bytes(s->r->seed, k.key, len);
 	struct region *sh = region_shard(s->r, k.h);
 	table_prefetch(sh, k.h);
-	int res = (int)shard_tx(s, sh, fn, &k, 1);
-	if (res >= 0)
-		filler_after_commit(&s->fill, sh);
-	return res;
+	return (int)shard_tx(s, sh, fn, &k, 1);
 }
 
 int shset_add(shset *s, const void *key, size_t len)
@@ -1557,6 +1566,8 @@ static long long algebra(shset *s, shset *other, int mode)
 		expect[i] = mode == ALG_INTER ? 0 : writes / ns + writes / (8 * ns);
 	long long res = run_multi(s, do_two, &a, expect);
 	unlock_two(s, other);
+	if (res >= 0)
+		fill_after_multi(s);
 	free(a.key);
 	return res;
 }

@@ -57,8 +57,9 @@ long long set_load_records(struct shset *s, const uint8_t *recs, size_t len, siz
  * and, if the last commit of this process into shard @i left a resize
  * filling a table big enough for the filler, that table's pages. */
 int set_filler_running(struct shset *s);
-/* Returns once the filler has faulted in all it was handed (or after
- * 10 s): what the file holds then stays until the next write. */
+/* Returns once the filler has faulted in all that this process's commits
+ * handed it (or after 10 s): what the file holds then stays until the
+ * next write, this process's or another's. */
 void set_filler_settle(struct shset *s);
 int set_filling(struct shset *s, unsigned i, uint8_t **p, size_t *len);
 

@@ -1435,6 +1435,7 @@ void table_commit(struct tx *x)
 	if (__atomic_load_n(&x->r->pop_want, __ATOMIC_RELAXED) != want) {
 		__atomic_store_n(&x->r->pop_done, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&x->r->pop_want, want, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&x->r->pop_gen, 1, __ATOMIC_RELEASE);
 	}
 }
 

@@ -461,12 +461,23 @@ static size_t resident_pages(uint8_t *p, size_t len)
  * by the adds: once one starts, its pages all come to be held while no
  * add runs.  Small sets start no thread; shset_close stops it; a forked
  * child that grows the set starts its own; SHSET_FILLER=0 starts none. */
+/* Waits (up to 10 s) until every page of [p, p+len) is held; how many are. */
+static size_t resident_soon(uint8_t *p, size_t len)
+{
+	size_t in = resident_pages(p, len);
+	for (int i = 0; i < 1000 && in < len / 4096; i++) {
+		usleep(10000);
+		in = resident_pages(p, len);
+	}
+	return in;
+}
+
 START_TEST(filler_faults_in_growing_tables)
 {
 	struct shset_opts o = {.size = sizeof(o), .max_bytes = 1ull << 30, .shards = 1};
 	int base = count_threads();
 	uint32_t next = 0;
-	uint8_t *p;
+	uint8_t *p, k[16] = {0};
 	size_t len;
 	shset *s;
 
@@ -476,51 +487,132 @@ START_TEST(filler_faults_in_growing_tables)
 	ck_assert_int_eq(list_threads(NULL, 0), base);
 	ck_assert(!set_filler_running(s));
 
+	/* The add that left the resize filling touched at most a few pages
+	 * of the new table. */
 	ck_assert_int_eq(add_until_filling(s, &next, 200000, &p, &len), 1);
 	ck_assert(set_filler_running(s));
 	ck_assert_int_eq(list_threads(NULL, 0), base + 1);
-	/* The add that left the resize filling took no step itself; its
-	 * inserts touch at most a few pages of the new table. */
-	size_t pages = len / 4096, in = resident_pages(p, len);
-	for (int i = 0; i < 1000 && in < pages; i++) {
-		usleep(10000);
-		in = resident_pages(p, len);
-	}
-	ck_assert_uint_eq(in, pages);
+	ck_assert_uint_eq(resident_soon(p, len), len / 4096);
 
-	pid_t c = fork();
-	ck_assert_int_ne(c, -1);
-	if (c == 0) {
-		/* The parent's thread is not here: growing starts one
-		 * (ThreadSanitizer cannot start threads in a child of a
-		 * multi-threaded process: there, only that it is not here). */
-		int ok = !set_filler_running(s), cbase = 0;
-		if (CHILD_THREADS) {
-			cbase = count_threads();
-			ok = ok && add_until_filling(s, &next, 2000000, &p, &len) == 1;
-			ok = ok && set_filler_running(s) && list_threads(NULL, 0) == cbase + 1;
-			ok = ok && shset_size(s) == next && shset_verify(s) == 0;
+	/* After a clear the same keys, added by batches, bring resizes into
+	 * the same ranges of the file: a table there is new all the same,
+	 * and batches hand it over as single adds do. */
+	uint8_t *p0 = p;
+	size_t len0 = len;
+	ck_assert_int_eq(shset_clear(s), 0);
+	const void *kp[64];
+	size_t kl[64];
+	uint8_t keys[64][16];
+	uint32_t m = 0;
+	int filling = 0;
+	while (!filling && m < 8 * next) {
+		size_t c = 0;
+		for (; c < 64; c++, m++) {
+			memset(keys[c], 0, 16);
+			memcpy(keys[c], &m, 4);
+			kp[c] = keys[c];
+			kl[c] = 16;
 		}
-		shset_close(s);
-		ok = ok && (!CHILD_THREADS || threads_now(cbase) == cbase);
-		/* Turned off: the adds fault in steps themselves. */
-		setenv("SHSET_FILLER", "0", 1);
-		shset *t;
-		ok = ok && shset_create(&t, &o) == 0;
-		uint32_t tn = 0;
-		ok = ok && add_until_filling(t, &tn, 200000, &p, &len) == 1;
-		ok = ok && !set_filler_running(t);
-		ok = ok && (!CHILD_THREADS || list_threads(NULL, 0) == cbase);
-		ok = ok && shset_size(t) == tn && shset_verify(t) == 0;
-		shset_close(t);
-		_exit(ok ? 0 : 1);
+		ck_assert_int_eq(shset_add_batch(s, kp, kl, c), (long long)c);
+		filling = set_filling(s, 0, &p, &len) && len >= len0;
 	}
-	int wst;
-	ck_assert_int_eq(waitpid(c, &wst, 0), c);
-	ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-	ck_assert(set_filler_running(s));
+	ck_assert(filling);
+	ck_assert_uint_eq(resident_soon(p, len), len / 4096);
+	if (p != p0)
+		printf("filler: the table after the clear lies elsewhere\n");
+	memcpy(k, &m, 4);
+	ck_assert_int_eq(shset_add(s, k, 16), 1);
+	ck_assert_int_eq(shset_verify(s), 0);
 	shset_close(s);
 	ck_assert_int_eq(threads_now(base), base);
+}
+END_TEST
+
+struct child_add {
+	shset *s;
+	pthread_barrier_t *go;
+	uint32_t key;
+	int res;
+};
+
+static void *child_adder(void *arg)
+{
+	struct child_add *a = arg;
+	uint8_t k[16] = {0};
+
+	memcpy(k, &a->key, 4);
+	k[15] = 0xee; /* not one of add_until_filling's keys */
+	pthread_barrier_wait(a->go);
+	a->res = shset_add(a->s, k, 16);
+	return NULL;
+}
+
+/* A forked child does not have its parent's filler.  When several of its
+ * threads write at once, one of them starts the child's own, once; close
+ * stops it.  With SHSET_FILLER=0 none starts.  (ThreadSanitizer cannot
+ * start threads in a child of a multi-threaded process: there, only that
+ * the parent's is not the child's.) */
+START_TEST(filler_in_forked_children)
+{
+	struct shset_opts o = {.size = sizeof(o), .max_bytes = 1ull << 30, .shards = 1};
+	uint32_t next = 0;
+	uint8_t *p;
+	size_t len;
+	shset *s;
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	/* A resize long enough that the children's adds do not finish it:
+	 * into a table of 4 MiB or more (the old one has 98,304 slots or more). */
+	do
+		ck_assert_int_eq(add_until_filling(s, &next, 1000000, &p, &len), 1);
+	while (len < (4u << 20));
+	ck_assert(set_filler_running(s));
+	for (uint32_t round = 0; round < 40; round++) {
+		pid_t c = fork();
+		ck_assert_int_ne(c, -1);
+		if (c == 0) {
+			alarm(60); /* a hang in shset_close fails the test */
+			int ok = !set_filler_running(s), cbase = 0;
+			if (CHILD_THREADS) {
+				enum { N = 6 };
+				pthread_barrier_t go;
+				pthread_t t[N];
+				struct child_add a[N];
+				cbase = count_threads();
+				pthread_barrier_init(&go, NULL, N);
+				for (uint32_t i = 0; i < N; i++) {
+					a[i] = (struct child_add){s, &go, round * N + i, 0};
+					ok = ok &&
+					     pthread_create(&t[i], NULL, child_adder, &a[i]) == 0;
+				}
+				for (uint32_t i = 0; i < N; i++)
+					ok = ok && pthread_join(t[i], NULL) == 0 && a[i].res == 1;
+				ok = ok && set_filling(s, 0, &p, &len) && set_filler_running(s) &&
+				     threads_now(cbase + 1) == cbase + 1;
+				ok = ok && shset_verify(s) == 0;
+			}
+			shset_close(s);
+			ok = ok && (!CHILD_THREADS || threads_now(cbase) == cbase);
+			/* Turned off: the adds fault in steps themselves. */
+			setenv("SHSET_FILLER", "0", 1);
+			shset *t = NULL;
+			ok = ok && shset_create(&t, &o) == 0;
+			uint32_t tn = 0;
+			ok = ok && add_until_filling(t, &tn, 200000, &p, &len) == 1;
+			ok = ok && !set_filler_running(t);
+			ok = ok && (!CHILD_THREADS || list_threads(NULL, 0) == cbase);
+			ok = ok && shset_size(t) == tn && shset_verify(t) == 0;
+			shset_close(t);
+			_exit(ok ? 0 : 1);
+		}
+		int wst;
+		ck_assert_int_eq(waitpid(c, &wst, 0), c);
+		ck_assert_msg(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "round %u: status %#x",
+			      round, wst);
+	}
+	ck_assert(set_filler_running(s));
+	ck_assert_int_eq(shset_size(s), next + (CHILD_THREADS ? 40 * 6 : 0));
+	shset_close(s);
 }
 END_TEST
 
@@ -1443,6 +1535,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, differential_seeds, 0, 4);
 	tcase_add_test(tc, growth_to_a_million);
 	tcase_add_test(tc, filler_faults_in_growing_tables);
+	tcase_add_test(tc, filler_in_forked_children);
 	tcase_add_test(tc, memory_of_removed_keys_is_reused);
 	tcase_add_test(tc, bulk_frees_of_long_keys);
 	tcase_add_test(tc, batch_reuses_more_blocks_than_the_log_holds);
