@@ -138,9 +138,9 @@ static void fill(shset *s, uint32_t who, uint64_t from, uint64_t to, size_t len)
 	}
 }
 
-/* Bytes the memfd's pages take (what the kernel allocated for it). */
-/* Once the filler thread has faulted in what the last writes handed it:
- * the same figure whenever it is read. */
+/* Bytes the memfd's pages take (what the kernel allocated for it), once
+ * the filler thread has faulted in what the last writes handed it: the
+ * same figure whenever it is read. */
 static uint64_t file_blocks_bytes(shset *s)
 {
 	struct stat st;

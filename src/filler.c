@@ -17,8 +17,8 @@
  * a table of 128 KiB or more, and lives until shset_close; small sets never
  * start one.  After each of its commits (single keys, batches, set
  * algebra) the process hands over the shard's table only if it is new to
- * the thread (an atomic swap per commit during a resize, a futex wake per
- * resize), so the adds pay nothing else.  The thread blocks every signal.
+ * the thread (a load per commit during a resize, a swap and a futex wake
+ * per new table), so the adds pay nothing else.  The thread blocks every signal.
  * In a forked child the thread does not exist: the child's first commit
  * that needs one starts its own.  Without a thread (SHSET_FILLER=0 in the
  * environment, or pthread_create failed) each single-key write faults in
@@ -160,9 +160,13 @@ void filler_after_commit(struct filler *f, struct region *sh)
 		table_populate_ahead(sh);
 		return;
 	}
-	/* Woken once per new table: the thread works on until it is done. */
+	/* Woken once per new table: the thread works on until it is done.
+	 * Every add of a resize gets here: a plain load first, the swap
+	 * (a locked instruction) only for a new table. */
 	uint64_t pg = __atomic_load_n(&sh->pop_gen, __ATOMIC_ACQUIRE);
-	if (__atomic_exchange_n(&f->kicked[sh->shard_idx], pg, __ATOMIC_RELAXED) == pg)
+	uint64_t *k = &f->kicked[sh->shard_idx];
+	if (__atomic_load_n(k, __ATOMIC_RELAXED) == pg ||
+	    __atomic_exchange_n(k, pg, __ATOMIC_RELAXED) == pg)
 		return;
 	__atomic_add_fetch(&f->seq, 1, __ATOMIC_RELEASE);
 	syscall(SYS_futex, &f->seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);

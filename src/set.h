@@ -53,14 +53,15 @@ int set_create_seeded(struct shset **out, const struct shset_opts *opts, const u
 long long set_load_records(struct shset *s, const uint8_t *recs, size_t len, size_t n,
 			   uint64_t capacity);
 
-/* For the tests: 1 if this process runs @s's filler thread (filler.c);
- * and, if the last commit of this process into shard @i left a resize
- * filling a table big enough for the filler, that table's pages. */
+/* For the tests: 1 if this process runs @s's filler thread (filler.c). */
 int set_filler_running(struct shset *s);
 /* Returns once the filler has faulted in all that this process's commits
  * handed it (or after 10 s): what the file holds then stays until the
  * next write, this process's or another's. */
 void set_filler_settle(struct shset *s);
+/* 1, with that table's pages in *@p and *@len, if the last commit of this
+ * process into shard @i left a resize filling a table big enough for the
+ * filler. */
 int set_filling(struct shset *s, unsigned i, uint8_t **p, size_t *len);
 
 #endif

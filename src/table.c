@@ -381,12 +381,11 @@ static uint64_t table_slots(struct region *r, uint64_t tdesc)
  * writes to its shard, by when its inserts have touched at most one page
  * in 16; but each step costs the add that takes it tens of microseconds
  * (150 or more on a freshly booted virtual machine), a few adds in a
- * thousand.  A hint only: the table is the one this
- * process's last commit left being filled, still named by the state and
- * checked inside the file; if it has been replaced meanwhile, a freed
- * range is faulted in (memory until it is reused, never content).  Other
- * processes map the pages for themselves, with fault-around (16 pages a
- * trap) as they exist.
+ * thousand.  A hint only: the table is the one this process's last commit
+ * left being filled, still named by the state and checked inside the
+ * file; if it has been replaced meanwhile, a freed range is faulted in
+ * (memory until it is reused, never content).  Other processes map the
+ * pages for themselves, with fault-around (16 pages a trap) as they exist.
  */
 #define POPULATE_STEP (64u * 1024)
 
