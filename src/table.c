@@ -379,9 +379,9 @@ static uint64_t table_slots(struct region *r, uint64_t tdesc)
  * thread the writer faults in the next step after each write, outside the
  * lock: a table of 2^k slots (32 bytes each) is done after 2^k / 2048
  * writes to its shard, by when its inserts have touched at most one page
- * in 16; but each step costs the add that takes it tens of microseconds
- * (150 or more on a freshly booted virtual machine), a few adds in a
- * thousand.  A hint only: the table is the one this process's last commit
+ * in 16; but each step costs the add that takes it tens of microseconds,
+ * a few adds in a thousand (an add p99.99 of 147-180 us on a freshly
+ * booted virtual machine).  A hint only: the table is the one this process's last commit
  * left being filled, still named by the state and checked inside the
  * file; if it has been replaced meanwhile, a freed range is faulted in
  * (memory until it is reused, never content).  Other processes map the
