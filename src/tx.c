@@ -25,12 +25,12 @@ static inline uint64_t log_cap(const struct region *r)
 	return r->log_bytes / sizeof(struct tx_entry);
 }
 
-/* A word the log may restore: in the shard's state area past seq, or in
- * its heap. */
+/* A word the log may restore: in the shard's state area past seq and the
+ * log's own words, or in its heap. */
 static int target_ok(struct region *r, uint64_t off)
 {
-	uint64_t lo = (uint64_t)((uint8_t *)r->state - r->base) + 64,
-		 hi = lo - 64 + sizeof(struct tx_state);
+	uint64_t lo = (uint64_t)((uint8_t *)r->state - r->base) + TX_STATE_LOGGED,
+		 hi = lo - TX_STATE_LOGGED + sizeof(struct tx_state);
 
 	if (off & 7)
 		return 0;

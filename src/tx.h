@@ -41,49 +41,59 @@
  * The set's shared state, in the region's state area.  `seq` is the
  * seqcount readers check; every other field is written only under the lock,
  * inside a transaction (logged), except the statistics.
+ *
+ * Cache lines: the words every transaction writes share seq's line, so
+ * that the exchange that makes seq odd brings them all to the writer at
+ * once.  With two writer processes on a shard in turn, each further line
+ * written before the unlock was one more transfer from the other CPU, paid
+ * in series (growbench, 2 presized writers on a 2-vCPU Intel VM: 1.35x one
+ * writer with seq alone and count beside tdesc, 1.54x so).  What lookups
+ * read besides seq is in the next line, which only resizes (and adds of
+ * keys stored outside their slot: brk) write, so a lookup, and the
+ * prefetch before a writer takes the lock, find it still in their cache.
  */
 struct tx_state {
-	uint64_t seq; /* odd while a writer mutates; alone in its cache line */
-	uint64_t pad0[7];
-	uint64_t tdesc;	      /* table: offset | capacity code << 56 (table.h); 0: none */
-	uint64_t count;	      /* live keys */
-	uint64_t tombs;	      /* tombstones in the table */
-	uint64_t brk;	      /* heap bump pointer (absolute offset) */
-	uint64_t key_bytes;   /* sum of live key lengths */
-	uint64_t arena_bytes; /* bytes of live arena blocks */
-	/* A table being drained into tdesc (0: none), and how many of its
-	 * slots have been moved: see table.c.  In tdesc's cache line, which
-	 * lookups read anyway. */
-	uint64_t old_tdesc, moved;
-	/* What every transaction reads or writes besides: one cache line,
-	 * which writers of the shard in other processes take in turn. */
+	/* Line 0: what every transaction writes. */
+	uint64_t seq;	/* odd while a writer mutates */
 	uint64_t log_n; /* undo log entries; 0: nothing in flight */
 	/* The multi-shard transaction the log belongs to (0: none): see
 	 * tx_commit_shards. */
 	uint64_t mtx;
+	uint64_t count;	      /* live keys */
+	uint64_t tombs;	      /* tombstones in the table */
+	uint64_t key_bytes;   /* sum of live key lengths */
+	uint64_t arena_bytes; /* bytes of live arena blocks */
+	uint64_t n_txns;      /* a statistic: not logged (a crash may lose one) */
+	/* Line 1: what lookups read. */
+	uint64_t tdesc; /* table: offset | capacity code << 56 (table.h); 0: none */
+	/* A table being drained into tdesc (0: none), and how many of its
+	 * slots have been moved: see table.c. */
+	uint64_t old_tdesc, moved;
+	uint64_t brk; /* heap bump pointer (absolute offset) */
+	uint64_t pad1[4];
 	/* Freed blocks whose pages are being given back, and how many bytes
 	 * of the first have been; freed blocks waiting for the free lists:
-	 * see alloc.c. */
+	 * see alloc.c.  Read by every transaction, written by those that
+	 * free. */
 	uint64_t punch_head, punch_done, free_q;
 	/* Statistics: under the lock, not logged (a crash may lose one). */
-	uint64_t n_txns;
-	uint64_t pop_hint;	      /* where pop starts looking (a hint) */
-	uint64_t n_aborts;	      /* rare: past the transaction's line, which free_q filled */
-	uint64_t head[ALLOC_CLASSES]; /* free block lists by size class */
+	uint64_t pop_hint; /* where pop starts looking (a hint) */
+	uint64_t n_aborts;
 	uint64_t n_repairs, n_resizes;
 	/* In shard 0 only: the last multi-shard transaction that reached its
 	 * commit point. */
 	uint64_t mtx_done;
+	uint64_t head[ALLOC_CLASSES]; /* free block lists by size class */
 };
 
+/* The state area is 64-byte aligned in the region. */
 _Static_assert(sizeof(struct tx_state) <= REGION_STATE_BYTES, "state too large");
-_Static_assert(offsetof(struct tx_state, log_n) / 64 == offsetof(struct tx_state, pop_hint) / 64,
-	       "a transaction's words share a cache line");
-/* What a lookup reads besides seq: one cache line (the state area is
- * 64-byte aligned in the region). */
-_Static_assert(offsetof(struct tx_state, tdesc) / 64 == offsetof(struct tx_state, moved) / 64 &&
-		   offsetof(struct tx_state, brk) / 64 == offsetof(struct tx_state, tdesc) / 64,
-	       "a lookup's words share a cache line");
+_Static_assert(offsetof(struct tx_state, n_txns) < 64, "a transaction's words share seq's line");
+_Static_assert(offsetof(struct tx_state, tdesc) == 64 && offsetof(struct tx_state, brk) < 128,
+	       "a lookup's words share one line, apart from the writers'");
+/* The first word a log may restore: the ones before it are the log's own
+ * (tx.c, target_ok). */
+#define TX_STATE_LOGGED offsetof(struct tx_state, count)
 /* A commit logs at most the allocator's words (ALLOC_COMMIT_WORDS: a splice
  * and a head per size class, and a few more) and the table's: the reserve
  * always holds them, and leaves 7/8 of the smallest log (16-byte entries)
