@@ -198,7 +198,7 @@ int shset_snapfile_open(shset_snapfile **out, const char *path)
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	int err = snap_read_checked(path, &f->img, &f->len, &f->size, &f->defect, 0, &used);
+	int err = snap_read_checked(path, &f->img, &f->len, &f->size, &f->defect, 0, 0, &used);
 	if (err) {
 		free(f);
 		return err;

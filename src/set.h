@@ -47,11 +47,15 @@ struct shset_opts;
 int set_create_seeded(struct shset **out, const struct shset_opts *opts, const uint64_t *seed);
 
 /* Adds @n records { u32 len; bytes } (@len bytes at @recs, a snapshot's
- * body) to a new, empty set in one batch that builds each shard's table
- * once, at its final size (for at least @capacity keys in all, as
- * shset_opts say). */
+ * body, unchecked) to a new, empty set in one batch that builds each
+ * shard's table once, at its final size (for at least @capacity keys in
+ * all, as shset_opts say).  The records must be exactly @n, of @key_bytes
+ * in all, and @check(@arg) (the body's checksum) must return 0, else the
+ * load fails with -EBADMSG or what @check returned; @check may run in
+ * another thread, while the records are walked. */
 long long set_load_records(struct shset *s, const uint8_t *recs, size_t len, size_t n,
-			   uint64_t capacity);
+			   uint64_t key_bytes, uint64_t capacity, int (*check)(void *arg),
+			   void *arg);
 
 /* For the tests: 1 if this process runs @s's filler thread (filler.c). */
 int set_filler_running(struct shset *s);

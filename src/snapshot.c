@@ -211,20 +211,31 @@ enum snap_defect snap_check(const uint8_t *img, size_t len, struct snap_hdr *h)
 
 	if (d != SNAP_OK)
 		return d;
-	if (snap_crc32c(0, img + SNAP_HDR_SIZE, h->body_len) != h->body_crc)
+	if (!snap_body_crc_ok(img, h))
 		return SNAP_BAD_BODY_CRC;
+	return snap_check_records(img + SNAP_HDR_SIZE, h->body_len, h->count, h->key_bytes);
+}
+
+int snap_body_crc_ok(const uint8_t *img, const struct snap_hdr *h)
+{
+	return snap_crc32c(0, img + SNAP_HDR_SIZE, h->body_len) == h->body_crc;
+}
+
+enum snap_defect snap_check_records(const uint8_t *recs, size_t len, uint64_t count,
+				    uint64_t key_bytes)
+{
 	uint64_t n = 0, kb = 0;
-	size_t pos = SNAP_HDR_SIZE;
+	size_t pos = 0;
 	const uint8_t *k;
 	size_t kl;
 	int r;
-	while ((r = snap_next(img, len, &pos, &k, &kl)) == 1) {
+	while ((r = snap_next(recs, len, &pos, &k, &kl)) == 1) {
 		n++;
 		kb += kl;
 	}
 	if (r < 0)
 		return SNAP_BAD_KEY;
-	if (n != h->count || kb != h->key_bytes)
+	if (n != count || kb != key_bytes)
 		return SNAP_BAD_COUNT;
 	return SNAP_OK;
 }
@@ -772,7 +783,7 @@ int snap_read_file(const char *path, uint8_t **img, size_t *len, int no_uring, i
 }
 
 int snap_read_checked(const char *path, uint8_t **img, size_t *len, uint64_t *file_size,
-		      enum snap_defect *defect, int no_uring, int *used_uring)
+		      enum snap_defect *defect, int no_uring, int header_only, int *used_uring)
 {
 	uint8_t hdr[SNAP_HDR_SIZE];
 	struct snap_hdr h;
@@ -800,7 +811,7 @@ int snap_read_checked(const char *path, uint8_t **img, size_t *len, uint64_t *fi
 	err = read_alloc(fd, hdr, hl, want, no_uring, used_uring, &buf);
 	if (err)
 		goto out;
-	if (*defect == SNAP_OK)
+	if (*defect == SNAP_OK && !header_only)
 		*defect = snap_check(buf, want, &h);
 	*img = buf;
 	*len = want;
@@ -909,6 +920,17 @@ int shset_save(shset *s, const char *path)
 	return shset_save_ex(s, path, 0);
 }
 
+struct body_check {
+	const uint8_t *img;
+	const struct snap_hdr *h;
+};
+
+static int body_crc_check(void *arg)
+{
+	const struct body_check *bc = arg;
+	return snap_body_crc_ok(bc->img, bc->h) ? 0 : snap_defect_errno(SNAP_BAD_BODY_CRC);
+}
+
 int shset_load(shset **out, const char *path, const struct shset_opts *opts)
 {
 	uint8_t *img;
@@ -924,7 +946,9 @@ int shset_load(shset **out, const char *path, const struct shset_opts *opts)
 	struct shset_opts o;
 	if (!path || set_opts_read(opts, &o))
 		return -EINVAL;
-	err = snap_read_checked(path, &img, &len, &file_size, &d, 0, &used);
+	/* The body is checked by the load itself: its records as it walks
+	 * them first, its checksum beside that walk, on another CPU. */
+	err = snap_read_checked(path, &img, &len, &file_size, &d, 0, 1, &used);
 	if (err)
 		return err;
 	if (d != SNAP_OK) {
@@ -941,8 +965,9 @@ int shset_load(shset **out, const char *path, const struct shset_opts *opts)
 	err = shset_create(&s, &o);
 	if (err)
 		goto out;
-	long long added =
-	    set_load_records(s, img + SNAP_HDR_SIZE, len - SNAP_HDR_SIZE, h.count, capacity);
+	struct body_check bc = {img, &h};
+	long long added = set_load_records(s, img + SNAP_HDR_SIZE, len - SNAP_HDR_SIZE, h.count,
+					   h.key_bytes, capacity, body_crc_check, &bc);
 	if (added < 0) {
 		err = (int)added;
 	} else if ((uint64_t)added != h.count) {

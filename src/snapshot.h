@@ -57,6 +57,15 @@ int snap_defect_errno(enum snap_defect d);
 /* Checks an image in memory: header, checksums, every key length. */
 enum snap_defect snap_check(const uint8_t *img, size_t len, struct snap_hdr *hdr);
 
+/* The body's checksum, of an image whose header was checked: 1 if it
+ * matches. */
+int snap_body_crc_ok(const uint8_t *img, const struct snap_hdr *hdr);
+/* Checks the records of a body (@len bytes at @recs): every key length,
+ * then @count and @key_bytes against what they hold.  SNAP_OK, SNAP_BAD_KEY
+ * or SNAP_BAD_COUNT. */
+enum snap_defect snap_check_records(const uint8_t *recs, size_t len, uint64_t count,
+				    uint64_t key_bytes);
+
 /* Checks only the header: the first @len bytes of a file of @file_size
  * bytes (magic, version, header checksum, flags, key type, body_len against
  * the size).  SNAP_OK says the body is worth reading, not that it is sound. */
@@ -96,12 +105,15 @@ static inline int snap_next(const uint8_t *img, size_t len, size_t *pos, const u
 int snap_read_file(const char *path, uint8_t **img, size_t *len, int no_uring, int *used_uring);
 
 /* Reads the header first and the body only if the header is sound and
- * agrees with the file's size, then checks the whole image.  Returns 0 with
- * *@defect set: for SNAP_OK and body defects *@img holds the whole file;
- * for header defects only its first min(size, 64) bytes (*@len).
- * *@file_size is the file's size.  -errno when the file cannot be read. */
+ * agrees with the file's size, then checks the whole image (with
+ * @header_only, the header alone: the caller checks the body, with
+ * snap_body_crc_ok and snap_check_records, before it trusts a byte of it).
+ * Returns 0 with *@defect set: for SNAP_OK and body defects *@img holds the
+ * whole file; for header defects only its first min(size, 64) bytes
+ * (*@len).  *@file_size is the file's size.  -errno when the file cannot
+ * be read. */
 int snap_read_checked(const char *path, uint8_t **img, size_t *len, uint64_t *file_size,
-		      enum snap_defect *defect, int no_uring, int *used_uring);
+		      enum snap_defect *defect, int no_uring, int header_only, int *used_uring);
 
 /* Saves by this process through io_uring and through the fallback. */
 void snapshot_counters(uint64_t *uring, uint64_t *fallback);

@@ -402,6 +402,102 @@ END_TEST
 
 /* Content A: keys 0..n-1; content B: keys n..2n-1.  Each big enough that a
  * save takes a while. */
+/* Writes @img (@len bytes, its header's count and key_bytes as the caller
+ * set them) with both checksums and body_len made to agree with it, then
+ * expects every kind of load to refuse it: one shard (records checked
+ * before anything is built) and sixteen (checked by the first pass over
+ * them, the body's checksum beside it). */
+static void refused_resealed(const char *path, uint8_t *img, size_t len)
+{
+	struct snap_hdr h;
+	memcpy(&h, img, sizeof(h));
+	h.body_len = len - SNAP_HDR_SIZE;
+	h.body_crc = snap_crc32c(0, img + SNAP_HDR_SIZE, h.body_len);
+	memcpy(img, &h, sizeof(h));
+	reseal(img);
+	ck_assert_int_ne(snap_check(img, len, &h), SNAP_OK);
+	spit(path, img, len);
+	refused(path, -EBADMSG);
+	for (uint32_t shards = 1; shards <= 16; shards *= 16) {
+		struct shset_opts o = {.size = sizeof(o), .shards = shards};
+		shset *l = (shset *)1;
+		ck_assert_int_eq(shset_load(&l, path, &o), -EBADMSG);
+		ck_assert_ptr_null(l);
+	}
+}
+
+/* Bodies whose checksums are right but whose records are not what the
+ * header says: the load walks them unchecked, so each must still fail. */
+START_TEST(sound_checksums_unsound_records)
+{
+	shset *s;
+	char p[128], q[128];
+	uint8_t key[300];
+	ck_assert_int_eq(shset_create(&s, NULL), 0);
+	for (uint32_t i = 0; i < 5000; i++) {
+		size_t len = key_of(i, key);
+		shset_add(s, key, len);
+	}
+	snprintf(p, sizeof(p), "%s/good", dir);
+	snprintf(q, sizeof(q), "%s/bad", dir);
+	ck_assert_int_eq(shset_save(s, p), 0);
+	size_t len;
+	uint8_t *img = slurp(p, &len), *bad = malloc(len + 8);
+	struct snap_hdr h;
+	memcpy(&h, img, sizeof(h));
+	/* The offset of the last record. */
+	size_t pos = SNAP_HDR_SIZE, last = 0;
+	const uint8_t *k;
+	size_t kl;
+	while (snap_next(img, len, &pos, &k, &kl) == 1)
+		last = (size_t)(k - img) - 4;
+
+	/* The count one more, and one less, than the records. */
+	for (int d = -1; d <= 1; d += 2) {
+		memcpy(bad, img, len);
+		struct snap_hdr b = h;
+		b.count = h.count + (uint64_t)d;
+		memcpy(bad, &b, sizeof(b));
+		refused_resealed(q, bad, len);
+	}
+	/* The key bytes one off. */
+	memcpy(bad, img, len);
+	struct snap_hdr b = h;
+	b.key_bytes = h.key_bytes + 1;
+	memcpy(bad, &b, sizeof(b));
+	refused_resealed(q, bad, len);
+	/* Bytes after the last record: a part of a record, and a whole empty
+	 * one (which the count does not include). */
+	for (size_t extra = 3; extra <= 4; extra++) {
+		memcpy(bad, img, len);
+		memset(bad + len, 0, extra);
+		refused_resealed(q, bad, len + extra);
+	}
+	/* The last record's length running past the body, or past the
+	 * longest key. */
+	uint32_t lens[] = {(uint32_t)(len - last - 4 + 1), SHSET_KEY_MAX + 1};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		memcpy(bad, img, len);
+		memcpy(bad + last, &lens[i], 4);
+		refused_resealed(q, bad, len);
+	}
+	/* The last record cut short: its length kept, the body shorter. */
+	memcpy(bad, img, len);
+	refused_resealed(q, bad, len - 1);
+	/* The good one still loads every way. */
+	for (uint32_t shards = 1; shards <= 16; shards *= 16) {
+		struct shset_opts o = {.size = sizeof(o), .shards = shards};
+		shset *l;
+		ck_assert_int_eq(shset_load(&l, p, &o), 0);
+		ck_assert_int_eq(shset_equal(s, l), 1);
+		shset_close(l);
+	}
+	free(bad);
+	free(img);
+	shset_close(s);
+}
+END_TEST
+
 static void fill(shset *s, uint32_t from, uint32_t n)
 {
 	uint8_t k[40] = {0};
@@ -868,6 +964,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, big_loads_share_inserts);
 	tcase_add_test(tc, load_failing_in_its_inserts_leaves_nothing);
 	tcase_add_test(tc, corruption_refused);
+	tcase_add_test(tc, sound_checksums_unsound_records);
 	tcase_add_test(tc, kill_during_save);
 	tcase_add_test(tc, failed_write_keeps_old_snapshot);
 	tcase_add_test(tc, signals_do_not_fail_saves);
