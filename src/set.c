@@ -811,12 +811,6 @@ static void *scratch_paged(size_t bytes, struct pager *pg, int *job)
 	return p;
 }
 
-static void *scratch(size_t bytes)
-{
-	int job;
-	return scratch_paged(bytes, NULL, &job);
-}
-
 static void scratch_free(void *p, size_t bytes)
 {
 	if (bytes < SCRATCH_MAP)
@@ -876,18 +870,21 @@ struct split {
 	struct pager *pager; /* a load's: maps its sort buffer and tables, then inserts too */
 	unsigned shard;	     /* the one shard of split_one */
 	/* Between split_hash and split_place: the keys, their hashes, the
-	 * buckets' starts, and the pager's job for rec. */
+	 * buckets' starts, and the pager's jobs for rec and th. */
 	struct keys_in *in;
 	size_t pos0;
 	uint64_t *th;
 	uint32_t *start;
 	unsigned bits;
-	int rec_job;
+	int rec_job, th_job;
 };
 
 /* The first pass's arrays, once placed (or on the way out). */
 static void split_free_hashes(struct split *sp)
 {
+	if (sp->pager && sp->th_job >= 0)
+		pager_drop(sp->pager, sp->th_job);
+	sp->th_job = -1;
 	free(sp->start);
 	scratch_free(sp->th, sp->n * sizeof(*sp->th));
 	sp->start = NULL;
@@ -924,6 +921,7 @@ static int split_hash(struct region *r, struct split *sp, struct keys_in *in, si
 	int err = 0, only = -1;
 
 	memset(sp, 0, sizeof(*sp));
+	sp->rec_job = sp->th_job = -1;
 	sp->n = n;
 	sp->add = add;
 	sp->pager = pg;
@@ -931,9 +929,11 @@ static int split_hash(struct region *r, struct split *sp, struct keys_in *in, si
 	sp->pos0 = in->pos;
 	if (n >= SPLIT_SORT_MIN)
 		sp->bits = SPLIT_BITS - sbits;
-	/* Mapped by the pager, if any, while the keys are hashed. */
+	/* Mapped by the pager, if any, while the keys are hashed: th first,
+	 * which this pass writes front to back, more slowly than the pager
+	 * maps it (8 bytes a key against a page at a time). */
+	sp->th = scratch_paged(n * sizeof(*sp->th), pg, &sp->th_job);
 	sp->rec = scratch_paged(n * sizeof(*sp->rec), pg, &sp->rec_job);
-	sp->th = scratch(n * sizeof(*sp->th));
 	sp->start = calloc((1u << (sbits + sp->bits)) + 1, sizeof(*sp->start));
 	if (!sp->rec || !sp->th || !sp->start) {
 		err = -ENOMEM;
