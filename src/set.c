@@ -1264,6 +1264,11 @@ long long set_load_records(shset *s, const uint8_t *recs, size_t len, size_t n, 
 			   uint64_t capacity, int (*check)(void *arg), void *arg)
 {
 	unsigned ns = s->r->nshards;
+	/* A record is 4 bytes at least: what is sized from @n below (tables,
+	 * a split's arrays) stays within a few times the file's size, whatever
+	 * a crafted header says, before the records are walked. */
+	if (n > len / 4 || key_bytes > len)
+		return -EBADMSG;
 	/* table_init's sizing: @capacity keys below the 3/4 load limit, and
 	 * no fewer than the file's.  A load knows every key it will add, so
 	 * its table is the one a set presized for them has, not one sized

@@ -402,6 +402,8 @@ END_TEST
 
 /* Content A: keys 0..n-1; content B: keys n..2n-1.  Each big enough that a
  * save takes a while. */
+static int refused_small(const char *path, int err);
+
 /* Writes @img (@len bytes, its header's count and key_bytes as the caller
  * set them) with both checksums and body_len made to agree with it, then
  * expects every kind of load to refuse it: one shard (records checked
@@ -481,6 +483,15 @@ START_TEST(sound_checksums_unsound_records)
 		memcpy(bad + last, &lens[i], 4);
 		refused_resealed(q, bad, len);
 	}
+	/* A count no body of this length can hold, checksums right: refused
+	 * before anything is sized from it (the child's peak RSS stays far
+	 * below what 2^26 keys' arrays would take). */
+	memcpy(bad, img, len);
+	b = h;
+	b.count = 1ull << 26;
+	memcpy(bad, &b, sizeof(b));
+	refused_resealed(q, bad, len);
+	ck_assert_int_eq(refused_small(q, -EBADMSG), 0);
 	/* The last record cut short: its length kept, the body shorter. */
 	memcpy(bad, img, len);
 	refused_resealed(q, bad, len - 1);
