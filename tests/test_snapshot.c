@@ -317,20 +317,27 @@ static void reseal(uint8_t *img)
 	memcpy(img + 60, &c, 4);
 }
 
-START_TEST(corruption_refused)
+/* A set of 5000 keys (enough that a load takes the sorted bulk path)
+ * saved at @p ("good"), and @q named for the damaged copies ("bad"). */
+static shset *saved_good_bad(char p[128], char q[128])
 {
 	shset *s;
-	char p[128], q[128];
 	uint8_t key[300];
 	ck_assert_int_eq(shset_create(&s, NULL), 0);
-	/* Enough keys that a load takes the sorted bulk path. */
 	for (uint32_t i = 0; i < 5000; i++) {
 		size_t len = key_of(i, key);
 		shset_add(s, key, len);
 	}
-	snprintf(p, sizeof(p), "%s/good", dir);
-	snprintf(q, sizeof(q), "%s/bad", dir);
+	snprintf(p, 128, "%s/good", dir);
+	snprintf(q, 128, "%s/bad", dir);
 	ck_assert_int_eq(shset_save(s, p), 0);
+	return s;
+}
+
+START_TEST(corruption_refused)
+{
+	char p[128], q[128];
+	shset *s = saved_good_bad(p, q);
 	size_t len;
 	uint8_t *img = slurp(p, &len), *bad = malloc(len);
 
@@ -432,17 +439,8 @@ static void refused_resealed(const char *path, uint8_t *img, size_t len)
  * header says: the load walks them unchecked, so each must still fail. */
 START_TEST(sound_checksums_unsound_records)
 {
-	shset *s;
 	char p[128], q[128];
-	uint8_t key[300];
-	ck_assert_int_eq(shset_create(&s, NULL), 0);
-	for (uint32_t i = 0; i < 5000; i++) {
-		size_t len = key_of(i, key);
-		shset_add(s, key, len);
-	}
-	snprintf(p, sizeof(p), "%s/good", dir);
-	snprintf(q, sizeof(q), "%s/bad", dir);
-	ck_assert_int_eq(shset_save(s, p), 0);
+	shset *s = saved_good_bad(p, q);
 	size_t len;
 	uint8_t *img = slurp(p, &len), *bad = malloc(len + 8);
 	struct snap_hdr h;
