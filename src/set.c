@@ -948,6 +948,12 @@ static int split_hash(struct region *r, struct split *sp, struct keys_in *in, si
 		sp->th[i] = hash_bytes(r->seed, k, len);
 		sp->start[split_bucket(sp, ns, sp->th[i]) + 1]++;
 	}
+	/* Every page of th is written now: its job has nothing left to do,
+	 * and its number must not outlive the pager_reset of a load's
+	 * build_tables, which hands the numbers to the tables' jobs. */
+	if (pg && sp->th_job >= 0)
+		pager_drop(pg, sp->th_job);
+	sp->th_job = -1;
 	/* Records: exactly n, and nothing after them (snap_check_records). */
 	if (in->recs && (in->pos != in->recs_len || kb != in->key_bytes)) {
 		err = -EBADMSG;
