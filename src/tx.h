@@ -69,8 +69,8 @@ struct tx_state {
 	/* A table being drained into tdesc (0: none), and how many of its
 	 * slots have been moved: see table.c. */
 	uint64_t old_tdesc, moved;
-	uint64_t brk; /* heap bump pointer (absolute offset) */
-	uint64_t pad1[4];
+	uint64_t brk;	  /* heap bump pointer (absolute offset) */
+	uint64_t pad1[4]; /* the line's rest: transactions that free write what follows */
 	/* Freed blocks whose pages are being given back, and how many bytes
 	 * of the first have been; freed blocks waiting for the free lists:
 	 * see alloc.c.  Read by every transaction, written by those that
