@@ -52,11 +52,12 @@ static void pager_do(struct pager_job *j)
 	uintptr_t hi = (uintptr_t)j->off + j->len;
 	if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0 || errno != EINVAL)
 		return;
-	/* Kernels before 5.14: touch each page.  The memory is the
-	 * caller's private buffer, which it writes only after this job is
-	 * done (pager_need), so these writes race with nothing. */
+	/* Kernels before 5.14: touch each page with a write that keeps its
+	 * content (the caller may be writing it already: a split's hash
+	 * array is filled while its job runs). */
 	for (uintptr_t a = lo; a < hi; a += REGION_PAGE)
-		*(volatile uint8_t *)(a < (uintptr_t)j->off ? (uintptr_t)j->off : a) = 0;
+		__atomic_fetch_or((uint8_t *)(a < (uintptr_t)j->off ? (uintptr_t)j->off : a), 0,
+				  __ATOMIC_RELAXED);
 }
 
 static void pager_finish(struct pager *p, struct pager_job *j)
