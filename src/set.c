@@ -929,9 +929,10 @@ static int split_hash(struct region *r, struct split *sp, struct keys_in *in, si
 	sp->pos0 = in->pos;
 	if (n >= SPLIT_SORT_MIN)
 		sp->bits = SPLIT_BITS - sbits;
-	/* Mapped by the pager, if any, while the keys are hashed: th first,
-	 * which this pass writes front to back, more slowly than the pager
-	 * maps it (8 bytes a key against a page at a time). */
+	/* Mapped by the pager, if any, while the keys are hashed: th before
+	 * rec, since this pass writes th front to back (in a load the pager
+	 * checksums the body first, so the pass faults in th's first pages
+	 * itself; the pager, a page at a time, soon overtakes it). */
 	sp->th = scratch_paged(n * sizeof(*sp->th), pg, &sp->th_job);
 	sp->rec = scratch_paged(n * sizeof(*sp->rec), pg, &sp->rec_job);
 	sp->start = calloc((1u << (sbits + sp->bits)) + 1, sizeof(*sp->start));

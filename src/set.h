@@ -51,8 +51,8 @@ int set_create_seeded(struct shset **out, const struct shset_opts *opts, const u
  * shard's table once, at its final size (for at least @capacity keys in
  * all, as shset_opts say).  The records must be exactly @n, of @key_bytes
  * in all, and @check(@arg) (the body's checksum) must return 0, else the
- * load fails with -EBADMSG or what @check returned; @check may run in
- * another thread, while the records are walked. */
+ * load fails with -EBADMSG or what @check returned (or -ENOMEM); @check
+ * may run in another thread, while the records are walked. */
 long long set_load_records(struct shset *s, const uint8_t *recs, size_t len, size_t n,
 			   uint64_t key_bytes, uint64_t capacity, int (*check)(void *arg),
 			   void *arg);

@@ -407,8 +407,6 @@ START_TEST(corruption_refused)
 }
 END_TEST
 
-/* Content A: keys 0..n-1; content B: keys n..2n-1.  Each big enough that a
- * save takes a while. */
 static int refused_small(const char *path, int err);
 
 /* Writes @img (@len bytes, its header's count and key_bytes as the caller
@@ -507,6 +505,8 @@ START_TEST(sound_checksums_unsound_records)
 }
 END_TEST
 
+/* Content A: keys 0..n-1; content B: keys n..2n-1.  Each big enough that a
+ * save takes a while. */
 static void fill(shset *s, uint32_t from, uint32_t n)
 {
 	uint8_t k[40] = {0};
