@@ -376,6 +376,18 @@ static uint64_t bad_seq(struct region *r)
 	(void)r;
 	return STATE_OFF(seq);
 }
+/* The words before count in seq's line: restoring log_n would revive or
+ * hide a log, restoring mtx would forge a multi-shard commit point. */
+static uint64_t bad_log_n(struct region *r)
+{
+	(void)r;
+	return STATE_OFF(log_n);
+}
+static uint64_t bad_mtx(struct region *r)
+{
+	(void)r;
+	return STATE_OFF(mtx);
+}
 static uint64_t bad_lock(struct region *r)
 {
 	(void)r;
@@ -410,9 +422,9 @@ static uint64_t bad_wrapping(struct region *r)
 
 START_TEST(forged_targets_refused)
 {
-	uint64_t (*bad[])(struct region *) = {bad_header,   bad_seq,	    bad_lock,
-					      bad_log,	    bad_past_state, bad_past_file,
-					      bad_past_map, bad_misaligned, bad_wrapping};
+	uint64_t (*bad[])(struct region *) = {
+	    bad_header,	    bad_seq,	   bad_log_n,	 bad_mtx,	 bad_lock,    bad_log,
+	    bad_past_state, bad_past_file, bad_past_map, bad_misaligned, bad_wrapping};
 
 	forged_target_refused(bad[_i]);
 }
@@ -507,7 +519,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, repair_after_dead_owner);
 	tcase_add_test(tc, full_log_is_e2big);
 	tcase_add_test(tc, commit_fits_the_reserve);
-	tcase_add_loop_test(tc, forged_targets_refused, 0, 9);
+	tcase_add_loop_test(tc, forged_targets_refused, 0, 11);
 	tcase_add_test(tc, forged_length_refused);
 	tcase_add_test(tc, read_only_refused);
 	tcase_add_test(tc, view_bounds);
