@@ -124,8 +124,6 @@ struct tx {
 	uint64_t brk0; /* brk as committed: carving below it would overwrite
 			  the heap a rollback must find intact (after a clear) */
 	uint64_t head_map[ALLOC_MAP_WORDS], pend_map[ALLOC_MAP_WORDS];
-	uint64_t head[ALLOC_CLASSES];
-	uint64_t pend_head[ALLOC_CLASSES], pend_tail[ALLOC_CLASSES];
 	uint64_t punch_to;		 /* alloc_reset: [heap_off, punch_to) goes back */
 	uint64_t punch_head, punch_done; /* the shared list of blocks to punch */
 	uint64_t ppend_head, ppend_tail; /* big blocks this transaction freed */
@@ -145,6 +143,13 @@ struct tx {
 	int retry;	/* run again, the log having run out: start fresh */
 	int fill_later; /* a new table's pages are the caller's to fill (a load
 			   has them filled ahead: pager.c) */
+	/* Last, the allocator's arrays by size class (3.8 KB), of which a
+	 * transaction touches only the classes its maps name: the words
+	 * above, which every transaction touches, share a few lines of one
+	 * page (a set keeps one struct tx per shard, so each of those lines
+	 * and pages is another to keep in cache and TLB). */
+	uint64_t head[ALLOC_CLASSES];
+	uint64_t pend_head[ALLOC_CLASSES], pend_tail[ALLOC_CLASSES];
 };
 
 size_t tx_size(void);
