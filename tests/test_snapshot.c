@@ -223,6 +223,22 @@ START_TEST(load_sized_like_a_presized_set)
 }
 END_TEST
 
+/* Loads @path @rounds times: 1 if every load holds exactly the @n keys of
+ * @s and passes verify. */
+static int loads_equal(shset *s, const char *path, uint32_t n, int rounds)
+{
+	for (int r = 0; r < rounds; r++) {
+		shset *l;
+		if (shset_load(&l, path, NULL))
+			return 0;
+		int ok = shset_size(l) == n && shset_verify(l) == 0 && shset_equal(s, l) == 1;
+		shset_close(l);
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
 /* A load big enough for its pager thread, which maps the tables and then
  * inserts into the shards this thread has not got to: keys short enough
  * for a slot and long ones (arena blocks, through insert_hashed), over
@@ -238,14 +254,7 @@ START_TEST(big_loads_share_inserts)
 	snprintf(p, sizeof(p), "%s/shared", dir);
 	shset *s = saved_keys(&o, n, len_mixed, p);
 	int threads = count_threads();
-	for (int r = 0; r < 6; r++) {
-		shset *l;
-		ck_assert_int_eq(shset_load(&l, p, NULL), 0);
-		ck_assert_int_eq(shset_size(l), n);
-		ck_assert_int_eq(shset_verify(l), 0);
-		ck_assert_int_eq(shset_equal(s, l), 1);
-		shset_close(l);
-	}
+	ck_assert(loads_equal(s, p, n, 6));
 	ck_assert_int_eq(threads_now(threads), threads);
 	shset_close(s);
 }
@@ -297,13 +306,8 @@ START_TEST(loads_without_populate)
 	if (pid == 0) {
 		if (refuse_populate() < 0)
 			_exit(77);
-		for (int r = 0; r < 4; r++) {
-			shset *l;
-			if (shset_load(&l, p, NULL) || shset_size(l) != n || shset_verify(l) ||
-			    shset_equal(s, l) != 1)
-				_exit(1);
-			shset_close(l);
-		}
+		if (!loads_equal(s, p, n, 4))
+			_exit(1);
 		shset *g;
 		uint8_t k[16] = {0};
 		if (shset_create(&g, &o))
