@@ -153,6 +153,19 @@ static inline int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
+/* 0 under ThreadSanitizer, which refuses new threads in the child of a
+ * process that has had threads (its own background thread included). */
+#if defined(__SANITIZE_THREAD__)
+#define CHILD_THREADS 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHILD_THREADS 0
+#endif
+#endif
+#ifndef CHILD_THREADS
+#define CHILD_THREADS 1
+#endif
+
 /* Runs a suite with CK_FORK (unless CK_FORK=no) and returns the exit code. */
 static inline int run_suite(Suite *s)
 {

@@ -446,17 +446,6 @@ static size_t resident_pages(uint8_t *p, size_t len)
 	return in;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define CHILD_THREADS 0
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CHILD_THREADS 0
-#endif
-#endif
-#ifndef CHILD_THREADS
-#define CHILD_THREADS 1
-#endif
-
 /* A resize's new table is faulted in by the handle's filler thread, not
  * by the adds: once one starts, its pages all come to be held while no
  * add runs.  Small sets start no thread; shset_close stops it; a forked
