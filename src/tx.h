@@ -145,9 +145,10 @@ struct tx {
 			   has them filled ahead: pager.c) */
 	/* Last, the allocator's arrays by size class (3.8 KB), of which a
 	 * transaction touches only the classes its maps name: the words
-	 * above, which every transaction touches, share a few lines of one
-	 * page (a set keeps one struct tx per shard, so each of those lines
-	 * and pages is another to keep in cache and TLB). */
+	 * above, which every transaction touches, are the struct's first 352
+	 * bytes, not lines 4 KB apart on two pages (a set keeps one struct
+	 * tx per shard, so each such line and page is another to keep in
+	 * cache and TLB). */
 	uint64_t head[ALLOC_CLASSES];
 	uint64_t pend_head[ALLOC_CLASSES], pend_tail[ALLOC_CLASSES];
 };
