@@ -513,6 +513,47 @@ START_TEST(null_and_bad_arguments)
 }
 END_TEST
 
+/* The fuzzers' seeds are sets and snapshots of the current formats (a
+ * format change without new seeds, tests/fuzz/mkseeds.c, left fuzz_region
+ * fuzzing only the version check): each region seed attaches and passes
+ * verify, each snapshot seed loads, with the keys mkseeds put in. */
+START_TEST(fuzz_seeds_current)
+{
+	static const int sizes[] = {0, 1, 12, 40};
+	char p[512];
+
+	for (int i = 0; i < 4; i++) {
+		/* mkseeds removes one key from the sets of more than 10. */
+		long long want = sizes[i] > 10 ? sizes[i] - 1 : sizes[i];
+		shset *s;
+		snprintf(p, sizeof(p), "%s/region/set-%d", FUZZ_SEEDS, sizes[i]);
+		int src = open(p, O_RDONLY | O_CLOEXEC);
+		ck_assert_int_ge(src, 0);
+		struct stat st;
+		ck_assert_int_eq(fstat(src, &st), 0);
+		uint8_t *img = malloc((size_t)st.st_size);
+		ck_assert_ptr_nonnull(img);
+		ck_assert_int_eq(read_all(src, img, (size_t)st.st_size), 0);
+		close(src);
+		/* Sealed against shrinking, as an attach requires. */
+		int fd = memfd_create("seed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		ck_assert_int_ge(fd, 0);
+		write_all(fd, img, (size_t)st.st_size);
+		ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+		free(img);
+		ck_assert_int_eq(shset_attach_fd(&s, fd), 0);
+		ck_assert_int_eq(shset_verify(s), 0);
+		ck_assert_int_eq(shset_size(s), want);
+		shset_close(s);
+		close(fd);
+		snprintf(p, sizeof(p), "%s/snapshot/snap-%d", FUZZ_SEEDS, sizes[i]);
+		ck_assert_int_eq(shset_load(&s, p, NULL), 0);
+		ck_assert_int_eq(shset_size(s), want);
+		shset_close(s);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("region");
@@ -522,6 +563,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, create_and_attach);
 	tcase_add_test(tc, growth_seen_by_other_process);
 	tcase_add_test(tc, null_and_bad_arguments);
+	tcase_add_test(tc, fuzz_seeds_current);
 	tcase_add_test(tc, fill_allocates_holes_only);
 	tcase_add_test(tc, pager_maps_what_it_is_given);
 	tcase_add_test(tc, pager_drops_and_refuses);

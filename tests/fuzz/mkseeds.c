@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* mkseeds - writes the seed corpora of the fuzzers (run by hand; the seeds
- * are committed): small real regions and snapshots. */
+/* mkseeds - writes the seed corpora of the fuzzers (run by hand, as
+ * `mkseeds tests/fuzz/seeds`, after a change of either format; the seeds
+ * are committed, and test_region's fuzz_seeds_current fails on stale
+ * ones): small real regions and snapshots. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
