@@ -15,6 +15,19 @@
 #include "pager.h"
 #include "region.h"
 #include "shset.h"
+#include "snapshot.h"
+
+/* A memfd of @file_len bytes, the first @n of them @buf's, sealed against
+ * shrinking (as an attach requires). */
+static int sealed_memfd(const void *buf, size_t n, uint64_t file_len)
+{
+	int fd = memfd_create("forged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)file_len), 0);
+	ck_assert_int_eq(pwrite(fd, buf, n, 0), (ssize_t)n);
+	ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	return fd;
+}
 
 /* A sealed memfd holding a copy of a real set's first @len bytes, with
  * @mutate applied to its header. */
@@ -28,13 +41,7 @@ static int forged(void (*mutate)(struct region_hdr *), uint64_t file_len)
 	shset_close(s);
 	if (mutate)
 		mutate((struct region_hdr *)buf);
-	int fd = memfd_create("forged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(ftruncate(fd, (off_t)file_len), 0);
-	size_t n = file_len < sizeof(buf) ? file_len : sizeof(buf);
-	ck_assert_int_eq(pwrite(fd, buf, n, 0), (ssize_t)n);
-	ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
-	return fd;
+	return sealed_memfd(buf, file_len < sizeof(buf) ? file_len : sizeof(buf), file_len);
 }
 
 static void bad_magic(struct region_hdr *h)
@@ -527,19 +534,11 @@ START_TEST(fuzz_seeds_current)
 		long long want = sizes[i] > 10 ? sizes[i] - 1 : sizes[i];
 		shset *s;
 		snprintf(p, sizeof(p), "%s/region/set-%d", FUZZ_SEEDS, sizes[i]);
-		int src = open(p, O_RDONLY | O_CLOEXEC);
-		ck_assert_int_ge(src, 0);
-		struct stat st;
-		ck_assert_int_eq(fstat(src, &st), 0);
-		uint8_t *img = malloc((size_t)st.st_size);
-		ck_assert_ptr_nonnull(img);
-		ck_assert_int_eq(read_all(src, img, (size_t)st.st_size), 0);
-		close(src);
-		/* Sealed against shrinking, as an attach requires. */
-		int fd = memfd_create("seed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-		ck_assert_int_ge(fd, 0);
-		write_all(fd, img, (size_t)st.st_size);
-		ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+		uint8_t *img;
+		size_t len;
+		int uring;
+		ck_assert_int_eq(snap_read_file(p, &img, &len, 1, &uring), 0);
+		int fd = sealed_memfd(img, len, len);
 		free(img);
 		ck_assert_int_eq(shset_attach_fd(&s, fd), 0);
 		ck_assert_int_eq(shset_verify(s), 0);
