@@ -6,9 +6,12 @@
  *   1. growth      one writer process adds distinct 16-byte keys to a set
  *                  created empty while one reader process loops
  *                  shset_contains (half keys already added, half absent);
- *                  latency percentiles and max of both
+ *                  latency percentiles and max of both; then the
+ *                  machine's floors: ops that only compute, and ops of one
+ *                  random access into memory the table's size
  *   2. scaling     1, 2 and 4 writer processes adding their own keys into a
- *                  presized set and into one growing from empty
+ *                  presized set and into one growing from empty; then as
+ *                  many processes that only chase through memory (floor)
  *   3. bulk load   shset_load of a snapshot against shset_copy of the set
  *   4. memory      the memfd's allocated blocks after removing every key one
  *                  by one and after shset_clear; bytes per key
@@ -734,35 +737,64 @@ static void growth_reader(shset *s, int unused)
 }
 
 /*
- * The machine's floor: what timing alone gives an op that does nothing
- * but compute for as long as an add's median, in a process timed exactly
- * as the writer (growth_keys ops, so the same rank is p99.99), while a
- * second process spins on the other CPU as the reader did.  Interrupts,
- * timer ticks and hypervisor exits that the preemption counters do not
- * see land in it as they land in an add; what an add shows beyond it is
- * the library's.
+ * The machine's floors: what timing alone gives an op that does nothing
+ * but compute for as long as an add's median, and an op that is one
+ * random read-modify-write of a word in a memfd the final table's size
+ * (populated first, in 4 KiB pages as the set's), each in a process timed
+ * exactly as the writer (growth_keys ops, so the same rank is p99.99),
+ * while a second process spins on the other CPU as the reader did.
+ * Interrupts, timer ticks and hypervisor exits that the preemption
+ * counters do not see land in them as they land in an add, and the
+ * second adds what the machine's memory does to one access; an add
+ * writes at least one random slot, so no design does better than it.
  */
-static uint64_t floor_spin_ns;
+static uint64_t floor_spin_ns, floor_mem_bytes;
+
+static uint8_t *floor_memory(void)
+{
+	int fd = memfd_create("growbench-floor", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)floor_mem_bytes) < 0)
+		die("floor memfd", errno);
+	uint8_t *m = mmap(NULL, floor_mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		die("floor mmap", errno);
+	close(fd);
+	for (uint64_t o = 0; o < floor_mem_bytes; o += 4096)
+		m[o] = 1;
+	return m;
+}
 
 static void floor_timed(shset *s, int unused)
 {
 	volatile uint64_t sink = 0;
+	uint8_t *m = floor_mem_bytes ? floor_memory() : NULL;
+	uint64_t rng = 0x2545f4914f6cdd1dull, words = floor_mem_bytes / 8;
 	(void)s;
 	(void)unused;
 	memset(&my_lat, 0, sizeof(my_lat));
 	ready_and_wait();
 	struct sample prev = sample_now();
 	for (uint64_t i = 0; i < growth_keys; i++) {
-		uint64_t t0 = now_ns(), t1;
-		do {
-			sink += i;
+		uint64_t t0, t1;
+		if (m) {
+			uint64_t *w = (uint64_t *)m + xorshift(&rng) % words;
+			t0 = now_ns();
+			*(volatile uint64_t *)w += 1;
 			t1 = now_ns();
-		} while (t1 - t0 < floor_spin_ns);
+		} else {
+			t0 = now_ns();
+			do {
+				sink += i;
+				t1 = now_ns();
+			} while (t1 - t0 < floor_spin_ns);
+		}
 		struct sample cur = sample_now();
 		lat_add(&my_lat, t1 - t0, &prev, &cur);
 		prev = cur;
 	}
 	S->lat[0] = my_lat;
+	if (m)
+		munmap(m, floor_mem_bytes);
 }
 
 static void floor_spinner(shset *s, int unused)
@@ -774,10 +806,12 @@ static void floor_spinner(shset *s, int unused)
 		;
 }
 
-/* The floor's preemption-removed histogram, for an op of @spin_ns. */
-static struct lat measure_floor(uint64_t spin_ns)
+/* A floor's histograms: ops of @spin_ns, or with @mem_bytes one random
+ * access into that much memory. */
+static struct lat measure_floor(uint64_t spin_ns, uint64_t mem_bytes)
 {
 	floor_spin_ns = spin_ns;
+	floor_mem_bytes = mem_bytes;
 	reset_shared();
 	pid_t w = spawn(floor_timed, NULL, 0), r = spawn(floor_spinner, NULL, 0);
 	go_when_ready(2);
@@ -1023,28 +1057,39 @@ static void bench_growth(void)
 	 * tells what moves it.  Counted before the floor reuses S. */
 	uint64_t over[4] = {hist_over(&wl->adj, 20000), hist_over(&wl->adj, 40000),
 			    hist_over(&S->hold.adj, 20000), hist_over(&S->hold.adj, 40000)};
-	struct lat fl = measure_floor(add_p50);
-	uint64_t floor_p9999 = hist_pct(&fl.adj, 0.9999);
-	printf("   The machine's floor: %llu ops that only compute for the add's median "
-	       "(%.2f us), timed the\n   same way in one process while another spins on the "
-	       "other CPU (what interrupts, ticks\n   and hypervisor exits that no counter "
-	       "shows add to any op):\n",
-	       (unsigned long long)growth_keys, (double)add_p50 / 1e3);
+	struct lat fl = measure_floor(add_p50, 0), fm = measure_floor(0, st1.capacity * 32);
+	uint64_t floor_p9999 = hist_pct(&fl.adj, 0.9999), mem_p9999 = hist_pct(&fm.adj, 0.9999);
+	printf("   The machine's floors: %llu ops that only compute for the add's median "
+	       "(%.2f us), then\n   %llu ops of one random read-modify-write of a word in "
+	       "%.0f MB (the final table's size)\n   of a memfd, each timed the same way in one "
+	       "process while another spins on the other\n   CPU (what interrupts, ticks, "
+	       "hypervisor exits and the machine's memory, that no\n   counter shows, add to "
+	       "any op):\n",
+	       (unsigned long long)growth_keys, (double)add_p50 / 1e3,
+	       (unsigned long long)growth_keys, (double)st1.capacity * 32 / 1e6);
 	printf("  %-29s %9s %9s %9s %9s %9s\n", "op", "p50", "p99", "p99.9", "p99.99", "max");
 	print_lat("floor (spin)", &fl, NULL);
+	print_lat("floor (one access)", &fm, NULL);
 	printf("   add p99.99 %.2f us against the floor's %.2f us: %.2f us of it is the "
 	       "library's beyond the floor.\n",
 	       (double)add_p9999 / 1e3, (double)floor_p9999 / 1e3,
 	       add_p9999 > floor_p9999 ? (double)(add_p9999 - floor_p9999) / 1e3 : 0.0);
+	printf("   add p99.99 against one random access's %.2f us: %.2fx.\n",
+	       (double)mem_p9999 / 1e3, mem_p9999 ? (double)add_p9999 / (double)mem_p9999 : 0.0);
 	printf("   ops over 20 / 40 us, preemption removed: adds %llu / %llu, lock holds "
-	       "%llu / %llu,\n   floor %llu / %llu (p99.99 is the %llu-th slowest)\n",
+	       "%llu / %llu,\n   floor (spin) %llu / %llu, floor (one access) %llu / %llu "
+	       "(p99.99 is the %llu-th slowest)\n",
 	       (unsigned long long)over[0], (unsigned long long)over[1],
 	       (unsigned long long)over[2], (unsigned long long)over[3],
 	       (unsigned long long)hist_over(&fl.adj, 20000),
 	       (unsigned long long)hist_over(&fl.adj, 40000),
+	       (unsigned long long)hist_over(&fm.adj, 20000),
+	       (unsigned long long)hist_over(&fm.adj, 40000),
 	       (unsigned long long)(growth_keys / 10000));
 	csv_row("growth", "floor p99.99, preemption removed", "us", (double)floor_p9999 / 1e3, NULL,
 		NULL);
+	csv_row("growth", "one random access p99.99, preemption removed", "us",
+		(double)mem_p9999 / 1e3, NULL, NULL);
 }
 
 /* --- dependent random access (the machine's floor for scaling and one add) ----------- */
