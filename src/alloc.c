@@ -173,7 +173,7 @@ static int carve(struct tx *x, unsigned cls, uint64_t *out)
 
 /*
  * A table of class @cls taken from the punch list: a freed table still
- * giving its pages back (32 KiB a transaction) can be the new one
+ * giving its pages back (ALLOC_PUNCH_STEP a transaction) can be the new one
  * (new_table zeroes it by punching anyway).  Without this a workload of
  * big batches, each building a table and freeing one, takes new memory
  * for every table.  Only committed entries are looked at (this
