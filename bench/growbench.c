@@ -1159,27 +1159,35 @@ static void scale_writer(shset *s, int who)
 	S->t_end[who] = now_ns();
 }
 
+/* Runs @procs processes of @fn (on @s), scale_per_writer ops each, from
+ * one go: millions of ops a second over all, to the last one's end. */
+static double run_procs(void (*fn)(shset *, int), shset *s, int procs, const char *what)
+{
+	pid_t pid[MAX_WRITERS];
+	reset_shared();
+	for (int p = 0; p < procs; p++)
+		pid[p] = spawn(fn, s, p);
+	go_when_ready(procs);
+	uint64_t t1 = 0;
+	for (int p = 0; p < procs; p++) {
+		reap(pid[p], what);
+		if (S->t_end[p] > t1)
+			t1 = S->t_end[p];
+	}
+	return (double)(scale_per_writer * (uint64_t)procs) / ((double)(t1 - S->t_go) / 1e9) / 1e6;
+}
+
 /* Mops/s of @procs writers adding scale_per_writer keys each. */
 static double scale_run(int procs, uint64_t total, int presized)
 {
 	shset *s = new_set(presized ? total : 0);
-	pid_t pid[MAX_WRITERS];
-	reset_shared();
-	for (int p = 0; p < procs; p++)
-		pid[p] = spawn(scale_writer, s, p);
-	go_when_ready(procs);
-	uint64_t t1 = 0;
-	for (int p = 0; p < procs; p++) {
-		reap(pid[p], "writer");
-		if (S->t_end[p] > t1)
-			t1 = S->t_end[p];
-	}
+	double mops = run_procs(scale_writer, s, procs, "writer");
 	if (shset_size(s) != (long long)(scale_per_writer * (uint64_t)procs)) {
 		fprintf(stderr, "growbench: scaling: wrong size\n");
 		exit(1);
 	}
 	shset_close(s);
-	return (double)(scale_per_writer * (uint64_t)procs) / ((double)(t1 - S->t_go) / 1e9) / 1e6;
+	return mops;
 }
 
 /* The machine's floor for scaling: the same processes, each a dependent
@@ -1201,18 +1209,7 @@ static void scale_floor(shset *unused, int who)
 /* Msteps/s of @procs chasers, scale_per_writer steps each. */
 static double floor_run(int procs)
 {
-	pid_t pid[MAX_WRITERS];
-	reset_shared();
-	for (int p = 0; p < procs; p++)
-		pid[p] = spawn(scale_floor, NULL, p);
-	go_when_ready(procs);
-	uint64_t t1 = 0;
-	for (int p = 0; p < procs; p++) {
-		reap(pid[p], "floor");
-		if (S->t_end[p] > t1)
-			t1 = S->t_end[p];
-	}
-	return (double)(scale_per_writer * (uint64_t)procs) / ((double)(t1 - S->t_go) / 1e9) / 1e6;
+	return run_procs(scale_floor, NULL, procs, "floor");
 }
 
 static void bench_scaling(void)
