@@ -18,6 +18,7 @@
 
 #include <unistd.h>
 
+#include "alloc.h"
 #include "crashpoint.h"
 #include "keys.h"
 #include "region.h"
@@ -294,17 +295,30 @@ static shset *build_for(int op, uint32_t from)
 		}
 		break;
 	case OP_BATCH_BEHIND_PUNCH: {
-		/* A big key's block waiting to be punched, in more than one
-		 * step: the batch's first step leaves it half done, then its
-		 * fresh table frees the old one, which goes behind it. */
-		static uint8_t big[60000];
-		memset(big, 'B', sizeof(big));
-		ck_assert_int_eq(shset_add(s, big, sizeof(big)), 1);
-		ck_assert_int_eq(shset_remove(s, big, sizeof(big)), 1);
-		st = state_of(s);
-		ck_assert_uint_ne(st.punch_head, 0);
-		ck_assert_uint_eq(st.punch_done, 0);
-		ck_assert_uint_ge(cap_of(st.tdesc) * 32, 8192); /* its table is punched too */
+		/* A freed table of more than one punch step at the head of
+		 * the punch list, nothing of it punched yet: the batch's first
+		 * step leaves it half done, then its fresh table frees the old
+		 * one, which goes behind it.  A table grown past two steps,
+		 * then shrunk (at 3/32 full) and drained, is freed so; the
+		 * removes punch what was freed before it. */
+		while (cap_of(st.tdesc) * 32 < 2 * ALLOC_PUNCH_STEP || st.old_tdesc) {
+			ck_assert_int_eq(shset_add(s, key, key_of(k++, key)), 1);
+			st = state_of(s);
+		}
+		for (uint32_t i = 0;; i++) {
+			uint64_t w = 0;
+			if (st.punch_head && !st.punch_done && !st.old_tdesc)
+				ck_assert_int_eq(
+				    pread(shset_fd(s), &w, sizeof(w), (off_t)st.punch_head),
+				    (ssize_t)sizeof(w));
+			if (w && alloc_class_bytes((unsigned)(w >> 56)) >= 2 * ALLOC_PUNCH_STEP)
+				break;
+			size_t len = key_of(i < 400 ? from + i : 60000 + from + i - 400, key);
+			ck_assert_int_ge(shset_remove(s, key, len), 0);
+			st = state_of(s);
+			ck_assert_uint_lt(i, 100000);
+		}
+		ck_assert_uint_le(st.count, 2500); /* the batch takes a fresh table */
 		break;
 	}
 	case OP_BATCH_REUSE_TABLE: {
@@ -439,10 +453,23 @@ START_TEST(every_step_of_every_mutation)
 		if (op == OP_SAVE)
 			ck_assert_int_eq(shset_save(s, snap_path), 0);
 		struct digest before = digest_of(s);
+		struct tx_state st0 = state_of(s);
 		child_run(s, o, op, 0, &killed, p);
 		read_sites(p[0], 1, &n);
 		ck_assert(!killed);
 		struct digest after = digest_of(s);
+		if (op == OP_BATCH_BEHIND_PUNCH) {
+			/* What the steps below are meant to cut: the head half
+			 * punched by the batch, the table it freed behind. */
+			struct tx_state st1 = state_of(s);
+			uint64_t w = 0;
+			ck_assert_uint_eq(st1.punch_head, st0.punch_head);
+			ck_assert_uint_gt(st1.punch_done, 0);
+			ck_assert_int_eq(pread(shset_fd(s), &w, sizeof(w), (off_t)st1.punch_head),
+					 (ssize_t)sizeof(w));
+			ck_assert_uint_lt(st1.punch_done, alloc_class_bytes((unsigned)(w >> 56)));
+			ck_assert_uint_ne(w & ((1ull << 56) - 1), 0);
+		}
 		shset_close(s);
 		shset_close(o);
 		ck_assert_uint_gt(n, 0);
