@@ -27,11 +27,12 @@
 /* Freed blocks (tables, big keys') this big or bigger give their pages back (all but the
  * page that holds the list link and a last one shared with the next block), at most
  * ALLOC_PUNCH_STEP bytes a transaction, with the lock held.  A punch costs a few us
- * plus about 0.5 us a page, and some 20 us more when another process has the pages
- * mapped (the TLB shootdown on its CPU: a hypervisor exit each in a VM).  So a step is
- * big enough that a growing set takes one for about every 2,000 adds (past an add's
- * p99.9; and two writers of a growing set pay a shootdown per 64 pages, not per 8)
- * and short enough (30 to 100 us) to keep the lock's hold far below a millisecond. */
+ * plus about 0.5 us a page, and some 20 us more when a process that maps the pages
+ * runs on another CPU (the TLB shootdown there: a hypervisor exit each in a VM).  So a
+ * step is big enough that a set growing with 16-byte keys takes one for about every
+ * 2,000 adds (past an add's p99.9; and two writers of a growing set pay a shootdown
+ * per 64 pages, not per 8) and short enough (30 to 100 us) to keep the lock's hold
+ * far below a millisecond. */
 #define ALLOC_PUNCH_MIN	 4096u
 #define ALLOC_PUNCH_STEP (256u << 10)
 
