@@ -254,14 +254,19 @@ int region_memfd_check(int fd, struct stat *st, int *seals)
 
 	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
 		return -EBADF;
-	if (fstat(fd, st) < 0)
-		return -errno;
 	m = is_memfd(fd);
 	if (m < 0)
 		return m;
+	/* The seals first, the size after them: a seal is never removed, so
+	 * once SHRINK is seen the size read next can only grow (and with GROW
+	 * as well, never change).  Read the other way round, the sender could
+	 * shrink the file and seal it between the two, and the size we go by
+	 * would be bytes that no longer exist (SIGBUS on the first touch). */
+	*seals = fcntl(fd, F_GET_SEALS);
+	if (fstat(fd, st) < 0)
+		return -errno;
 	if (!S_ISREG(st->st_mode) || !m)
 		return -EMEDIUMTYPE;
-	*seals = fcntl(fd, F_GET_SEALS);
 	return *seals < 0 ? -EMEDIUMTYPE : 0;
 }
 

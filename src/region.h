@@ -127,7 +127,8 @@ void region_populate(struct region *r);
 void region_prefetch(struct region *r, uint64_t from, uint64_t to);
 
 /* The checks every shared file passes first: an open fd (-EBADF), a
- * memfd (-EMEDIUMTYPE), its stat and seals filled in. */
+ * memfd (-EMEDIUMTYPE), its seals and then its stat filled in (the size
+ * read after the seals, so that sealed sizes hold). */
 struct stat;
 int region_memfd_check(int fd, struct stat *st, int *seals);
 

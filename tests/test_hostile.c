@@ -13,12 +13,14 @@
 #include "helpers.h"
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 
 #include "hash.h"
@@ -487,6 +489,78 @@ START_TEST(identity_is_the_memfd)
 	shset_close(b2);
 	shset_close(b);
 	shset_close(a);
+}
+END_TEST
+
+/* --- 8b. a memfd sealed only at the last moment ------------------------------------ */
+
+/*
+ * The sender passes an unsealed memfd of the right size and, while the
+ * honest process checks it, shrinks it and only then seals it.  To land
+ * exactly between the checks, this executable's fcntl (it interposes
+ * libc's, for the library's calls too) does the peer's part when the
+ * library reads the seals of late_fd.  Every other call passes through.
+ */
+static int late_fd = -1;
+static int late_seals;
+
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+
+	va_start(ap, cmd);
+	unsigned long arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	if (cmd == F_GET_SEALS && fd >= 0 && fd == late_fd) {
+		late_fd = -1;
+		if (ftruncate(fd, REGION_PAGE) < 0 ||
+		    syscall(SYS_fcntl, fd, F_ADD_SEALS, late_seals))
+			abort();
+	}
+	return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+
+/* An unsealed memfd holding a copy of @fd's bytes. */
+static int unsealed_copy(int fd)
+{
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	char *img = malloc((size_t)st.st_size);
+	ck_assert_ptr_nonnull(img);
+	ck_assert_int_eq(pread(fd, img, (size_t)st.st_size, 0), st.st_size);
+	int m = memfd_create("late-seals", MFD_ALLOW_SEALING);
+	ck_assert_int_ge(m, 0);
+	ck_assert_int_eq(ftruncate(m, st.st_size), 0);
+	ck_assert_int_eq(pwrite(m, img, (size_t)st.st_size, 0), st.st_size);
+	free(img);
+	return m;
+}
+
+START_TEST(sealed_after_its_size_was_read)
+{
+	shset *s, *s2;
+	shset_value *v, *v2;
+
+	/* A set: its size must not fall below what the header promises. */
+	ck_assert_int_eq(create1(&s, NULL), 0);
+	ck_assert_int_eq(shset_add(s, "a", 1), 1);
+	int m = unsealed_copy(shset_fd(s));
+	late_fd = m;
+	late_seals = F_SEAL_SHRINK;
+	ck_assert_int_eq(shset_attach_fd(&s2, m), -EUCLEAN);
+	ck_assert_int_eq(late_fd, -1); /* the peer did act */
+	close(m);
+	shset_close(s);
+
+	/* A value: its size is fixed by its seals, and must be its layout's. */
+	ck_assert_int_eq(shset_intarray_create(&v, 1u << 16), 0);
+	m = unsealed_copy(shset_value_fd(v));
+	late_fd = m;
+	late_seals = F_SEAL_SHRINK | F_SEAL_GROW;
+	ck_assert_int_eq(shset_value_attach_fd(&v2, m, SHSET_VALUE_ANY), -EUCLEAN);
+	ck_assert_int_eq(late_fd, -1);
+	close(m);
+	shset_value_close(v);
 }
 END_TEST
 
@@ -986,6 +1060,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, collect_bounded_by_memory);
 	tcase_add_test(tc, inspection_allocates_nothing);
 	tcase_add_test(tc, identity_is_the_memfd);
+	tcase_add_test(tc, sealed_after_its_size_was_read);
 	tcase_add_test(tc, size_bounded_by_region);
 	tcase_add_test(tc, forged_word_cleared_by_recover);
 	tcase_add_test(tc, algebra_sized_by_what_the_other_holds);
