@@ -32,8 +32,6 @@
 #include "prim.h"
 #include "region.h"
 
-enum { PAGER_QUEUED, PAGER_TAKEN, PAGER_DONE };
-
 /* The thread calls fallocate and madvise, and inserts (no recursion, no
  * big arrays on the stack): a small stack will do. */
 #define PAGER_STACK (256u << 10)

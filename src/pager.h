@@ -12,6 +12,8 @@
 
 struct region;
 
+enum { PAGER_QUEUED, PAGER_TAKEN, PAGER_DONE };
+
 struct pager_job {
 	struct region *r; /* the set's file, or NULL: anonymous memory at off */
 	uint64_t off, len;
