@@ -1429,8 +1429,12 @@ void table_commit(struct tx *x)
 	tx_publish(x, &st->moved, x->moved);
 	/* For table_populate_ahead: a table this transaction worked with,
 	 * its cursor back to the start when that is a new one (written only
-	 * then: every commit passes here). */
-	uint64_t want = x->old_tdesc ? x->tdesc : 0;
+	 * then: every commit passes here).  Only one that checks as a table
+	 * of this transaction's heap: one that never touched the table (a pop
+	 * of a set whose count says empty, a shard a batch did not reach)
+	 * commits the state's word unchecked, and a peer's "table" past brk
+	 * must not be faulted in. */
+	uint64_t cap, want = x->old_tdesc && view_table(&x->v, x->tdesc, &cap) ? x->tdesc : 0;
 	if (__atomic_load_n(&x->r->pop_want, __ATOMIC_RELAXED) != want) {
 		__atomic_store_n(&x->r->pop_done, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&x->r->pop_want, want, __ATOMIC_RELAXED);

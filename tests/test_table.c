@@ -1927,6 +1927,80 @@ START_TEST(hostile_tdesc_not_faulted_in)
 }
 END_TEST
 
+/* A peer's state says a resize fills a 64 MiB table past brk, in a shard
+ * whose transactions never look at the table: a pop where the count says
+ * the set is empty, and a batch that reaches other shards only.  Those
+ * commits publish the state's words as they were; the table they name must
+ * not be faulted in (without a filler thread each commit would fault in 64
+ * KiB of it, which makes the test deterministic). */
+static void peer_bogus_resize(struct region *sh, int fd, uint64_t *off, uint64_t *bytes)
+{
+	struct tx_state *ps = tx_state(sh);
+	uint64_t cur = word(&ps->tdesc);
+
+	*off = (word(&ps->brk) + (1u << 16)) & ~(uint64_t)0xffff;
+	*bytes = 64u << 20;
+	ck_assert_uint_le(*off + *bytes, sh->heap_end);
+	struct stat fs;
+	ck_assert_int_eq(fstat(fd, &fs), 0);
+	if ((uint64_t)fs.st_size < *off + *bytes)
+		ck_assert_int_eq(ftruncate(fd, (off_t)(*off + *bytes)), 0);
+	poke_word(&ps->old_tdesc, cur);
+	poke_word(&ps->moved, 0);
+	poke_word(&ps->tdesc, tdesc_of(*off, TABLE_CODE(21, 0)));
+}
+
+START_TEST(hostile_tdesc_untouched_not_faulted_in)
+{
+	struct ts t;
+	uint64_t off, bytes;
+	uint8_t k[KEY_BUF];
+
+	ck_assert_int_eq(setenv("SHSET_FILLER", "0", 1), 0);
+	/* A pop that finds the set empty by its count. */
+	ts_open(&t, NULL);
+	for (uint32_t i = 0; i < 100; i++)
+		ck_assert_int_eq(shset_add(t.s, k, mkkey(id_of(i, 2), k)), 1);
+	peer_bogus_resize(t.r, shset_fd(t.s), &off, &bytes);
+	poke_word(&st(&t)->count, 0);
+	poke_word(&st(&t)->tombs, 0);
+	for (int i = 0; i < 16; i++) {
+		size_t len;
+		ck_assert_int_eq(shset_pop(t.s, k, sizeof(k), &len), 0);
+	}
+	ck_assert_uint_eq(data_bytes(shset_fd(t.s), off, off + bytes), 0);
+	ts_close(&t);
+
+	/* A batch over four shards that reaches none of shard 2's keys. */
+	shset *s;
+	struct region *r;
+	struct shset_opts o = {.size = sizeof(o), .shards = 4};
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	ck_assert_int_eq(region_attach(&r, shset_fd(s), 0), 0);
+	for (uint32_t i = 0; i < 100; i++)
+		ck_assert_int_eq(shset_add(s, k, mkkey(id_of(i, 2), k)), 1);
+	peer_bogus_resize(r->shard[2], shset_fd(s), &off, &bytes);
+	uint8_t *keys = malloc(64 * KEY_BUF);
+	size_t lens[64];
+	const void *ptrs[64];
+	uint32_t n = 0;
+	for (uint32_t i = 100; n < 64; i++) {
+		uint8_t *kk = keys + n * KEY_BUF;
+		size_t len = mkkey(id_of(i, 2), kk);
+		if ((hash_bytes(r->seed, kk, len) & 3) == 2)
+			continue;
+		ptrs[n] = kk;
+		lens[n++] = len;
+	}
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(shset_add_batch(s, ptrs + i * 16, lens + i * 16, 16), 16);
+	ck_assert_uint_eq(data_bytes(shset_fd(s), off, off + bytes), 0);
+	free(keys);
+	region_close(r);
+	shset_close(s);
+}
+END_TEST
+
 /* moved past the old table's end: every operation that would use it is
  * -EUCLEAN, and nothing was written (restoring the word restores the set). */
 static void honest_bad_moved(struct ts *t, uint64_t id_in_old)
@@ -2184,6 +2258,7 @@ static Suite *suite(void)
 	tcase_add_test(th, hostile_old_tdesc);
 	tcase_add_test(th, hostile_tdesc_code);
 	tcase_add_test(th, hostile_tdesc_not_faulted_in);
+	tcase_add_test(th, hostile_tdesc_untouched_not_faulted_in);
 	tcase_add_test(th, hostile_moved);
 	tcase_add_test(th, hostile_punch_list);
 	tcase_add_test(th, hostile_racing_peer);
