@@ -198,13 +198,16 @@ static inline void slot_body_write(uint8_t *dst, const uint8_t *src)
  * paths are intact).  Returns 1 (*pos: its slot), 0 (*ins: the first
  * reusable slot on its path, or UINT64_MAX; *ins_tomb: whether it was a
  * tombstone when probed), or -EUCLEAN.  At most one pass over the table,
- * whatever a peer writes into it meanwhile.
+ * whatever a peer writes into it meanwhile.  probe_walk also adds the slots
+ * it looked at to *@walked (verification's budget); probe_at is it without.
  */
-static int probe_at(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t h,
-		    const void *key, size_t len, uint64_t *pos, uint64_t *ins, int *ins_tomb)
+static inline __attribute__((always_inline)) int
+probe_walk(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t h, const void *key,
+	   size_t len, uint64_t *pos, uint64_t *ins, int *ins_tomb, uint64_t *walked)
 {
-	uint64_t cap, want = meta_of(h);
+	uint64_t cap, want = meta_of(h), n = 0;
 	uint8_t *t;
+	int res = 0;
 
 	*ins = UINT64_MAX;
 	*ins_tomb = 0;
@@ -214,14 +217,14 @@ static int probe_at(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_
 	if (!t || gone > cap)
 		return -EUCLEAN;
 	uint64_t i = home(h, cap);
-	for (uint64_t n = 0; n < cap; n++, i = next_slot(i, cap)) {
+	for (; n < cap; n++, i = next_slot(i, cap)) {
 		const uint8_t *s = t + i * SLOT_SIZE;
 		uint64_t m = prim_ld64(s);
 
 		if (m == META_EMPTY) {
 			if (*ins == UINT64_MAX)
 				*ins = i;
-			return 0;
+			break;
 		}
 		if (i < gone)
 			continue;
@@ -237,14 +240,25 @@ static int probe_at(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_
 		/* The length just compared is the one checked and compared:
 		 * slot_key_len does not read it again. */
 		const uint8_t *k = slot_key_len(v, s, (uint32_t)len);
-		if (!k)
-			return -EUCLEAN;
+		if (!k) {
+			res = -EUCLEAN;
+			break;
+		}
 		if (memcmp(k, key, len) == 0) {
 			*pos = i;
-			return 1;
+			res = 1;
+			break;
 		}
 	}
-	return 0;
+	if (walked)
+		*walked += n + 1;
+	return res;
+}
+
+static int probe_at(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t h,
+		    const void *key, size_t len, uint64_t *pos, uint64_t *ins, int *ins_tomb)
+{
+	return probe_walk(v, tdesc, gone, h, key, len, pos, ins, ins_tomb, NULL);
 }
 
 /* Looks @key up in both tables: 1 with *@pos in the current one (*@in_old
@@ -1754,11 +1768,12 @@ struct verify_sums {
 static int verify_table(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t other,
 			struct verify_sums *sum)
 {
-	uint64_t cap;
+	uint64_t cap, ocap = 0;
 	uint8_t *t = view_table(v, tdesc, &cap);
 
-	if (!t || gone > cap)
+	if (!t || gone > cap || (other && !view_table(v, other, &ocap)))
 		return -EUCLEAN;
+	uint64_t limit = VERIFY_PROBE_BUDGET * (cap + ocap);
 	for (uint64_t i = gone; i < cap; i++) {
 		const uint8_t *s = t + i * SLOT_SIZE;
 		uint64_t m = prim_ld64(s), pos, ins;
@@ -1782,11 +1797,16 @@ static int verify_table(const struct view *v, uint64_t tdesc, uint64_t gone, uin
 		 * distance walked from home to i wraps at cap. */
 		uint64_t hm = home(h, cap);
 		sum->walked += (i >= hm ? i - hm : i + cap - hm) + 1;
-		if (sum->walked > VERIFY_PROBE_BUDGET * cap)
+		if (sum->walked > limit)
 			return -EUCLEAN;
 		if (probe_at(v, tdesc, gone, h, k, len, &pos, &ins, &tomb) != 1 || pos != i)
 			return -EUCLEAN;
-		if (other && probe_at(v, other, 0, h, k, len, &pos, &ins, &tomb) != 0)
+		/* Not in the other table either: that probe's slots count
+		 * too (a peer's table of tombstones would otherwise make each
+		 * key walk all of it). */
+		if (other &&
+		    (probe_walk(v, other, 0, h, k, len, &pos, &ins, &tomb, &sum->walked) != 0 ||
+		     sum->walked > limit))
 			return -EUCLEAN;
 		sum->live++;
 		sum->kbytes += len;

@@ -2001,6 +2001,46 @@ START_TEST(hostile_tdesc_untouched_not_faulted_in)
 }
 END_TEST
 
+/* A peer's resize: a current table of 2^20 tombstones (no EMPTY slot) and
+ * an old one holding 2^18 well-placed keys.  Verification looks each old
+ * key up in the current table too; counted against its budget, that ends
+ * in well under a second.  Uncounted, each key walked all 2^20 slots:
+ * 2^38 steps, hours with the lock held (the test's timeout says so). */
+START_TEST(hostile_verify_cross_probe_bounded)
+{
+	struct ts t;
+	const uint64_t C = 1u << 20, O = 1u << 19, N = O / 2;
+
+	ts_open(&t, NULL);
+	struct tx_state *ps = st(&t);
+	uint64_t a = (t.r->heap_off + 4095) & ~4095ull, b = a + C * SLOT, end = b + O * SLOT;
+	ck_assert_int_eq(ftruncate(t.r->fd, (off_t)end), 0);
+	uint8_t *ct = t.r->base + a, *ot = t.r->base + b;
+	for (uint64_t i = 0; i < C; i++)
+		poke_word((uint64_t *)(ct + i * SLOT), 1); /* a tombstone */
+	for (uint64_t n = 0; n < N; n++) {
+		char k[24]; /* stored in the slot: at most 20 bytes */
+		size_t len = (size_t)snprintf(k, sizeof(k), "k%llu", (unsigned long long)n);
+		uint64_t h = hash_bytes(t.r->seed, k, len);
+		uint64_t i = (uint64_t)(((unsigned __int128)(h & ~3ull) * O) >> 64);
+		while (word((uint64_t *)(ot + i * SLOT)))
+			i = (i + 1) % O;
+		ck_assert_uint_le(len, 20);
+		*(uint32_t *)(ot + i * SLOT + 8) = (uint32_t)len;
+		memcpy(ot + i * SLOT + 12, k, len);
+		poke_word((uint64_t *)(ot + i * SLOT), (h & ~3ull) | 2);
+	}
+	poke_word(&ps->brk, end);
+	poke_word(&ps->tdesc, tdesc_of(a, TABLE_CODE(20, 0)));
+	poke_word(&ps->old_tdesc, tdesc_of(b, TABLE_CODE(19, 0)));
+	poke_word(&ps->moved, 0);
+	poke_word(&ps->count, N);
+	poke_word(&ps->tombs, C);
+	ck_assert_int_eq(shset_verify(t.s), -EUCLEAN);
+	ts_close(&t);
+}
+END_TEST
+
 /* moved past the old table's end: every operation that would use it is
  * -EUCLEAN, and nothing was written (restoring the word restores the set). */
 static void honest_bad_moved(struct ts *t, uint64_t id_in_old)
@@ -2259,6 +2299,7 @@ static Suite *suite(void)
 	tcase_add_test(th, hostile_tdesc_code);
 	tcase_add_test(th, hostile_tdesc_not_faulted_in);
 	tcase_add_test(th, hostile_tdesc_untouched_not_faulted_in);
+	tcase_add_test(th, hostile_verify_cross_probe_bounded);
 	tcase_add_test(th, hostile_moved);
 	tcase_add_test(th, hostile_punch_list);
 	tcase_add_test(th, hostile_racing_peer);
