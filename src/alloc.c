@@ -619,29 +619,57 @@ void alloc_release(struct tx *x)
 		region_punch(x->r, heap, x->punch_to - heap);
 }
 
+/*
+ * Brent's cycle finder for a walk of linked blocks: call with each block
+ * reached; 1 when @b was reached before.  The byte budget bounds a walk by
+ * the heap's size, but a peer sets brk (the file grows sparsely), so a
+ * block linked to itself would be walked heap/size times: hours under
+ * every lock for a shard of a few hundred GiB.  This finds any cycle in at
+ * most about three times its tail and length, so a long walk needs a link
+ * written into each distinct block, memory that exists.
+ */
+struct walk {
+	uint64_t mark, steps, power;
+};
+
+static int walk_again(struct walk *w, uint64_t b)
+{
+	if (b == w->mark)
+		return 1;
+	if (++w->steps == w->power) {
+		w->mark = b;
+		w->steps = 0;
+		w->power *= 2;
+	}
+	return 0;
+}
+
 int alloc_verify(const struct view *v, const struct tx_state *st)
 {
 	/* Free blocks and tables waiting to be punched are disjoint pieces of
-	 * the heap: together no bigger than it, which also bounds the walks
-	 * (and ends any cycle). */
+	 * the heap: together no bigger than it, which also bounds the walks;
+	 * a cycle is found sooner (walk_again). */
 	uint64_t budget = v->brk > v->heap_off ? v->brk - v->heap_off : 0;
 
 	for (unsigned c = 0; c < ALLOC_CLASSES; c++) {
 		uint64_t b = st->head[c], size = alloc_class_bytes(c);
+		struct walk fw = {0, 0, 1};
 		while (b) {
 			const uint8_t *p = block_at(v, b, c);
-			if (!p || size > budget)
+			if (!p || size > budget || walk_again(&fw, b))
 				return -EUCLEAN;
 			budget -= size;
 			b = link_off(prim_ld64(p));
 		}
 	}
+	struct walk pw = {0, 0, 1}, qw = {0, 0, 1};
 	for (uint64_t b = st->punch_head; b;) {
 		const uint8_t *p = view_heap(v, b, ALLOC_PUNCH_MIN);
 		uint64_t w = p ? prim_ld64(p) : 0;
 		unsigned cls = (unsigned)(w >> PUNCH_CLS_SHIFT);
 		uint64_t size = cls < ALLOC_CLASSES ? alloc_class_bytes(cls) : 0;
-		if (!p || size < 2 * ALLOC_PUNCH_MIN || !block_at(v, b, cls) || size > budget)
+		if (!p || size < 2 * ALLOC_PUNCH_MIN || !block_at(v, b, cls) || size > budget ||
+		    walk_again(&pw, b))
 			return -EUCLEAN;
 		budget -= size;
 		b = w & PUNCH_NEXT_MASK;
@@ -650,7 +678,7 @@ int alloc_verify(const struct view *v, const struct tx_state *st)
 	for (uint64_t q = st->free_q; q;) {
 		const uint8_t *p = block_at(v, q, qcls);
 		uint64_t w = p ? prim_ld64(p) : 0, n = w >> FQ_SHIFT;
-		if (!p || n > FQ_ENTRIES || FQ_BYTES > budget)
+		if (!p || n > FQ_ENTRIES || FQ_BYTES > budget || walk_again(&qw, q))
 			return -EUCLEAN;
 		budget -= FQ_BYTES;
 		for (uint64_t i = 1; i <= n; i++) {

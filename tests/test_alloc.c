@@ -973,6 +973,25 @@ START_TEST(verify_catches_a_cycle)
 }
 END_TEST
 
+/* The same block linking to itself, in a heap a peer says is 1 TiB (it
+ * raised brk and grew the file sparsely): the heap's size would allow 2^35
+ * steps round it, hours; the walk finds the cycle on its second. */
+START_TEST(verify_catches_a_cycle_in_a_sparse_heap)
+{
+	struct region *r = make_region(1ull << 40);
+	unsigned c = alloc_key_class(30);
+	uint64_t b[3], end = (1ull << 40) - REGION_PAGE;
+
+	three_free(r, c, b);
+	ck_assert_int_eq(ftruncate(r->fd, (off_t)end), 0);
+	peer_write64(r, REGION_STATE_OFF + offsetof(struct tx_state, brk), end);
+	ck_assert_int_eq(verify_now(r), 0);
+	peer_write64(r, b[2], b[2] >> 4);
+	ck_assert_int_eq(verify_now(r), -EUCLEAN);
+	region_close(r);
+}
+END_TEST
+
 START_TEST(verify_catches_misaligned_links)
 {
 	struct region *r = make_region(64ull << 20);
@@ -1141,6 +1160,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, freed_behind_a_half_punched_head);
 	tcase_add_test(tc, table_taken_from_the_punch_list);
 	tcase_add_test(tc, verify_catches_a_cycle);
+	tcase_add_test(tc, verify_catches_a_cycle_in_a_sparse_heap);
 	tcase_add_test(tc, verify_catches_misaligned_links);
 	tcase_add_test(tc, verify_catches_links_out_of_the_heap);
 	tcase_add_test(tc, enospc_at_max_size);
