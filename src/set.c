@@ -1431,6 +1431,30 @@ static int collect_shards(struct region *r, uint8_t *buf, size_t cap, size_t *le
 	return 0;
 }
 
+/* Tries of set_collect with its buffer sized unlocked; the last sizes it
+ * under the locks. */
+#define COLLECT_TRIES 8
+
+/* set_collect's last try, every lock held: a buffer of exactly the *@lenp
+ * bytes the tables need, bounded by the memory the file holds. */
+static int collect_exact(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_t *count,
+			 uint64_t *key_bytes)
+{
+	struct stat fst;
+	size_t need = *lenp;
+
+	if (fstat(s->r->fd, &fst) < 0)
+		return -errno;
+	if (need > 2 * (uint64_t)fst.st_blocks * 512 + 4096)
+		return -EUCLEAN;
+	uint8_t *nb = realloc(*bufp, headroom + need);
+	if (!nb)
+		return -ENOMEM;
+	*bufp = nb;
+	int err = collect_shards(s->r, nb + headroom, need, lenp, count, key_bytes);
+	return err == -ENOBUFS ? -EUCLEAN : err;
+}
+
 int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_t *count,
 		uint64_t *key_bytes)
 {
@@ -1454,9 +1478,10 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 		need = 2 * ts.heap_bytes + 4096;
 	if (need > limit)
 		need = limit;
-	for (int tries = 0; tries < 8; tries++) {
-		/* Racy estimate plus slack; allocated and faulted in unlocked. */
-		cap = need + need / 16 + 4096;
+	for (int tries = 0;; tries++) {
+		/* Racy estimate plus slack, more each time writers outgrew it;
+		 * allocated and faulted in unlocked. */
+		cap = need + ((need / 16) << (tries < 4 ? tries : 4)) + 4096;
 		uint8_t *nb = realloc(buf, headroom + cap);
 		if (!nb) {
 			free(buf);
@@ -1475,6 +1500,12 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 			break;
 		uint64_t t0 = prim_mono_ns();
 		err = collect_shards(s->r, buf + headroom, cap, lenp, count, key_bytes);
+		if (err == -ENOBUFS && tries == COLLECT_TRIES - 1) {
+			/* Busy writers outgrew every slack: the size they need
+			 * now, allocated with the locks held, where it cannot
+			 * move.  Still short: a peer wrote the tables meanwhile. */
+			err = collect_exact(s, headroom, &buf, lenp, count, key_bytes);
+		}
 		set_unlock(s);
 		__atomic_store_n(&last_hold_ns, prim_mono_ns() - t0, __ATOMIC_RELAXED);
 		if (err != -ENOBUFS)

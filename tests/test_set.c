@@ -3,10 +3,12 @@
 #include "helpers.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "hash.h"
 #include "region.h"
@@ -832,6 +834,82 @@ END_TEST
  * name one by one; the freed tables come back from the punch list, the
  * key blocks from the free queue, so the heap stops growing after the
  * second round, with keys inline and in blocks. */
+/*
+ * Writers busier than any slack: set_collect sizes its buffer without the
+ * locks, then collects with them, and tries again when the set outgrew it.
+ * Here, each time the collector looks at the heap's first extent (sizing
+ * and faulting in, unlocked: this executable's lseek interposes libc's, the
+ * library's calls too), a writer adds a batch bigger than the whole set so
+ * far, so every size it took unlocked is short.  The walk must still end,
+ * and see one state: the first keys and whole batches.
+ */
+static int busy_fd = -1, busy_batches;
+static off_t busy_first = -1;
+static uint64_t busy_added;
+static shset *busy_writer;
+
+static void busy_batch(void)
+{
+	size_t n = 3000u << busy_batches++;
+	char *keys = malloc(n * 16);
+	const void **kp = malloc(n * sizeof(*kp));
+	size_t *kl = malloc(n * sizeof(*kl));
+	if (!keys || !kp || !kl)
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		kl[i] = (size_t)snprintf(keys + i * 16, 16, "busy%llu",
+					 (unsigned long long)busy_added++);
+		kp[i] = keys + i * 16;
+	}
+	if (shset_add_batch(busy_writer, kp, kl, n) != (long long)n)
+		abort();
+	free(kl);
+	free(kp);
+	free(keys);
+}
+
+off_t lseek(int fd, off_t off, int whence)
+{
+	if (fd >= 0 && fd == busy_fd && whence == SEEK_DATA) {
+		if (busy_first < 0)
+			busy_first = off;
+		if (off == busy_first && busy_batches < 8)
+			busy_batch();
+	}
+	return (off_t)syscall(SYS_lseek, fd, off, whence);
+}
+
+static int count_visit(const void *key, size_t len, void *arg)
+{
+	(void)key;
+	(void)len;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+START_TEST(collect_keeps_up_with_busy_writers)
+{
+	shset *s;
+	struct shset_opts o = {.size = sizeof(o), .shards = 1};
+
+	ck_assert_int_eq(shset_create(&s, &o), 0);
+	for (uint32_t i = 0; i < 1000; i++)
+		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+	ck_assert_int_eq(shset_attach_fd(&busy_writer, shset_fd(s)), 0);
+	busy_fd = shset_fd(s);
+	uint64_t seen = 0;
+	int err = shset_foreach(s, count_visit, &seen);
+	busy_fd = -1;
+	ck_assert_int_eq(err, 0);
+	ck_assert_int_eq(busy_batches, 8); /* each of its 8 unlocked sizes was short */
+	/* One state: the first keys and all 8 batches (3000 << i keys). */
+	ck_assert_uint_eq(seen, 1000 + 3000 * 255);
+	ck_assert_int_eq(shset_size(s), (long long)seen);
+	shset_close(busy_writer);
+	shset_close(s);
+}
+END_TEST
+
 START_TEST(batch_rounds_reuse_freed_memory)
 {
 	enum { N = 200000 };
@@ -1532,6 +1610,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, full_set_emptied_by_batches);
 	tcase_add_test(tc, full_set_removals_that_need_no_room);
 	tcase_add_test(tc, batch_rounds_reuse_freed_memory);
+	tcase_add_test(tc, collect_keeps_up_with_busy_writers);
 	tcase_add_test(tc, foreach_and_copy);
 	tcase_add_test(tc, algebra_against_model);
 	tcase_add_test(tc, algebra_lock_order_no_deadlock);
