@@ -298,8 +298,13 @@ void tx_abort(struct tx *x)
 	struct tx_state *st = x->st;
 
 	if (x->dirty) {
-		/* Our own log: its targets were all checked when written. */
-		rollback(x->r);
+		/* Our own log: its targets were all checked when written.  A
+		 * rollback that could not run (no memory for its copy, or a
+		 * peer rewrote the log) leaves the log and seq odd: readers
+		 * must not take the half-written state for a committed one,
+		 * and the next holder of the lock repairs (tx_repair). */
+		if (rollback(x->r))
+			return;
 		__atomic_store_n(&st->seq, x->seq0 + 1, __ATOMIC_RELEASE);
 		st->n_aborts++;
 	}

@@ -111,6 +111,38 @@ START_TEST(rollback_newest_first)
 }
 END_TEST
 
+/* A transaction whose own log a peer rewrote under it cannot be undone
+ * (the rollback checks every entry before writing any): its abort leaves
+ * seq odd and the log in place, so readers never take its half-written
+ * words for a committed state; repair refuses the log too. */
+START_TEST(abort_that_cannot_roll_back_stays_odd)
+{
+	struct region *r = make_region(TX_MIN_LOG);
+	uint64_t a = heap_words(r, 64);
+	struct tx_state *st = tx_state(r);
+	struct tx t, *x = begin(r, &t);
+
+	ck_assert_int_eq(tx_log(x, a), 0);
+	*w64(r, a) = 5; /* the transaction's write */
+	uint64_t s1 = st->seq;
+	ck_assert_uint_eq(s1 & 1, 1);
+	struct forged_entry e = {UINT64_MAX - 7, 0};
+	peer_forge_log(r, &e, 1, 1);
+	tx_abort(x);
+	ck_assert_uint_eq(st->seq, s1);
+	ck_assert_uint_eq(st->log_n, 1);
+	ck_assert_int_eq(tx_repair(r), -EUCLEAN);
+	ck_assert_uint_eq(st->seq & 1, 1);
+	/* The peer's scribble put right, repair undoes the write. */
+	struct forged_entry good = {a, 0};
+	peer_forge_log(r, &good, 1, 1);
+	ck_assert_int_eq(tx_repair(r), 0);
+	ck_assert_uint_eq(*w64(r, a), 0);
+	ck_assert_uint_eq(st->seq, s1 + 1);
+	region_close(r);
+}
+END_TEST
+
 START_TEST(seq_odd_while_dirty)
 {
 	struct region *r = make_region(TX_MIN_LOG);
@@ -515,6 +547,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60 * test_scale());
 	tcase_add_test(tc, rollback_newest_first);
 	tcase_add_test(tc, seq_odd_while_dirty);
+	tcase_add_test(tc, abort_that_cannot_roll_back_stays_odd);
 	tcase_add_test(tc, commit_publishes_state_words);
 	tcase_add_test(tc, repair_after_dead_owner);
 	tcase_add_test(tc, full_log_is_e2big);
