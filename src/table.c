@@ -1755,7 +1755,9 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
  * random keys under the keyed hash displace about 4 slots on average at the
  * highest load, so a total beyond VERIFY_PROBE_BUDGET per slot can only be
  * keys crafted to collide, and is reported instead of walked (a cluster of
- * a million would otherwise take 10^12 steps with the lock held).
+ * a million would otherwise take 10^12 steps with the lock held).  While a
+ * resize runs, each key of the old table is also looked up in the current
+ * one: those slots count too, against the budget of both tables' slots.
  */
 #define VERIFY_PROBE_BUDGET 64u
 

@@ -850,7 +850,7 @@ static shset *busy_writer;
 
 static void busy_batch(void)
 {
-	size_t n = 3000u << busy_batches++;
+	size_t n = 4000u << busy_batches++;
 	char *keys = malloc(n * 16);
 	const void **kp = malloc(n * sizeof(*kp));
 	size_t *kl = malloc(n * sizeof(*kl));
@@ -902,8 +902,8 @@ START_TEST(collect_keeps_up_with_busy_writers)
 	busy_fd = -1;
 	ck_assert_int_eq(err, 0);
 	ck_assert_int_eq(busy_batches, 8); /* each of its 8 unlocked sizes was short */
-	/* One state: the first keys and all 8 batches (3000 << i keys). */
-	ck_assert_uint_eq(seen, 1000 + 3000 * 255);
+	/* One state: the first keys and all 8 batches (4000 << i keys). */
+	ck_assert_uint_eq(seen, 1000 + 4000 * 255);
 	ck_assert_int_eq(shset_size(s), (long long)seen);
 	shset_close(busy_writer);
 	shset_close(s);
