@@ -1435,23 +1435,39 @@ static int collect_shards(struct region *r, uint8_t *buf, size_t cap, size_t *le
  * under the locks. */
 #define COLLECT_TRIES 8
 
+/* The most bytes of records the set's file can account for: the records
+ * of honest keys take no more than twice the memory their slots and
+ * blocks occupy, so the bound is the memory the file really holds
+ * (st_blocks), not counts or sizes a peer can write; a sparse file grown
+ * to max_bytes holds nothing. */
+static int collect_limit(shset *s, uint64_t *limit)
+{
+	struct stat fst;
+
+	if (fstat(s->r->fd, &fst) < 0)
+		return -errno;
+	*limit = 2 * (uint64_t)fst.st_blocks * 512 + 4096;
+	return 0;
+}
+
 /* set_collect's last try, every lock held: a buffer of exactly the *@lenp
  * bytes the tables need, bounded by the memory the file holds. */
 static int collect_exact(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_t *count,
 			 uint64_t *key_bytes)
 {
-	struct stat fst;
 	size_t need = *lenp;
+	uint64_t limit = 0;
+	int err = collect_limit(s, &limit);
 
-	if (fstat(s->r->fd, &fst) < 0)
-		return -errno;
-	if (need > 2 * (uint64_t)fst.st_blocks * 512 + 4096)
+	if (err)
+		return err;
+	if (need > limit)
 		return -EUCLEAN;
 	uint8_t *nb = realloc(*bufp, headroom + need);
 	if (!nb)
 		return -ENOMEM;
 	*bufp = nb;
-	int err = collect_shards(s->r, nb + headroom, need, lenp, count, key_bytes);
+	err = collect_shards(s->r, nb + headroom, need, lenp, count, key_bytes);
 	return err == -ENOBUFS ? -EUCLEAN : err;
 }
 
@@ -1464,14 +1480,10 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 	int err = 0;
 
 	*bufp = NULL;
-	/* The records of honest keys take no more than twice the memory
-	 * their slots and blocks occupy, so the buffer is bounded by the
-	 * memory the file really holds (st_blocks), not by counts or sizes a
-	 * peer can write: a sparse file grown to max_bytes holds nothing. */
-	struct stat fst;
-	if (fstat(s->r->fd, &fst) < 0)
-		return -errno;
-	uint64_t limit = 2 * (uint64_t)fst.st_blocks * 512 + 4096;
+	uint64_t limit = 0;
+	err = collect_limit(s, &limit);
+	if (err)
+		return err;
 	table_stats_shards(s->r, &ts);
 	need = (size_t)(ts.count * 4 + ts.key_bytes);
 	if (need > 2 * ts.heap_bytes + 4096) /* racy or scribbled: the lock decides */
@@ -1511,11 +1523,9 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 		if (err != -ENOBUFS)
 			break;
 		need = *lenp; /* grew meanwhile: try again with the size it has now */
-		if (fstat(s->r->fd, &fst) < 0) {
-			err = -errno;
+		err = collect_limit(s, &limit);
+		if (err)
 			break;
-		}
-		limit = 2 * (uint64_t)fst.st_blocks * 512 + 4096;
 		if (need > limit) {
 			err = -EUCLEAN; /* more records than memory could hold */
 			break;
