@@ -1047,12 +1047,13 @@ static long long split_part(struct tx *x, const struct split *sp, unsigned i)
 			return err;
 	}
 	for (size_t j = 0; j < n; j++) {
-		int res = table_remove_h(x, table_rec_key(&rec[j]), rec[j].len, rec[j].h);
+		int res = table_remove_many_h(x, table_rec_key(&rec[j]), rec[j].len, rec[j].h);
 		if (res < 0)
 			return res;
 		done += res;
 	}
-	return done;
+	int err = table_shrink(x, (uint64_t)done);
+	return err ? err : done;
 }
 
 /*
@@ -1581,6 +1582,9 @@ static long long do_two(struct shset *s, struct tx **xs, void *arg)
 	struct two_arg *a = arg;
 	struct region *o = a->other->r, *r = s->r;
 	long long done = 0;
+	/* By shard: the shrink their removes may call for waits for the last
+	 * (table_remove_many_h). */
+	uint64_t removed[REGION_SHARDS_MAX] = {0};
 	int res;
 
 	if (a->mode == ALG_INTER) {
@@ -1605,21 +1609,25 @@ static long long do_two(struct shset *s, struct tx **xs, void *arg)
 			memcpy(a->key, k, len);
 			k = a->key;
 			uint64_t h = hash_bytes(r->seed, k, len);
-			struct tx *x = xs[h & (r->nshards - 1)];
+			unsigned i = h & (r->nshards - 1);
 			if (a->mode == ALG_UNION) {
-				res = table_insert_h(x, k, len, h);
-			} else if (a->mode == ALG_DIFF) {
-				res = table_remove_h(x, k, len, h);
+				res = table_insert_h(xs[i], k, len, h);
 			} else {
-				res = table_remove_h(x, k, len, h);
-				if (res == 0)
-					res = table_insert_h(x, k, len, h);
+				res = table_remove_many_h(xs[i], k, len, h);
+				removed[i] += res == 1;
+				if (res == 0 && a->mode == ALG_SYMDIFF)
+					res = table_insert_h(xs[i], k, len, h);
 			}
 			if (res < 0)
 				return res;
 			done += res;
 		}
 		if (res < 0)
+			return res;
+	}
+	for (unsigned i = 0; i < r->nshards; i++) {
+		res = removed[i] ? table_shrink(xs[i], removed[i]) : 0;
+		if (res)
 			return res;
 	}
 	return done;

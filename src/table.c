@@ -796,7 +796,7 @@ int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len)
  * slots).
  */
 #define MOVE_STEP 16u
-/* Tables this big or bigger shrink (maybe_shrink). */
+/* Tables this big or bigger shrink (table_shrink). */
 #define SHRINK_MIN_LOG2 10u
 
 /* Moves the live keys of up to @budget more slots of the old table. */
@@ -1238,7 +1238,7 @@ static int remove_at(struct tx *x, uint64_t tdesc, uint64_t i, uint32_t len)
 	return 1;
 }
 
-/* After a remove: a table at most 3/32 full starts shrinking (like growth,
+/* After removes: a table at most 3/32 full starts shrinking (like growth,
  * incrementally).  A table grows when 3/4 full, so it holds at least 3/8
  * of its slots' worth of keys at its peak: a set that lost 3/4 of its
  * keys since then shrinks.  The new table is the smallest with the keys
@@ -1246,14 +1246,19 @@ static int remove_at(struct tx *x, uint64_t tdesc, uint64_t i, uint32_t len)
  * capacity: a quarter of it at most (cap/4, 8 codes below, is one), so a
  * shrink makes the table 4 to 8 times smaller (resize_start).  Optional:
  * no room, no shrink. */
-static int maybe_shrink(struct tx *x)
+int table_shrink(struct tx *x, uint64_t removed)
 {
 	uint64_t cap = x->tdesc ? tdesc_cap(x->tdesc) : 0;
 
 	if (x->old_tdesc || cap < (1ull << SHRINK_MIN_LOG2) || x->count * 32 > cap * 3)
 		return 0;
 	int err = resize_start(x, table_code_for(x->count));
-	return err == -ENOSPC ? 0 : err;
+	if (err)
+		return err == -ENOSPC ? 0 : err;
+	/* Removes that freed an eighth of the old table's slots pay for
+	 * going through all of it: the old table goes back now, before a
+	 * next batch needs its memory for a table of its own. */
+	return removed >= cap / 8 ? move_some(x, UINT64_MAX) : 0;
 }
 
 int table_remove(struct tx *x, const void *key, size_t len)
@@ -1262,6 +1267,15 @@ int table_remove(struct tx *x, const void *key, size_t len)
 }
 
 int table_remove_h(struct tx *x, const void *key, size_t len, uint64_t h)
+{
+	int res = table_remove_many_h(x, key, len, h);
+	if (res <= 0)
+		return res;
+	int err = table_shrink(x, 1);
+	return err ? err : res;
+}
+
+int table_remove_many_h(struct tx *x, const void *key, size_t len, uint64_t h)
 {
 	struct tables tb;
 	uint64_t pos, ins;
@@ -1276,11 +1290,7 @@ int table_remove_h(struct tx *x, const void *key, size_t len, uint64_t h)
 	res = find(&x->v, &tb, h, key, len, &pos, &in_old, &ins, &tomb);
 	if (res <= 0)
 		return res;
-	res = remove_at(x, in_old ? x->old_tdesc : x->tdesc, pos, (uint32_t)len);
-	if (res < 0)
-		return res;
-	int err = maybe_shrink(x);
-	return err ? err : res;
+	return remove_at(x, in_old ? x->old_tdesc : x->tdesc, pos, (uint32_t)len);
 }
 
 /*
@@ -1408,7 +1418,7 @@ int table_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 	res = remove_at(x, tdesc, i, len);
 	if (res < 0)
 		return res;
-	int err = maybe_shrink(x);
+	int err = table_shrink(x, 1);
 	return err ? err : res;
 }
 

@@ -94,6 +94,20 @@ int table_insert(struct tx *x, const void *key, size_t len); /* 1 added, 0 prese
 int table_remove(struct tx *x, const void *key, size_t len); /* 1 removed, 0 absent */
 int table_insert_h(struct tx *x, const void *key, size_t len, uint64_t h);
 int table_remove_h(struct tx *x, const void *key, size_t len, uint64_t h);
+/*
+ * table_remove_h without the shrink that follows a remove (table_shrink):
+ * for many removes in one transaction, the caller calls table_shrink after
+ * the last.  A big batch comes in the order of the keys' hashes (set.c's
+ * split), and set algebra in the other set's table order, the same order
+ * when it is a copy: a table shrunk halfway through holds only keys whose
+ * hashes are above the batch's, all of them homed in its last slots, and
+ * every move into it walks one cluster growing to the whole remainder
+ * (999,999 keys removed from 1,000,000 in one shard: 17.9 s).
+ */
+int table_remove_many_h(struct tx *x, const void *key, size_t len, uint64_t h);
+/* A table at most 3/32 full starts shrinking, after @removed removes in
+ * this transaction; optional (0 without room). */
+int table_shrink(struct tx *x, uint64_t removed);
 /* Inserts @n keys (@keys[i] of @lens[i] bytes; NULL: empty), their home
  * slots prefetched ahead: the number added, or <0. */
 long long table_insert_many(struct tx *x, const void *const *keys, const size_t *lens, size_t n);

@@ -112,6 +112,7 @@ enum {
 	OP_ADD_DRAIN,
 	OP_BATCH_REMOVE_ALL,
 	OP_BATCH_REUSE_TABLE,
+	OP_BATCH_REMOVE_SHRINK,
 	NOPS
 };
 static const char *op_name[NOPS] = {"add (inline key)",
@@ -138,7 +139,8 @@ static const char *op_name[NOPS] = {"add (inline key)",
 				    "batch remove 3000 (free queue)",
 				    "add (drains the free queue)",
 				    "batch remove of every key (a clear)",
-				    "batch add 2500 (a freed table reused)"};
+				    "batch add 2500 (a freed table reused)",
+				    "batch remove 5000 (shrinks)"};
 
 /* The long keys of the free-queue operations: 40 bytes, in key blocks. */
 enum { QKEYS = 3000, QLEN = 40 };
@@ -161,9 +163,9 @@ static int run_op(shset *s, shset *other, int op)
 	int n = op == OP_BATCH_RESIZE ? 600
 		: op == OP_BATCH_FRESH || op == OP_BATCH_BEHIND_PUNCH || op == OP_BATCH_REUSE_TABLE
 		    ? 2500
-		: op == OP_BATCH_SORTED ? 5000
-		: op == OP_BATCH_QUEUE	? QKEYS
-					: 10;
+		: op == OP_BATCH_SORTED || op == OP_BATCH_REMOVE_SHRINK ? 5000
+		: op == OP_BATCH_QUEUE					? QKEYS
+									: 10;
 
 	switch (op) {
 	case OP_ADD_SHORT:
@@ -185,14 +187,21 @@ static int run_op(shset *s, shset *other, int op)
 	case OP_BATCH_SORTED:
 	case OP_BATCH_BEHIND_PUNCH:
 	case OP_BATCH_REMOVE:
+	case OP_BATCH_REMOVE_SHRINK:
 		for (int i = 0; i < n; i++) {
-			uint32_t k =
-			    op == OP_BATCH_REMOVE ? (uint32_t)i * 3 + 1 : 50000 + (uint32_t)i;
+			uint32_t k = (uint32_t)i;
+			if (op == OP_BATCH_REMOVE)
+				k = k * 3 + 1;
+			else if (op == OP_BATCH_REMOVE_SHRINK)
+				k = k < 390 ? k + 10 : 60000 + k - 390;
+			else
+				k += 50000;
 			kl[i] = key_of(k, bk[i]);
 			kp[i] = bk[i];
 		}
-		return (int)(op == OP_BATCH_REMOVE ? shset_remove_batch(s, kp, kl, (size_t)n)
-						   : shset_add_batch(s, kp, kl, (size_t)n));
+		return (int)(op == OP_BATCH_REMOVE || op == OP_BATCH_REMOVE_SHRINK
+				 ? shset_remove_batch(s, kp, kl, (size_t)n)
+				 : shset_add_batch(s, kp, kl, (size_t)n));
 	case OP_BATCH_REMOVE_ALL:
 		/* Every key the set was built with, present or not. */
 		for (int i = 0; i < 400; i++) {
@@ -266,7 +275,7 @@ static shset *build_for(int op, uint32_t from)
 	 * goes to, brought to the point below. */
 	int one = op == OP_ADD_RESIZE || op == OP_ADD_MOVING || op == OP_ADD_PUNCH ||
 		  op == OP_REMOVE_SHRINK || op == OP_BATCH_BEHIND_PUNCH || op == OP_BATCH_QUEUE ||
-		  op == OP_ADD_DRAIN || op == OP_BATCH_REUSE_TABLE;
+		  op == OP_ADD_DRAIN || op == OP_BATCH_REUSE_TABLE || op == OP_BATCH_REMOVE_SHRINK;
 	shset *s = build_sharded(from, 400, one ? 1 : 0);
 	uint8_t key[300];
 	uint32_t k = 60000 + from;
@@ -356,6 +365,17 @@ static shset *build_for(int op, uint32_t from)
 		}
 		break;
 	}
+	case OP_BATCH_REMOVE_SHRINK:
+		/* A table of 2048 slots or more, of which the batch removes
+		 * every key but the first few (below 10): few enough that it
+		 * shrinks, by enough removes that the batch finishes the
+		 * shrink itself. */
+		while (cap_of(st.tdesc) < 2048 || st.old_tdesc) {
+			ck_assert_int_eq(shset_add(s, key, key_of(k++, key)), 1);
+			st = state_of(s);
+		}
+		ck_assert_uint_le(k, 60000 + 5000 - 390);
+		break;
 	case OP_REMOVE_SHRINK:
 		/* A table of 2048 slots or more whose next remove leaves it
 		 * 3/32 full. */
@@ -469,6 +489,12 @@ START_TEST(every_step_of_every_mutation)
 					 (ssize_t)sizeof(w));
 			ck_assert_uint_lt(st1.punch_done, alloc_class_bytes((unsigned)(w >> 56)));
 			ck_assert_uint_ne(w & ((1ull << 56) - 1), 0);
+		}
+		if (op == OP_BATCH_REMOVE_SHRINK) {
+			/* Shrunk, the old table drained and freed. */
+			struct tx_state st1 = state_of(s);
+			ck_assert_uint_le(cap_of(st1.tdesc) * 4, cap_of(st0.tdesc));
+			ck_assert_uint_eq(st1.old_tdesc, 0);
 		}
 		shset_close(s);
 		shset_close(o);
