@@ -1214,6 +1214,41 @@ static long long split_run(struct shset *s, struct split *sp, int only)
 	return locked_multi(s, do_split, sp, sp->add ? sp->expect : NULL);
 }
 
+/*
+ * Freed tables give their pages back a step (ALLOC_PUNCH_STEP) a
+ * transaction.  A batch or set algebra that changed many keys may have
+ * freed tables of as many keys' worth: left alone, they would cost the next
+ * hundreds of transactions a step each (30 to 100 us of their lock hold,
+ * the adds' slowest), and stay allocated while the set is idle.  The
+ * caller takes those steps itself instead: up to one per GIVE_BACK_KEYS
+ * keys it changed in each shard (256 bytes a key, more than a table and
+ * its keys' blocks free), each a transaction of its own, the shard's lock
+ * taken for each.  Best effort: the operation has already returned.
+ */
+#define GIVE_BACK_KEYS 1024u
+
+static long long no_op(struct tx *x, void *arg)
+{
+	(void)x;
+	(void)arg;
+	return 0;
+}
+
+static void give_back(struct shset *s, long long changed)
+{
+	unsigned ns = s->r->nshards;
+	uint64_t steps = changed > 0 ? (uint64_t)changed / ns / GIVE_BACK_KEYS : 0;
+
+	for (unsigned i = 0; steps && i < ns; i++) {
+		struct region *sh = s->r->shard[i];
+		/* The list's head is a hint here: each step checks it. */
+		for (uint64_t k = 0;
+		     k < steps && __atomic_load_n(&tx_state(sh)->punch_head, __ATOMIC_RELAXED); k++)
+			if (shard_tx(s, sh, no_op, NULL, 0) < 0)
+				break;
+	}
+}
+
 static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)
 {
 	struct batch_arg b = {keys, lens, n};
@@ -1226,18 +1261,22 @@ static long long batch(shset *s, const void *const *keys, const size_t *lens, si
 		if (keys[i] && batch_len(&b, i) > SHSET_KEY_MAX)
 			return -EINVAL;
 	}
-	if (s->r->nshards == 1 && add)
-		return shard_tx(s, s->r, do_batch, &b, n);
-	if (!n)
-		return 0;
-	/* Split before any lock is taken. */
-	struct split sp;
-	struct keys_in in = {.keys = keys, .lens = lens};
-	int only = split_keys(s->r, &sp, &in, n, add);
-	if (only < -1)
-		return only;
-	long long res = split_run(s, &sp, only);
-	split_free(&sp);
+	long long res;
+	if (s->r->nshards == 1 && add) {
+		res = shard_tx(s, s->r, do_batch, &b, n);
+	} else {
+		if (!n)
+			return 0;
+		/* Split before any lock is taken. */
+		struct split sp;
+		struct keys_in in = {.keys = keys, .lens = lens};
+		int only = split_keys(s->r, &sp, &in, n, add);
+		if (only < -1)
+			return only;
+		res = split_run(s, &sp, only);
+		split_free(&sp);
+	}
+	give_back(s, res);
 	return res;
 }
 
@@ -1672,6 +1711,7 @@ static long long algebra(shset *s, shset *other, int mode)
 	if (res >= 0)
 		fill_after_multi(s);
 	free(a.key);
+	give_back(s, res);
 	return res;
 }
 

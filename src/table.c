@@ -858,8 +858,9 @@ static int move_step(struct tx *x)
 }
 
 /* Starts replacing the current table by one of code @code (or bigger,
- * below); the rest of a resize in progress is finished first. */
-static int resize_start(struct tx *x, unsigned code)
+ * below, unless the caller moves every key @at_once); the rest of a
+ * resize in progress is finished first. */
+static int resize_start(struct tx *x, unsigned code, int at_once)
 {
 	uint64_t off;
 	int err = move_some(x, UINT64_MAX);
@@ -871,7 +872,7 @@ static int resize_start(struct tx *x, unsigned code)
 	 * new one (3/16 of it).  The capacities hold cap/8 of each
 	 * (12 codes below), so this stops at exactly 8 times smaller. */
 	uint64_t ocap = x->tdesc ? tdesc_cap(x->tdesc) : 0;
-	while (table_code_cap(code) * 8 < ocap && code < TABLE_CODE_MAX)
+	while (!at_once && table_code_cap(code) * 8 < ocap && code < TABLE_CODE_MAX)
 		code++;
 	err = new_table(x, code, &off);
 	if (err)
@@ -913,7 +914,7 @@ static int insert_hashed(struct tx *x, const void *key, size_t len, uint64_t h)
 		 * as often (3/16 of the table between rebuilds, not 1/4). */
 		unsigned code = x->count * 16 > cap * 9 ? table_code_grow(x->count)
 							: table_code_for(x->count + 1);
-		err = resize_start(x, code);
+		err = resize_start(x, code, 0);
 		/* Out of room for a bigger table: fill this one up to 7/8
 		 * before refusing. */
 		if (err == -ENOSPC && !x->old_tdesc && filled * 8 <= cap * 7)
@@ -1252,13 +1253,15 @@ int table_shrink(struct tx *x, uint64_t removed)
 
 	if (x->old_tdesc || cap < (1ull << SHRINK_MIN_LOG2) || x->count * 32 > cap * 3)
 		return 0;
-	int err = resize_start(x, table_code_for(x->count));
-	if (err)
-		return err == -ENOSPC ? 0 : err;
 	/* Removes that freed an eighth of the old table's slots pay for
 	 * going through all of it: the old table goes back now, before a
-	 * next batch needs its memory for a table of its own. */
-	return removed >= cap / 8 ? move_some(x, UINT64_MAX) : 0;
+	 * next batch needs its memory for a table of its own, and the new
+	 * one can be as small as the keys left need. */
+	int at_once = removed >= cap / 8;
+	int err = resize_start(x, table_code_for(x->count), at_once);
+	if (err)
+		return err == -ENOSPC ? 0 : err;
+	return at_once ? move_some(x, UINT64_MAX) : 0;
 }
 
 int table_remove(struct tx *x, const void *key, size_t len)

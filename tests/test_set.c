@@ -1134,6 +1134,61 @@ START_TEST(most_of_a_shard_removed_at_once)
 }
 END_TEST
 
+/* A batch or set algebra that removes most keys gives their memory back
+ * before it returns: the tables it freed are punched by its own steps
+ * (before, by one step in each of the next hundreds of transactions, and
+ * not at all while the set stayed idle), and the table it shrank is as
+ * small as the keys left need (not an eighth of the old one). */
+START_TEST(most_keys_removed_memory_given_back)
+{
+	enum { N = 400000, KEEP = 10 };
+	char(*kb)[16] = malloc(N * sizeof(*kb));
+	const void **kp = malloc(N * sizeof(*kp));
+	size_t *kl = malloc(N * sizeof(*kl));
+	ck_assert(kb && kp && kl);
+	for (int i = 0; i < N; i++) {
+		kl[i] = (size_t)snprintf(kb[i], sizeof(kb[i]), "g%014d", i);
+		kp[i] = kb[i];
+	}
+	for (unsigned c = 0; c < 4; c++) {
+		struct shset_opts o = {.size = sizeof(o), .shards = c & 1 ? 1 : 0};
+		shset *s, *other;
+		ck_assert_int_eq(shset_create(&s, &o), 0);
+		ck_assert_int_eq(shset_add_batch(s, kp, kl, N), N);
+		uint64_t full = blocks_of(s);
+		if (c & 2) {
+			ck_assert_int_eq(shset_copy(s, &other), 0);
+			ck_assert_int_eq(shset_remove_batch(other, kp, kl, KEEP), KEEP);
+			ck_assert_int_eq(shset_difference_update(s, other), N - KEEP);
+			shset_close(other);
+		} else {
+			ck_assert_int_eq(shset_remove_batch(s, kp + KEEP, kl + KEEP, N - KEEP),
+					 N - KEEP);
+		}
+		uint64_t left = blocks_of(s);
+		struct shset_stats st;
+		ck_assert_int_eq(shset_stats(s, &st), 0);
+		ck_assert_uint_le(st.capacity, 1024); /* 16 shards of 10 keys at most */
+		ck_assert_int_eq(shset_size(s), KEEP);
+		for (int i = 0; i < KEEP + 5; i++)
+			ck_assert_int_eq(shset_contains(s, kp[i], kl[i]), i < KEEP);
+		ck_assert_int_eq(shset_verify(s), 0);
+		/* What a set keeps whatever it holds (headers, the logs'
+		 * written pages): what a clear leaves. */
+		ck_assert_int_eq(shset_clear(s), 0);
+		uint64_t kept = blocks_of(s);
+		ck_assert_msg(left >= kept && (left - kept) * 10 < full - kept,
+			      "case %u: %llu of %llu bytes held, %llu after a clear", c,
+			      (unsigned long long)left, (unsigned long long)full,
+			      (unsigned long long)kept);
+		shset_close(s);
+	}
+	free(kb);
+	free(kp);
+	free(kl);
+}
+END_TEST
+
 START_TEST(enospc_leaves_set_intact)
 {
 	shset *s;
@@ -1706,6 +1761,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bulk_frees_of_long_keys);
 	tcase_add_test(tc, batch_reuses_more_blocks_than_the_log_holds);
 	tcase_add_test(tc, most_of_a_shard_removed_at_once);
+	tcase_add_test(tc, most_keys_removed_memory_given_back);
 	tcase_add_test(tc, enospc_leaves_set_intact);
 	tcase_add_test(tc, full_set_emptied_by_batches);
 	tcase_add_test(tc, full_set_removals_that_need_no_room);
