@@ -57,6 +57,17 @@ static inline void prim_cpu_relax(void)
 #endif
 }
 
+/* @x with its bits in reverse order.  Bit-reversed counts 0, 1, 2, ... (the
+ * van der Corput sequence, read as fractions of 2^64) spread over a range
+ * evenly at every length: each prefix leaves no big gap. */
+static inline uint64_t prim_bitrev64(uint64_t x)
+{
+	x = ((x >> 1) & 0x5555555555555555ull) | ((x & 0x5555555555555555ull) << 1);
+	x = ((x >> 2) & 0x3333333333333333ull) | ((x & 0x3333333333333333ull) << 2);
+	x = ((x >> 4) & 0x0f0f0f0f0f0f0f0full) | ((x & 0x0f0f0f0f0f0f0f0full) << 4);
+	return __builtin_bswap64(x);
+}
+
 /* Single loads and stores of shared words: the compiler may neither
  * split them nor read a word twice where the code reads it once. */
 static inline uint64_t prim_ld64(const uint8_t *p)

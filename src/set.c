@@ -1579,6 +1579,31 @@ int set_collect(shset *s, size_t headroom, uint8_t **bufp, size_t *lenp, uint64_
 	return 0;
 }
 
+/*
+ * The keys come in runs of FOREACH_RUN as the tables hold them, the runs in
+ * bit-reversed order, so that each stretch of the visit spreads over the
+ * whole hash range.  A table holds its keys in the order of their hashes
+ * (table.c, home()), and a caller removing keys as it sees them (a drain)
+ * would otherwise leave only the highest: the shrink at 3/32 full homes
+ * them all in the last slots of its smaller table, one cluster that every
+ * move and probe walks (400,000 keys removed in slot order from one
+ * shard: 2.2 s, an op up to 1.3 ms).
+ */
+#define FOREACH_RUN 16u
+
+static int visit_run(const uint8_t *buf, size_t at, size_t end, shset_visit_fn fn, void *arg)
+{
+	int res = 0;
+
+	while (at < end && !res) {
+		uint32_t l;
+		memcpy(&l, buf + at, 4);
+		res = fn(buf + at + 4, l, arg);
+		at += 4 + (size_t)l;
+	}
+	return res;
+}
+
 int shset_foreach(shset *s, shset_visit_fn fn, void *arg)
 {
 	uint8_t *buf;
@@ -1591,12 +1616,34 @@ int shset_foreach(shset *s, shset_visit_fn fn, void *arg)
 	err = set_collect(s, 0, &buf, &len, &count, &kb);
 	if (err)
 		return err;
-	for (size_t at = 0; at < len && !res;) {
+	/* Where each run starts (set_collect's records: count of them). */
+	size_t runs = (size_t)((count + FOREACH_RUN - 1) / FOREACH_RUN);
+	size_t *run = malloc((runs ? runs : 1) * sizeof(*run));
+	if (!run) {
+		free(buf);
+		return -ENOMEM;
+	}
+	uint64_t i = 0;
+	for (size_t at = 0; at < len && i < count; i++) {
 		uint32_t l;
+		if (i % FOREACH_RUN == 0)
+			run[i / FOREACH_RUN] = at;
 		memcpy(&l, buf + at, 4);
-		res = fn(buf + at + 4, l, arg);
 		at += 4 + (size_t)l;
 	}
+	unsigned bits = 0;
+	while (((size_t)1 << bits) < runs)
+		bits++;
+	for (uint64_t c = 0; c < (1ull << bits) && !res; c++) {
+		uint64_t r = bits ? prim_bitrev64(c) >> (64 - bits) : 0;
+		/* The runs are far apart: fetch the one after next ahead. */
+		uint64_t ahead = bits ? prim_bitrev64(c + 2) >> (64 - bits) : 0;
+		if (c + 2 < (1ull << bits) && ahead < runs)
+			__builtin_prefetch(buf + run[ahead]);
+		if (r < runs)
+			res = visit_run(buf, run[r], r + 1 < runs ? run[r + 1] : len, fn, arg);
+	}
+	free(run);
 	free(buf);
 	return res;
 }

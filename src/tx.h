@@ -77,7 +77,7 @@ struct tx_state {
 	 * free. */
 	uint64_t punch_head, punch_done, free_q;
 	/* Statistics: under the lock, not logged (a crash may lose one). */
-	uint64_t pop_hint; /* where pop starts looking (a hint) */
+	uint64_t pop_hint; /* pops so far: where the next looks (a hint) */
 	uint64_t n_aborts; /* transactions undone by their own writer */
 	uint64_t n_repairs, n_resizes;
 	/* In shard 0 only: the last multi-shard transaction that reached its
