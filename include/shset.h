@@ -160,8 +160,9 @@ int shset_copy(shset *s, shset **out);
  * Cost: the keys are first collected into one private buffer of
  * 4 + length bytes per key (the whole set's keys, whatever @fn does), with
  * the lock held for the walk of the table that collects them; the buffer
- * is bounded by the memory the set's file holds.  Errors: -ENOMEM,
- * -EUCLEAN.
+ * is bounded by the memory the set's file holds.  The order is
+ * unspecified, spread over the table so that removing keys in it keeps a
+ * shrinking table free of long probe chains.  Errors: -ENOMEM, -EUCLEAN.
  */
 typedef int (*shset_visit_fn)(const void *key, size_t len, void *arg);
 int shset_foreach(shset *s, shset_visit_fn fn, void *arg);
