@@ -1035,6 +1035,33 @@ START_TEST(full_set_removals_that_need_no_room)
 }
 END_TEST
 
+/* Keys "<@prefix><i>" for i < @n, in the arrays a batch takes, which have
+ * room for @slots entries (a batch of repeats refills them). */
+struct keyarr {
+	char (*b)[16];
+	const void **p;
+	size_t *l;
+};
+
+static struct keyarr keyarr_make(char prefix, int n, int slots)
+{
+	struct keyarr a = {malloc((size_t)n * sizeof(*a.b)), malloc((size_t)slots * sizeof(*a.p)),
+			   malloc((size_t)slots * sizeof(*a.l))};
+	ck_assert(a.b && a.p && a.l);
+	for (int i = 0; i < n; i++) {
+		a.l[i] = (size_t)snprintf(a.b[i], sizeof(a.b[i]), "%c%014d", prefix, i);
+		a.p[i] = a.b[i];
+	}
+	return a;
+}
+
+static void keyarr_free(struct keyarr *a)
+{
+	free(a->b);
+	free(a->p);
+	free(a->l);
+}
+
 /* A remove batch of many copies of a few keys, at least as long as the
  * shard's keys, so that it asks whether the batch removes them all (a
  * clear): repeats cost once.  Before, each copy walked every copy indexed
@@ -1045,14 +1072,9 @@ START_TEST(remove_batch_of_repeats)
 	enum { KEYS = 20000, COPIES = 2000000 };
 	shset *s;
 	ck_assert_int_eq(shset_create(&s, NULL), 0);
-	char(*kb)[16] = malloc(KEYS * sizeof(*kb));
-	const void **kp = malloc(COPIES * sizeof(*kp));
-	size_t *kl = malloc(COPIES * sizeof(*kl));
-	ck_assert(kb && kp && kl);
-	for (int i = 0; i < KEYS; i++) {
-		kl[i] = (size_t)snprintf(kb[i], sizeof(kb[i]), "r%d", i);
-		kp[i] = kb[i];
-	}
+	struct keyarr a = keyarr_make('r', KEYS, COPIES);
+	const void **kp = a.p;
+	size_t *kl = a.l;
 	ck_assert_int_eq(shset_add_batch(s, kp, kl, KEYS), KEYS);
 
 	/* One absent key, over and over: nothing removed. */
@@ -1066,16 +1088,14 @@ START_TEST(remove_batch_of_repeats)
 
 	/* Every key, each a hundred times: all removed, counted once. */
 	for (int i = 0; i < COPIES; i++) {
-		kp[i] = kb[i % KEYS];
-		kl[i] = strlen(kb[i % KEYS]);
+		kp[i] = a.b[i % KEYS];
+		kl[i] = strlen(a.b[i % KEYS]);
 	}
 	ck_assert_int_eq(shset_remove_batch(s, kp, kl, COPIES), KEYS);
 	ck_assert_int_eq(shset_size(s), 0);
 	ck_assert_int_eq(shset_verify(s), 0);
 	shset_close(s);
-	free(kb);
-	free(kp);
-	free(kl);
+	keyarr_free(&a);
 }
 END_TEST
 
@@ -1091,14 +1111,9 @@ START_TEST(most_of_a_shard_removed_at_once)
 {
 	enum { N = 500000 };
 	struct shset_opts o = {.size = sizeof(o), .shards = 1};
-	char(*kb)[16] = malloc(N * sizeof(*kb));
-	const void **kp = malloc(N * sizeof(*kp));
-	size_t *kl = malloc(N * sizeof(*kl));
-	ck_assert(kb && kp && kl);
-	for (int i = 0; i < N; i++) {
-		kl[i] = (size_t)snprintf(kb[i], sizeof(kb[i]), "m%d", i);
-		kp[i] = kb[i];
-	}
+	struct keyarr a = keyarr_make('m', N, N);
+	const void **kp = a.p;
+	size_t *kl = a.l;
 
 	for (int algebra = 0; algebra < 2; algebra++) {
 		/* A batch keeps the first 20,000 of 200,000; algebra removes
@@ -1128,9 +1143,7 @@ START_TEST(most_of_a_shard_removed_at_once)
 		ck_assert_uint_le(st.capacity * 4, cap0); /* and it shrank */
 		shset_close(s);
 	}
-	free(kb);
-	free(kp);
-	free(kl);
+	keyarr_free(&a);
 }
 END_TEST
 
@@ -1143,14 +1156,9 @@ END_TEST
 START_TEST(most_keys_removed_memory_given_back)
 {
 	enum { N = 400000, KEEP = 10 };
-	char(*kb)[16] = malloc(N * sizeof(*kb));
-	const void **kp = malloc(N * sizeof(*kp));
-	size_t *kl = malloc(N * sizeof(*kl));
-	ck_assert(kb && kp && kl);
-	for (int i = 0; i < N; i++) {
-		kl[i] = (size_t)snprintf(kb[i], sizeof(kb[i]), "g%014d", i);
-		kp[i] = kb[i];
-	}
+	struct keyarr a = keyarr_make('g', N, N);
+	const void **kp = a.p;
+	size_t *kl = a.l;
 	for (unsigned c = 0; c < 5; c++) {
 		struct shset_opts o = {.size = sizeof(o), .shards = c & 1 ? 1 : 0};
 		shset *s, *other;
@@ -1187,9 +1195,7 @@ START_TEST(most_keys_removed_memory_given_back)
 		shset_close(s);
 	}
 	unsetenv("SHSET_GIVE_BACK");
-	free(kb);
-	free(kp);
-	free(kl);
+	keyarr_free(&a);
 }
 END_TEST
 
