@@ -18,11 +18,14 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <shset.h>
@@ -65,24 +68,18 @@ static const char *keys_name(int type)
 }
 
 /* One key as the bytes the library stores.  p/n stay valid until
- * key_release: they point into the caller's object (kept alive by the
- * caller), into tmp, into a held buffer view, or into buf. */
+ * key_release: they point into the caller's immutable object (kept alive
+ * by the caller), into tmp, or into buf. */
 struct key {
 	const char *p;
 	Py_ssize_t n;
 	PyObject *tmp;
-	Py_buffer view;
-	int has_view;
 	char buf[24];
 };
 
 static void key_release(struct key *k)
 {
 	Py_CLEAR(k->tmp);
-	if (k->has_view) {
-		PyBuffer_Release(&k->view);
-		k->has_view = 0;
-	}
 }
 
 /* Canonical decimal of a Python int (bool counts as 0/1, as sets see it). */
@@ -145,7 +142,6 @@ static int key_get(int type, PyObject *o, struct key *k)
 	int r;
 
 	k->tmp = NULL;
-	k->has_view = 0;
 	switch (type) {
 	case SHSET_KEYS_STR:
 		if (!PyUnicode_Check(o))
@@ -166,13 +162,21 @@ static int key_get(int type, PyObject *o, struct key *k)
 		}
 		if (!PyObject_CheckBuffer(o))
 			return 0;
-		/* The view is held while the GIL is released: a bytearray
-		 * cannot be resized under us. */
-		if (PyObject_GetBuffer(o, &k->view, PyBUF_SIMPLE) < 0)
+		/* A copy of any other bytes-like object: the library reads a
+		 * key more than once (to hash, compare and store it) with the
+		 * GIL released, and another thread may write into a bytearray
+		 * meanwhile; a key stored under another's hash is found by no
+		 * process.  Too long for a key: not copied. */
+		Py_buffer view;
+		if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) < 0)
 			return -1;
-		k->has_view = 1;
-		k->p = k->view.buf;
-		k->n = k->view.len;
+		k->n = view.len;
+		if ((size_t)view.len <= SHSET_KEY_MAX)
+			k->tmp = PyBytes_FromStringAndSize(view.buf, view.len);
+		PyBuffer_Release(&view);
+		if ((size_t)k->n <= SHSET_KEY_MAX && !k->tmp)
+			return -1;
+		k->p = k->tmp ? PyBytes_AS_STRING(k->tmp) : NULL;
 		r = 1;
 		break;
 	}
@@ -401,7 +405,8 @@ typedef struct {
 	PyObject ob_base; /* PyObject_HEAD */
 	shset *h;	  /* NULL once closed */
 	shset *closing;	  /* closed while busy: closed by the last call out */
-	int busy;	  /* calls running without the GIL */
+	int busy;	  /* calls running without the GIL (py_busy) */
+	unsigned gen;	  /* the fork generation busy counts in */
 	int type;	  /* SHSET_KEYS_* */
 	PyObject *weakrefs;
 } SetObject;
@@ -419,6 +424,7 @@ static shset *set_enter(SetObject *self)
 		PyErr_SetString(PyExc_ValueError, "operation on a closed shset.Set");
 		return NULL;
 	}
+	py_busy(&self->busy, &self->gen);
 	self->busy++;
 	return self->h;
 }
@@ -458,6 +464,7 @@ static PyObject *set_wrap(shset *h)
 	self->h = h;
 	self->closing = NULL;
 	self->busy = 0;
+	self->gen = py_fork_gen;
 	self->type = type;
 	self->weakrefs = NULL;
 	return (PyObject *)self;
@@ -961,7 +968,8 @@ static SetObject *set_temp(SetObject *self)
 }
 
 /* A private set with the keys of @it; keys of another type are a TypeError
- * if @strict, else left out (they are in no set of this type). */
+ * if @strict, else left out (they are in no set of this type), as are keys
+ * too long to be in any set. */
 static SetObject *set_temp_from(SetObject *self, PyObject *it, int strict)
 {
 	PyObject *iter = PyObject_GetIter(it), *o;
@@ -972,7 +980,8 @@ static SetObject *set_temp_from(SetObject *self, PyObject *it, int strict)
 	if (!iter)
 		return NULL;
 	while (!r && (o = PyIter_Next(iter))) {
-		r = strict ? key_get_strict(self->type, o, &k) : key_get(self->type, o, &k) - 1;
+		r = strict ? key_get_strict(self->type, o, &k)
+			   : key_get_lookup(self->type, o, &k) - 1;
 		if (r == 0) {
 			r = kvec_put(&v, k.p, (size_t)k.n);
 			key_release(&k);
@@ -1428,9 +1437,10 @@ static PyObject *Set_attach(PyObject *cls, PyObject *arg)
 	return r < 0 ? err_lib(r) : set_wrap(h);
 }
 
-/* Connects, checks that the server runs as us or root, receives the set.
- * Returns 0, -errno, or 1 with *server_uid set when the uid is refused. */
-static int connect_served(const char *path, double timeout, shset **out, uid_t *server_uid)
+/* Connects to the server on @path (a Unix socket; '@name' abstract), within
+ * @timeout_ms if not 0, and checks that it runs as us or root.  Returns 0
+ * with *@fdp, -errno, or 1 with *@server_uid set when the uid is refused. */
+static int connect_served(const char *path, int timeout_ms, int *fdp, uid_t *server_uid)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	size_t n = strlen(path);
@@ -1448,14 +1458,13 @@ static int connect_served(const char *path, double timeout, shset **out, uid_t *
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (timeout > 0) {
-		struct timeval tv = {(time_t)timeout,
-				     (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (timeout_ms) {
+		/* Bounds a connect to a server whose backlog is full. */
+		struct timeval tv = {timeout_ms / 1000, (suseconds_t)(timeout_ms % 1000) * 1000};
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	if (connect(fd, (struct sockaddr *)&a, len) < 0) {
-		r = -errno;
+		r = errno == EAGAIN || errno == EINPROGRESS ? -ETIMEDOUT : -errno;
 		goto out;
 	}
 	struct shset_peer peer;
@@ -1467,10 +1476,51 @@ static int connect_served(const char *path, double timeout, shset **out, uid_t *
 		r = 1;
 		goto out;
 	}
-	r = shset_recv(fd, out);
-	if ((r == -EAGAIN || r == -EWOULDBLOCK) && timeout > 0)
-		r = -ETIMEDOUT;
+	*fdp = fd;
+	return 0;
 out:
+	close(fd);
+	return r;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* How long connect() waits for the set at a time before it looks at
+ * signals (Ctrl-C) with the GIL taken. */
+#define RECV_SLICE_MS 100
+
+/* Receives the set from @fd (closed), until @timeout_ms if not 0: 0 with
+ * *@out, -errno, or -EINTR with the exception a signal handler raised. */
+static int recv_served(int fd, int timeout_ms, shset **out)
+{
+	uint64_t deadline = timeout_ms ? mono_ms() + (uint64_t)timeout_ms : 0;
+	int r;
+
+	for (;;) {
+		int slice = RECV_SLICE_MS;
+		if (deadline) {
+			uint64_t now = mono_ms();
+			if (now >= deadline) {
+				r = -ETIMEDOUT;
+				break;
+			}
+			if (deadline - now < (uint64_t)slice)
+				slice = (int)(deadline - now);
+		}
+		NOGIL(r = shset_recv_timeout(fd, out, slice));
+		if (r != -ETIMEDOUT)
+			break;
+		if (PyErr_CheckSignals() < 0) {
+			r = -EINTR;
+			break;
+		}
+	}
 	close(fd);
 	return r;
 }
@@ -1480,13 +1530,15 @@ PyDoc_STRVAR(connect_doc,
 	     "Return the Set served on the Unix socket path (by `shset serve --socket\n"
 	     "PATH` or any program calling shset_send); '@name' is an abstract socket.\n"
 	     "The server must run as this user or as root (checked with SO_PEERCRED),\n"
-	     "else PermissionError.  timeout (seconds) bounds the wait for the server.");
+	     "else PermissionError.  timeout (seconds, positive; rounded up to a\n"
+	     "millisecond, at most 2**31 ms) bounds the wait for the server:\n"
+	     "TimeoutError.  The wait answers signals (KeyboardInterrupt) either way.");
 
 static PyObject *Set_connect(PyObject *cls, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"", "timeout", NULL};
 	PyObject *path = NULL, *tmo = Py_None;
-	double timeout = 0;
+	int timeout_ms = 0, fd = -1;
 	uid_t uid = 0;
 	shset *h = NULL;
 	int r;
@@ -1496,22 +1548,29 @@ static PyObject *Set_connect(PyObject *cls, PyObject *args, PyObject *kw)
 					 &path, &tmo))
 		return NULL;
 	if (tmo != Py_None) {
-		timeout = PyFloat_AsDouble(tmo);
-		if (timeout == -1 && PyErr_Occurred())
+		double t = PyFloat_AsDouble(tmo);
+		if (t == -1 && PyErr_Occurred())
 			goto fail;
-		if (timeout <= 0) {
-			PyErr_SetString(PyExc_ValueError, "timeout must be positive");
+		if (!(t > 0) || isinf(t)) { /* NaN fails t > 0 */
+			PyErr_SetString(PyExc_ValueError,
+					"timeout must be a positive finite number of seconds");
 			goto fail;
 		}
+		double ms = t * 1000;
+		timeout_ms = ms >= (double)INT_MAX ? INT_MAX : (int)ms + ((double)(int)ms < ms);
 	}
 	const char *p = PyBytes_AS_STRING(path);
-	NOGIL(r = connect_served(p, timeout, &h, &uid));
+	NOGIL(r = connect_served(p, timeout_ms, &fd, &uid));
 	if (r == 1) {
 		PyErr_Format(PyExc_PermissionError,
 			     "the server on %s runs as uid %u, neither this user (uid %u) nor root",
 			     p, (unsigned)uid, (unsigned)geteuid());
 		goto fail;
 	}
+	if (r == 0)
+		r = recv_served(fd, timeout_ms, &h);
+	if (r == -EINTR && PyErr_Occurred())
+		goto fail;
 	if (r < 0) {
 		err_lib_path(r, path);
 		goto fail;
@@ -1594,7 +1653,7 @@ static PyObject *Set_close(SetObject *self, PyObject *unused)
 
 	(void)unused;
 	self->h = NULL;
-	if (h && self->busy)
+	if (h && py_busy(&self->busy, &self->gen))
 		self->closing = h; /* the last running call closes it */
 	else if (h)
 		NOGIL(shset_close(h));
@@ -1777,10 +1836,20 @@ static struct PyModuleDef shset_module = {
     .m_size = -1,
 };
 
+unsigned py_fork_gen;
+
+static void fork_child(void)
+{
+	__atomic_add_fetch(&py_fork_gen, 1, __ATOMIC_RELAXED);
+}
+
 PyMODINIT_FUNC PyInit__shset(void)
 {
 	PyObject *m = NULL, *abc;
+	static int atfork;
 
+	if (!atfork && pthread_atfork(NULL, NULL, fork_child) == 0)
+		atfork = 1;
 	if (PyType_Ready(&SetType) < 0 || PyType_Ready(&IterType) < 0)
 		return NULL;
 	abc = PyImport_ImportModule("collections.abc");

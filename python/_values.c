@@ -6,11 +6,14 @@
  * Every type has the same object layout: one handle (shset_value *) and the
  * length the library validated when the handle was made.  Integer and
  * double operations are single atomic instructions: they run with the GIL
- * held (releasing it would cost more than the operation, and nothing can
- * close the handle under them).  Byte-string operations can wait on the
- * writers' lock, so they run without the GIL; as in shset.Set, such a call
- * counts itself in `busy`, and close() of a busy value only marks it for
- * the last call out.
+ * held (releasing it would cost more than the operation).  They take the
+ * handle only after their arguments are converted: a conversion can run
+ * Python code (__index__, __float__: Fraction's), which may close the
+ * value or let another thread do it, and the handle must not be freed
+ * under the call.  Byte-string operations can wait on the writers' lock,
+ * so they run without the GIL; as in shset.Set, such a call counts itself
+ * in `busy`, and close() of a busy value only marks it for the last call
+ * out.
  *
  * In-place operators on scalars are the atomic operations themselves
  * (`v += 1` is one fetch_add) and return the object, so the name stays
@@ -34,7 +37,8 @@ typedef struct {
 	PyObject ob_base; /* PyObject_HEAD */
 	shset_value *h;	  /* NULL once closed */
 	shset_value *closing;
-	int busy;      /* byte-string calls running without the GIL */
+	int busy;      /* byte-string calls running without the GIL (py_busy) */
+	unsigned gen;  /* the fork generation busy counts in */
 	unsigned kind; /* SHSET_VALUE_* */
 	size_t length; /* array length or byte capacity, from the handle */
 	PyObject *weakrefs;
@@ -95,6 +99,7 @@ static shset_value *value_enter(ValueObject *self)
 {
 	if (!value_h(self))
 		return NULL;
+	py_busy(&self->busy, &self->gen);
 	self->busy++;
 	return self->h;
 }
@@ -151,6 +156,7 @@ static PyObject *value_wrap(shset_value *h)
 	self->h = h;
 	self->closing = NULL;
 	self->busy = 0;
+	self->gen = py_fork_gen;
 	self->kind = (unsigned)kind;
 	self->length = shset_value_length(h);
 	self->weakrefs = NULL;
@@ -231,7 +237,7 @@ static PyObject *Value_close(ValueObject *self, PyObject *unused)
 
 	(void)unused;
 	self->h = NULL;
-	if (h && self->busy)
+	if (h && py_busy(&self->busy, &self->gen))
 		self->closing = h; /* the last running call closes it */
 	else if (h)
 		NOGIL(shset_value_close(h));
@@ -350,11 +356,11 @@ static const struct {
  * result as a 64-bit pattern.  Returns 0, or -1 with an exception set. */
 static int int_apply(ValueObject *self, size_t i, enum rmw op, PyObject *arg, uint64_t *res)
 {
-	shset_value *h = value_h(self);
+	shset_value *h;
 	uint64_t n;
 	int r;
 
-	if (!h || int_arg(self->kind, arg, &n) < 0)
+	if (int_arg(self->kind, arg, &n) < 0 || !(h = value_h(self)))
 		return -1;
 	switch (self->kind) {
 	case SHSET_VALUE_INT:
@@ -407,11 +413,11 @@ static int int_load(ValueObject *self, size_t i, uint64_t *out)
 
 static int int_store(ValueObject *self, size_t i, PyObject *arg)
 {
-	shset_value *h = value_h(self);
+	shset_value *h;
 	uint64_t n;
 	int r;
 
-	if (!h || int_arg(self->kind, arg, &n) < 0)
+	if (int_arg(self->kind, arg, &n) < 0 || !(h = value_h(self)))
 		return -1;
 	switch (self->kind) {
 	case SHSET_VALUE_INT:
@@ -437,11 +443,12 @@ static int int_store(ValueObject *self, size_t i, PyObject *arg)
 /* Returns True if stored. */
 static PyObject *int_cas(ValueObject *self, size_t i, PyObject *expected, PyObject *desired)
 {
-	shset_value *h = value_h(self);
+	shset_value *h;
 	uint64_t e, d;
 	int r;
 
-	if (!h || int_arg(self->kind, expected, &e) < 0 || int_arg(self->kind, desired, &d) < 0)
+	if (int_arg(self->kind, expected, &e) < 0 || int_arg(self->kind, desired, &d) < 0 ||
+	    !(h = value_h(self)))
 		return NULL;
 	switch (self->kind) {
 	case SHSET_VALUE_INT:
@@ -573,11 +580,11 @@ static PyObject *Float_load(ValueObject *self, PyObject *unused)
 
 static int float_store(ValueObject *self, PyObject *arg)
 {
-	shset_value *h = value_h(self);
+	shset_value *h;
 	double v;
 	int r;
 
-	if (!h || float_arg(arg, &v) < 0)
+	if (float_arg(arg, &v) < 0 || !(h = value_h(self)))
 		return -1;
 	r = shset_float_store(h, v);
 	if (r < 0) {
@@ -595,11 +602,11 @@ static PyObject *Float_store(ValueObject *self, PyObject *arg)
 static int float_apply(ValueObject *self, PyObject *arg, int (*fn)(shset_value *, double, double *),
 		       double *old)
 {
-	shset_value *h = value_h(self);
+	shset_value *h;
 	double n;
 	int r;
 
-	if (!h || float_arg(arg, &n) < 0)
+	if (float_arg(arg, &n) < 0 || !(h = value_h(self)))
 		return -1;
 	r = fn(h, n, old);
 	if (r < 0) {
@@ -635,12 +642,12 @@ static PyObject *Float_fetch_sub(ValueObject *self, PyObject *arg)
 
 static PyObject *Float_compare_exchange(ValueObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-	shset_value *h = value_h(self);
+	shset_value *h;
 	double e, d;
 	int r;
 
-	if (!nargs_ok("compare_exchange", nargs, 2) || !h || float_arg(args[0], &e) < 0 ||
-	    float_arg(args[1], &d) < 0)
+	if (!nargs_ok("compare_exchange", nargs, 2) || float_arg(args[0], &e) < 0 ||
+	    float_arg(args[1], &d) < 0 || !(h = value_h(self)))
 		return NULL;
 	r = shset_float_compare_exchange(h, &e, d);
 	return r < 0 ? value_err(self, r) : PyBool_FromLong(r);
@@ -867,9 +874,18 @@ static int bytes_arg(unsigned kind, PyObject *o, Py_buffer *view)
 			     Py_TYPE(o)->tp_name);
 		return -1;
 	}
-	/* The view is held while the GIL is released: a bytearray cannot be
-	 * resized under us. */
-	return PyObject_GetBuffer(o, view, PyBUF_SIMPLE);
+	if (PyBytes_Check(o))
+		return PyObject_GetBuffer(o, view, PyBUF_SIMPLE);
+	/* A copy of any other bytes-like object: the library reads the bytes
+	 * twice (to copy them, then to checksum what it stored) with the GIL
+	 * released, and another thread may write into a bytearray meanwhile;
+	 * every reader would then find the value scribbled. */
+	PyObject *b = PyBytes_FromObject(o);
+	if (!b)
+		return -1;
+	int r = PyObject_GetBuffer(b, view, PyBUF_SIMPLE);
+	Py_DECREF(b); /* the view holds it */
+	return r;
 }
 
 /* The Python object for @n stored bytes at @p. */
@@ -1549,10 +1565,18 @@ static PyTypeObject StringType = {
     .tp_getset = Bytes_getset,
 };
 
+/* Iteration by index, as the sequence protocol would, but through
+ * __iter__: collections.abc.Iterable (and typing) looks for that. */
+static PyObject *Array_iter(PyObject *self)
+{
+	return PySeqIter_New(self);
+}
+
 static PyTypeObject IntArrayType = {
     VALUE_TYPE(IntArray, "shset.IntArray", IntArray_doc, Array_new),
     .tp_as_sequence = &Array_as_sequence,
     .tp_as_mapping = &Array_as_mapping,
+    .tp_iter = Array_iter,
     .tp_hash = PyObject_HashNotImplemented,
     .tp_methods = Array_methods,
     .tp_getset = Array_getset,
@@ -1562,6 +1586,7 @@ static PyTypeObject UIntArrayType = {
     VALUE_TYPE(UIntArray, "shset.UIntArray", UIntArray_doc, Array_new),
     .tp_as_sequence = &Array_as_sequence,
     .tp_as_mapping = &Array_as_mapping,
+    .tp_iter = Array_iter,
     .tp_hash = PyObject_HashNotImplemented,
     .tp_methods = Array_methods,
     .tp_getset = Array_getset,

@@ -425,3 +425,17 @@ def test_docstrings_everywhere():
             continue
         assert attr.__doc__, name
     assert "atomic test-and-add" in shset.Set.add_new.__doc__
+
+
+def test_intersection_drops_keys_too_long_for_any_set():
+    # Such keys are in no set ("in" says False): &= drops them as it drops
+    # keys of another type, instead of raising.
+    long = "x" * (shset.KEY_MAX + 1)
+    s = shset.Set(["a", "b"])
+    s &= {long, "a"}
+    assert set(s) == {"a"}
+    s.intersection_update([long])
+    assert len(s) == 0
+    si = shset.Set([1, 2], keys=int)
+    si &= {10 ** 5000, 2}
+    assert set(si) == {2}

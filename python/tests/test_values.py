@@ -538,3 +538,12 @@ def test_pipe_and_no_fd_leak(ctx):
     assert p.exitcode == 0 and tag == "done"
     assert c == rounds
     assert after == before, "a received and closed value leaves no descriptor behind"
+
+
+def test_arrays_are_iterable():
+    import collections.abc
+    for cls in (shset.IntArray, shset.UIntArray):
+        a = cls(3)
+        a[1] = 7
+        assert isinstance(a, collections.abc.Iterable)
+        assert list(iter(a)) == [0, 7, 0]
