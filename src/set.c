@@ -1637,6 +1637,7 @@ int shset_foreach(shset *s, shset_visit_fn fn, void *arg)
 		memcpy(&l, buf + at, 4);
 		at += 4 + (size_t)l;
 	}
+	runs = (size_t)((i + FOREACH_RUN - 1) / FOREACH_RUN); /* the records there are */
 	unsigned bits = 0;
 	while (((size_t)1 << bits) < runs)
 		bits++;
