@@ -1369,10 +1369,11 @@ int table_all_in(struct tx *x, const struct table_rec *rec, size_t n)
 	return res;
 }
 
-/* The first live slot of table @tdesc at or after @start (wrapping),
- * slots below @gone excluded: 1 with *@at, 0 none. */
+/* The first live slot of table @tdesc at or after @start (wrapping), slots
+ * below @gone excluded, looking at @span slots at most: 1 with *@at, 0
+ * none. */
 static int first_live(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t start,
-		      uint64_t *at)
+		      uint64_t span, uint64_t *at)
 {
 	uint64_t cap;
 	uint8_t *t = view_table(v, tdesc, &cap);
@@ -1380,7 +1381,9 @@ static int first_live(const struct view *v, uint64_t tdesc, uint64_t gone, uint6
 	if (!t || gone > cap)
 		return -EUCLEAN;
 	/* @start may be any number (a hint a peer can write). */
-	for (uint64_t n = 0, i = start % cap; n < cap; n++, i = next_slot(i, cap)) {
+	if (span > cap)
+		span = cap;
+	for (uint64_t n = 0, i = start % cap; n < span; n++, i = next_slot(i, cap)) {
 		if (i >= gone && is_live(prim_ld64(t + i * SLOT_SIZE))) {
 			*at = i;
 			return 1;
@@ -1388,6 +1391,9 @@ static int first_live(const struct view *v, uint64_t tdesc, uint64_t gone, uint6
 	}
 	return 0;
 }
+
+/* Slots of a draining old table a pop looks at first: two steps' worth. */
+#define POP_NEAR (2 * 8 * MOVE_STEP)
 
 int table_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 {
@@ -1399,28 +1405,34 @@ int table_pop(struct tx *x, void *buf, size_t bufcap, size_t *lenp)
 	res = move_step(x);
 	if (res)
 		return res;
-	/* The old table first while one drains: the new one may hold no key
-	 * yet (a shrink's starts empty), and a pop would walk all of it
-	 * first.  Its keys right after `moved` are next to move anyway; the
-	 * steps move past this walk's tombstones faster than pops make them
-	 * (a step's 16 slots or more hold more than one key: resize_start). */
-	res = 0;
-	if (x->old_tdesc) {
-		tdesc = x->old_tdesc;
-		res = first_live(&x->v, tdesc, x->moved, x->moved, &i);
-	}
-	/* Else the first key after a point spread over the table pop by pop
-	 * (the hint counts pops; a peer may write any number): popping
-	 * front to back, in the order of the keys' hashes, would leave only
-	 * the highest, which the shrink at 3/32 full homes in the last slots
-	 * of its smaller table, one cluster that each move and probe walks
-	 * (popping 400,000 keys from one shard: 5.5 s, an op up to 2.5 ms). */
+	/* First, while an old table drains, the next POP_NEAR of its slots
+	 * (their keys are next to move): a shrink's new table holds no key
+	 * yet, and a pop would walk all of it.  Only a few: an old table
+	 * whose keys were removed, not moved, would have each pop walk the
+	 * rest of it until the steps drain it.  Then the first key after a
+	 * point spread over the current table pop by pop (the hint counts
+	 * pops; a peer may write any number): popping front to back, in the
+	 * order of the keys' hashes, would leave only the highest, which the
+	 * shrink at 3/32 full homes in the last slots of its smaller table,
+	 * one cluster that each move and probe walks (popping 400,000 keys
+	 * from one shard: 5.5 s, an op up to 2.5 ms).  Last, the rest of the
+	 * old table. */
 	uint64_t hint = __atomic_load_n(&x->st->pop_hint, __ATOMIC_RELAXED);
-	if (res == 0) {
-		tdesc = x->tdesc;
-		uint64_t cap1 = tdesc_cap(tdesc);
-		uint64_t start = (uint64_t)(((unsigned __int128)prim_bitrev64(hint) * cap1) >> 64);
-		res = first_live(&x->v, tdesc, 0, start, &i);
+	uint64_t start =
+	    (uint64_t)(((unsigned __int128)prim_bitrev64(hint) * tdesc_cap(tdesc)) >> 64);
+	res = 0;
+	if (x->old_tdesc)
+		res = first_live(&x->v, x->old_tdesc, x->moved, x->moved, POP_NEAR, &i);
+	if (res == 0)
+		res = first_live(&x->v, tdesc, 0, start, UINT64_MAX, &i);
+	else
+		tdesc = x->old_tdesc;
+	if (res == 0 && x->old_tdesc) {
+		tdesc = x->old_tdesc;
+		uint64_t ocap = tdesc_cap(tdesc);
+		res = x->moved < ocap
+			  ? first_live(&x->v, tdesc, x->moved, x->moved, ocap - x->moved, &i)
+			  : 0;
 	}
 	if (res <= 0)
 		return res < 0 ? res : -EUCLEAN; /* count said there was one */
