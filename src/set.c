@@ -106,11 +106,15 @@ struct shset {
 	dev_t dev;	   /* the memfd's identity: what makes two handles one set */
 	ino_t ino;
 	struct filler fill; /* faults in the tables resizes fill (filler.c) */
+	int give_back;	    /* batches punch what they freed (give_back) */
 };
 
 /* Once the region is open: its shard count sizes the storage. */
 static int handle_init(struct shset *s)
 {
+	const char *e = getenv("SHSET_GIVE_BACK");
+
+	s->give_back = !(e && !strcmp(e, "0"));
 	s->txstride = (tx_size() + 63) & ~(size_t)63;
 	s->txmem = aligned_alloc(64, s->txstride * s->r->nshards);
 	filler_init(&s->fill, s->r);
@@ -1225,7 +1229,8 @@ static long long split_run(struct shset *s, struct split *sp, int only)
  * its keys' blocks free), each a transaction of its own, the shard's lock
  * taken for each.  Best effort: the operation has already returned.
  * SHSET_GIVE_BACK=0 in the environment leaves them to later transactions
- * as before (read at each such call).
+ * as before (read when a handle is made: getenv is not safe beside a
+ * thread of the host that sets variables).
  */
 #define GIVE_BACK_KEYS 1024u
 
@@ -1239,11 +1244,7 @@ static long long no_op(struct tx *x, void *arg)
 static void give_back(struct shset *s, long long changed)
 {
 	unsigned ns = s->r->nshards;
-	uint64_t steps = changed > 0 ? (uint64_t)changed / ns / GIVE_BACK_KEYS : 0;
-	const char *e = steps ? getenv("SHSET_GIVE_BACK") : NULL;
-
-	if (e && !strcmp(e, "0"))
-		return;
+	uint64_t steps = changed > 0 && s->give_back ? (uint64_t)changed / ns / GIVE_BACK_KEYS : 0;
 
 	for (unsigned i = 0; steps && i < ns; i++) {
 		struct region *sh = s->r->shard[i];

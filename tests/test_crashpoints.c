@@ -342,10 +342,13 @@ static shset *build_for(int op, uint32_t from)
 			rl[i] = key_of(50000 + i, rk[i]);
 			rp[i] = rk[i];
 		}
-		setenv("SHSET_GIVE_BACK", "0", 1);
-		ck_assert_int_eq(shset_add_batch(s, rp, rl, 2500), 2500);
-		ck_assert_int_eq(shset_remove_batch(s, rp, rl, 2500), 2500);
+		shset *b;
+		setenv("SHSET_GIVE_BACK", "0", 1); /* read by the handle */
+		ck_assert_int_eq(shset_attach_fd(&b, shset_fd(s)), 0);
 		unsetenv("SHSET_GIVE_BACK");
+		ck_assert_int_eq(shset_add_batch(b, rp, rl, 2500), 2500);
+		ck_assert_int_eq(shset_remove_batch(b, rp, rl, 2500), 2500);
+		shset_close(b);
 		ck_assert_uint_ne(state_of(s).punch_head, 0);
 		break;
 	}
@@ -405,13 +408,13 @@ static unsigned long child_run(shset *s, shset *o, int op, unsigned long k, int 
 	pid_t pid = fork();
 	if (pid == 0) {
 		shset *c, *oc;
-		if (shset_attach_fd(&c, shset_fd(s)) || shset_attach_fd(&oc, shset_fd(o)))
-			_exit(1);
-		crashpoint_arm(k);
 		/* That batch's own transaction is the case: the punch steps
 		 * it would take after it (set.c, give_back) are other ops'. */
 		if (op == OP_BATCH_BEHIND_PUNCH)
 			setenv("SHSET_GIVE_BACK", "0", 1);
+		if (shset_attach_fd(&c, shset_fd(s)) || shset_attach_fd(&oc, shset_fd(o)))
+			_exit(1);
+		crashpoint_arm(k);
 		int r = run_op(c, oc, op);
 		unsigned long n = crashpoint_count();
 		write_all(p[1], &n, sizeof(n));
