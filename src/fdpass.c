@@ -116,8 +116,16 @@ int fdpass_recv(int sock, int *fdp, const char tag[6], uint8_t format)
 		return 0;
 	}
 	for (int i = 0; i < nfds; i++)
-		close(fds[i]);
+		fdpass_close(fds[i]);
 	return err;
+}
+
+void fdpass_close(int fd)
+{
+	struct linger now = {1, 0};
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now)); /* ENOTSOCK: not one */
+	close(fd);
 }
 
 int fdpass_recv_fd(int sock, int *fdp)
@@ -136,7 +144,7 @@ int shset_recv(int sock, shset **out)
 	if (err)
 		return err;
 	err = shset_attach_fd(out, fd); /* validates first; dup's on success */
-	close(fd);
+	fdpass_close(fd);
 	return err;
 }
 

@@ -16,4 +16,10 @@ int fdpass_recv(int sock, int *fd, const char tag[6], uint8_t format);
  * validated as a set), or the errors of shset_recv. */
 int fdpass_recv_fd(int sock, int *fd);
 
+/* Closes an fd a peer sent.  If it is a socket with a long SO_LINGER and a
+ * send queue that cannot drain (a TCP connection whose other end never
+ * reads), its last close would block for the linger time: it is made to
+ * abort at once (a linger of 0) first.  Harmless on other files. */
+void fdpass_close(int fd);
+
 #endif

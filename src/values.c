@@ -369,7 +369,7 @@ int shset_value_recv(int sock, shset_value **out, unsigned kind)
 	if (err)
 		return err;
 	err = shset_value_attach_fd(out, fd, kind); /* validates first; dup's on success */
-	close(fd);
+	fdpass_close(fd);
 	return err;
 }
 

@@ -3,6 +3,7 @@
 #include "helpers.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -233,6 +234,57 @@ START_TEST(hostile_senders)
 }
 END_TEST
 
+/* A TCP connection whose other end never reads, its send queue full, set
+ * to linger an hour on close: the last close of it would block that long. */
+static int lingering_socket(int *server)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+	*server = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(*server, 0);
+	close(l);
+	ck_assert_int_eq(fcntl(c, F_SETFL, O_NONBLOCK), 0);
+	static char junk[65536];
+	while (write(c, junk, sizeof(junk)) > 0)
+		;
+	struct linger lg = {1, 3600};
+	ck_assert_int_eq(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	return c;
+}
+
+/* A sender passes such a socket and drops its copy: the receiver, which
+ * refuses it, holds the last reference, and its close must not wait out
+ * the linger (before: shset_recv returned after the linger time, whatever
+ * its timeout).  Refused for not being a memfd, and for a wrong tag. */
+START_TEST(refused_socket_does_not_linger)
+{
+	char badtag[8];
+	memcpy(badtag, good_tag, 8);
+	badtag[0] = 'X';
+	for (int tag = 0; tag < 2; tag++) {
+		int server, sv[2];
+		int c = lingering_socket(&server);
+		ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		send_raw(sv[0], tag ? badtag : good_tag, 8, &c, 1);
+		close(c);
+		shset *s = (shset *)1;
+		ck_assert_int_eq(shset_recv_timeout(sv[1], &s, 1000),
+				 tag ? -EBADMSG : -EMEDIUMTYPE);
+		ck_assert_ptr_null(s);
+		close(server);
+		close(sv[0]);
+		close(sv[1]);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("fdpass");
@@ -242,6 +294,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, unrelated_process_over_named_socket);
 	tcase_add_test(tc, hostile_senders);
 	suite_add_tcase(s, tc);
+	/* Short enough that a close waiting out an hour's linger fails. */
+	TCase *tl = tcase_create("linger");
+	tcase_set_timeout(tl, 20 * test_scale());
+	tcase_add_test(tl, refused_socket_does_not_linger);
+	suite_add_tcase(s, tl);
 	return s;
 }
 
