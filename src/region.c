@@ -270,6 +270,33 @@ int region_memfd_check(int fd, struct stat *st, int *seals)
 	return *seals < 0 ? -EMEDIUMTYPE : 0;
 }
 
+int region_reopen(int fd, int readonly)
+{
+	char path[48];
+	struct stat a, b;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int n = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (n < 0 && errno == ENOENT) { /* no /proc (or no such fd: EBADF below) */
+		n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		return n < 0 ? -errno : n;
+	}
+	if (n < 0)
+		return -errno;
+	if (fstat(fd, &a) < 0 || fstat(n, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		close(n);
+		return -EBADF;
+	}
+	if (n < 3) {
+		int m = fcntl(n, F_DUPFD_CLOEXEC, 3), e = errno;
+		close(n);
+		if (m < 0)
+			return -e;
+		n = m;
+	}
+	return n;
+}
+
 int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size)
 {
 	struct stat st;
@@ -332,9 +359,9 @@ int region_attach(struct region **out, int fd, int readonly)
 	if (!r)
 		return -ENOMEM;
 	r->readonly = readonly;
-	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	r->fd = region_reopen(fd, readonly);
 	if (r->fd < 0) {
-		err = -errno;
+		err = r->fd;
 		goto fail_free;
 	}
 	adopt(r, &h, fsize);

@@ -132,6 +132,14 @@ void region_prefetch(struct region *r, uint64_t from, uint64_t to);
 struct stat;
 int region_memfd_check(int fd, struct stat *st, int *seals);
 
+/* A new open file description of @fd's file, close-on-exec, at fd 3 or
+ * above (@readonly: for reading only), checked to be the same file; or
+ * -errno.  Attach keeps this, not a dup of @fd: a dup shares the sender's
+ * description, and with it any OFD lock the sender took on it, which would
+ * keep a dead sender's lease slot looking alive while this process holds
+ * the copy.  Without /proc mounted (ENOENT) it falls back to a dup. */
+int region_reopen(int fd, int readonly);
+
 /* Reads the header of @fd without mapping it; same errors as attach. */
 int region_probe_fd(int fd, struct region_hdr *hdr, uint64_t *file_size);
 

@@ -306,9 +306,9 @@ int shset_value_attach_fd(shset_value **out, int fd, unsigned kind)
 		return -EPROTOTYPE;
 	if ((fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR)
 		return -EACCES;
-	dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	dup = region_reopen(fd, 0); /* not a dup: region.h */
 	if (dup < 0)
-		return -errno;
+		return dup;
 	v = value_alloc(dup);
 	if (!v) {
 		close(dup);

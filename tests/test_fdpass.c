@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "lease.h"
 #include "region.h"
 #include "shset.h"
 
@@ -285,6 +286,54 @@ START_TEST(refused_socket_does_not_linger)
 }
 END_TEST
 
+/* A sender takes an OFD lock on a free lease slot's byte with the very
+ * description it sends, makes the shard's lock word name that slot, and
+ * exits.  A receiver that kept a dup of that description would keep the
+ * sender's lock alive, and with it a "live" holder no process is: every
+ * write of every process waited for ever.  Attach keeps a description of
+ * its own, so the receiver's close of the fd it got releases the lock and
+ * the next writer takes over from the dead sender. */
+START_TEST(sent_description_keeps_no_lock_alive)
+{
+	shset *creator, *h;
+	struct shset_opts o = {.size = sizeof(o), .shards = 1};
+	ck_assert_int_eq(shset_create(&creator, &o), 0);
+	int sp[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", shset_fd(creator));
+		int ofd = open(path, O_RDWR);
+		uint32_t e = 200; /* a free slot */
+		struct flock fl = {
+		    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = e, .l_len = 1};
+		if (ofd < 0 || fcntl(ofd, F_OFD_SETLK, &fl))
+			_exit(2);
+		uint8_t *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, ofd, 0);
+		if (m == MAP_FAILED)
+			_exit(3);
+		((struct shset_lease_slot *)(m + REGION_SLOTS_OFF))[e].gen = 5;
+		__atomic_store_n((uint32_t *)(m + REGION_LOCK_OFF), (e + 1) | 5u << LEASE_GEN_SHIFT,
+				 __ATOMIC_RELEASE);
+		send_raw(sp[1], good_tag, 8, &ofd, 1);
+		_exit(0);
+	}
+	ck_assert_int_eq(wait_status(pid), 0);
+	ck_assert_int_eq(shset_recv(sp[0], &h), 0);
+	/* No process holds the slot: the writers take over (the case's
+	 * timeout ends the test if they wait). */
+	ck_assert_int_eq(shset_add(h, "x", 1), 1);
+	ck_assert_int_eq(shset_add(creator, "y", 1), 1);
+	ck_assert_int_eq(shset_size(creator), 2);
+	ck_assert_int_eq(shset_verify(creator), 0);
+	shset_close(h);
+	shset_close(creator);
+	close(sp[0]);
+	close(sp[1]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("fdpass");
@@ -294,10 +343,12 @@ static Suite *suite(void)
 	tcase_add_test(tc, unrelated_process_over_named_socket);
 	tcase_add_test(tc, hostile_senders);
 	suite_add_tcase(s, tc);
-	/* Short enough that a close waiting out an hour's linger fails. */
-	TCase *tl = tcase_create("linger");
+	/* Short enough that a wait without end (an hour's linger, a lock
+	 * held by no process) fails. */
+	TCase *tl = tcase_create("sent");
 	tcase_set_timeout(tl, 20 * test_scale());
 	tcase_add_test(tl, refused_socket_does_not_linger);
+	tcase_add_test(tl, sent_description_keeps_no_lock_alive);
 	suite_add_tcase(s, tl);
 	return s;
 }
