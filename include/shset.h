@@ -99,7 +99,7 @@ struct shset_opts {
 int shset_create(shset **out, const struct shset_opts *opts);
 
 /*
- * Attaches to the set in @fd (which is dup'ed; the caller keeps its fd).
+ * Attaches to the set in @fd (reopened, not dup'ed: the caller keeps its fd).
  * The fd is validated before anything is mapped:
  *   -EBADF            not an open fd
  *   -EMEDIUMTYPE      not a memfd

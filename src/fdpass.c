@@ -143,7 +143,7 @@ int shset_recv(int sock, shset **out)
 	err = fdpass_recv_fd(sock, &fd);
 	if (err)
 		return err;
-	err = shset_attach_fd(out, fd); /* validates first; dup's on success */
+	err = shset_attach_fd(out, fd); /* validates first; keeps its own description */
 	fdpass_close(fd);
 	return err;
 }

@@ -112,7 +112,7 @@ static inline struct region *region_shard(const struct region *r, uint64_t h)
 }
 
 int region_create(struct region **out, const struct region_opts *o);
-/* Validates @fd (not consumed; dup'ed) and maps it.  @readonly attaches
+/* Validates @fd (not consumed; region_reopen'ed) and maps it.  @readonly attaches
  * without a lease, for inspection. */
 int region_attach(struct region **out, int fd, int readonly);
 void region_close(struct region *r);

@@ -368,7 +368,7 @@ int shset_value_recv(int sock, shset_value **out, unsigned kind)
 	err = fdpass_recv(sock, &fd, values_tag, VALUES_VERSION);
 	if (err)
 		return err;
-	err = shset_value_attach_fd(out, fd, kind); /* validates first; dup's on success */
+	err = shset_value_attach_fd(out, fd, kind); /* validates first; keeps its own description */
 	fdpass_close(fd);
 	return err;
 }

@@ -27,8 +27,9 @@ extern "C" {
 typedef struct shset_view shset_view;
 
 /*
- * Maps the set in @fd (dup'ed) read-only; @fd may be open read-only.  The
- * same checks and errors as shset_attach_fd, except -EACCES.
+ * Maps the set in @fd (reopened for reading) read-only; @fd may be open
+ * read-only.  The same checks and errors as shset_attach_fd, except
+ * -EACCES.
  */
 int shset_view_open(shset_view **out, int fd);
 void shset_view_close(shset_view *v);

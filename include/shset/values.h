@@ -85,7 +85,7 @@ int shset_intarray_create(shset_value **out, size_t length);
 int shset_uintarray_create(shset_value **out, size_t length);
 
 /*
- * Attaches to the value in @fd (which is dup'ed; the caller keeps its fd).
+ * Attaches to the value in @fd (reopened, not dup'ed: the caller keeps its fd).
  * @kind is the SHSET_VALUE_* wanted, or SHSET_VALUE_ANY.  The fd is
  * validated before anything is mapped, with shset_attach_fd's errors:
  *   -EBADF            not an open fd
