@@ -20,9 +20,11 @@ int values_register(PyObject *m);
 extern unsigned py_fork_gen;
 static inline int py_busy(int *busy, unsigned *gen)
 {
-	if (*gen != __atomic_load_n(&py_fork_gen, __ATOMIC_RELAXED)) {
+	unsigned now = __atomic_load_n(&py_fork_gen, __ATOMIC_RELAXED);
+
+	if (*gen != now) {
 		*busy = 0;
-		*gen = __atomic_load_n(&py_fork_gen, __ATOMIC_RELAXED);
+		*gen = now;
 	}
 	return *busy;
 }

@@ -144,7 +144,10 @@ int shset_recv(int sock, shset **out)
 	if (err)
 		return err;
 	err = shset_attach_fd(out, fd); /* validates first; keeps its own description */
-	fdpass_close(fd);
+	if (err)
+		fdpass_close(fd); /* refused: maybe a lingering socket */
+	else
+		close(fd); /* a memfd */
 	return err;
 }
 

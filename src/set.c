@@ -1227,7 +1227,7 @@ static long long split_run(struct shset *s, struct split *sp, int only)
  * caller takes those steps itself instead: up to one per GIVE_BACK_KEYS
  * keys it changed in each shard (256 bytes a key, more than a table and
  * its keys' blocks free), each a transaction of its own, the shard's lock
- * taken for each.  Best effort: the operation has already returned.
+ * taken for each.  Best effort: the operation's result is already decided.
  * SHSET_GIVE_BACK=0 in the environment leaves them to later transactions
  * as before (read when a handle is made: getenv is not safe beside a
  * thread of the host that sets variables).

@@ -369,7 +369,10 @@ int shset_value_recv(int sock, shset_value **out, unsigned kind)
 	if (err)
 		return err;
 	err = shset_value_attach_fd(out, fd, kind); /* validates first; keeps its own description */
-	fdpass_close(fd);
+	if (err)
+		fdpass_close(fd); /* refused: maybe a lingering socket */
+	else
+		close(fd); /* a memfd */
 	return err;
 }
 
