@@ -102,7 +102,7 @@ int shset_create(shset **out, const struct shset_opts *opts);
  * Attaches to the set in @fd (reopened, not dup'ed: the caller keeps its fd).
  * The fd is validated before anything is mapped:
  *   -EBADF            not an open fd
- *   -EMEDIUMTYPE      not a memfd
+ *   -EMEDIUMTYPE      not a memfd, or one of huge pages (MFD_HUGETLB)
  *   -EPERM            not sealed against shrinking (a peer could SIGBUS us)
  *   -EACCES           not open for reading and writing
  *   -ENODATA          too small to hold a set

@@ -23,7 +23,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -266,6 +268,14 @@ int region_memfd_check(int fd, struct stat *st, int *seals)
 	if (fstat(fd, st) < 0)
 		return -errno;
 	if (!S_ISREG(st->st_mode) || !m)
+		return -EMEDIUMTYPE;
+	/* A memfd made with MFD_HUGETLB has the same name but lives on
+	 * hugetlbfs: a write into one of its holes when the huge page pool is
+	 * empty is SIGBUS, not an error.  Only tmpfs memory will do. */
+	struct statfs fs;
+	if (fstatfs(fd, &fs) < 0)
+		return -errno;
+	if (fs.f_type != TMPFS_MAGIC)
 		return -EMEDIUMTYPE;
 	return *seals < 0 ? -EMEDIUMTYPE : 0;
 }

@@ -89,7 +89,7 @@ int shset_uintarray_create(shset_value **out, size_t length);
  * @kind is the SHSET_VALUE_* wanted, or SHSET_VALUE_ANY.  The fd is
  * validated before anything is mapped, with shset_attach_fd's errors:
  *   -EBADF            not an open fd
- *   -EMEDIUMTYPE      not a memfd
+ *   -EMEDIUMTYPE      not a memfd, or one of huge pages (MFD_HUGETLB)
  *   -ENODATA          too small to hold a value
  *   -EPROTO           not a shset value (bad magic; a set's fd gives this)
  *   -EPROTONOSUPPORT  a format version this library does not know
