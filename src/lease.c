@@ -185,7 +185,42 @@ void shset_lease_close(shset_lease *l)
 		close(l->ofd);
 	}
 	pthread_mutex_unlock(&registry_mu);
+	free(l->watch);
 	free(l);
+}
+
+int lease_watch(struct shset_lease *l, shset_lock *const *locks, uint32_t n)
+{
+	shset_lock **w = calloc(n ? n : 1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		w[i] = locks[i];
+	pthread_mutex_lock(&registry_mu);
+	shset_lock **old = l->watch;
+	l->watch = w;
+	l->nwatch = n;
+	pthread_mutex_unlock(&registry_mu);
+	free(old);
+	return 0;
+}
+
+int lease_each_watched(void (*fn)(shset_lock *lk, uint32_t me, void *arg), void *arg)
+{
+	if (pthread_mutex_trylock(&registry_mu))
+		return -EBUSY;
+	unsigned fg = __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED);
+	for (struct shset_lease *l = registry; l; l = l->next) {
+		/* A child's lease not yet reclaimed still holds the parent's
+		 * value: those words are the parent's, not ours. */
+		if (l->forkgen != fg || !l->me || l->ofd < 0)
+			continue;
+		for (uint32_t i = 0; i < l->nwatch; i++)
+			fn(l->watch[i], l->me, arg);
+	}
+	pthread_mutex_unlock(&registry_mu);
+	return 0;
 }
 
 int shset_lease_slot(shset_lease *l)

@@ -25,6 +25,8 @@ struct shset_lease {
 	uint64_t check_ns; /* liveness check interval */
 	struct shset_lease_slot *slots;
 	uint32_t nslots;
+	shset_lock **watch; /* locks lease_each_watched reports; registry */
+	uint32_t nwatch;
 };
 
 extern unsigned lease_forkgen;
@@ -55,6 +57,18 @@ static inline uint64_t lease_check_ns(const struct shset_lease *l)
 {
 	return l->check_ns;
 }
+
+/* Records @locks (copied) as the locks whose words may name @l's owner
+ * value: a set's shard locks.  Returns 0 or -ENOMEM. */
+int lease_watch(struct shset_lease *l, shset_lock *const *locks, uint32_t n);
+
+/* Calls @fn with each watched lock of each live lease of this process and
+ * that lease's owner value (forked children's stale leases are skipped).
+ * The leases stay open meanwhile.  Returns 0, or -EBUSY without calling @fn
+ * when the registry is busy (a lease opening or closing, a fork): the
+ * caller holds its own mutex, which a fork also takes, so this never waits
+ * for the registry. */
+int lease_each_watched(void (*fn)(shset_lock *lk, uint32_t me, void *arg), void *arg);
 
 /* This thread's id, cached (reset in a forked child).  initial-exec: the
  * lock's fast path must not call __tls_get_addr. */

@@ -344,6 +344,49 @@ out:
 	return res;
 }
 
+/*
+ * Frees @lk if its word names this process (@me) and no thread of ours
+ * holds it or is taking it: a peer wrote our value there.  Left as it is,
+ * a process that holds another lock of ours and waits on this one waits for
+ * us, while we wait for it on that other lock.  The word is freed
+ * INCONSISTENT, as a dead owner's: the next owner repairs whatever the peer
+ * wrote.  The same two-step check as self_check (CAS1 marks, the scan, CAS2
+ * acts on a word still marked), with threads_mu held by the caller; no
+ * thread of ours is excepted, the caller included.
+ */
+static void unforge(shset_lock *lk, uint32_t me, void *arg)
+{
+	uint32_t v = __atomic_load_n(&lk->word, __ATOMIC_ACQUIRE);
+
+	(void)arg;
+	if ((v & LEASE_OWNER_MASK) != me || threads_hold(lk, NULL))
+		return;
+	uint32_t marked = v | LOCK_PENDING;
+	if (!__atomic_compare_exchange_n(&lk->word, &v, marked, 0, __ATOMIC_ACQUIRE,
+					 __ATOMIC_RELAXED))
+		return;
+	if (!threads_hold(lk, NULL)) {
+		uint32_t w = marked;
+		if (__atomic_compare_exchange_n(&lk->word, &w, LOCK_INCONSISTENT, 0,
+						__ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+			bump(&lk->owner_died);
+			if (marked & LOCK_WAITERS)
+				futex_wake_one(&lk->word);
+			return;
+		}
+	}
+	unmark(lk, me);
+}
+
+/* A waiter's look, at each check interval, at the other locks of every
+ * handle of this process (lease_each_watched): see unforge. */
+static void unforge_all(void)
+{
+	pthread_mutex_lock(&threads_mu);
+	lease_each_watched(unforge, NULL);
+	pthread_mutex_unlock(&threads_mu);
+}
+
 /* --- the lock ------------------------------------------------------------------------ */
 
 void shset_lock_init(shset_lock *lk)
@@ -529,8 +572,12 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 				return took_over(lk, nv);
 			continue;
 		}
-		if (alive)
+		if (alive) {
+			/* The owner may be waiting for a lock we hold, on a
+			 * word that names us falsely. */
+			unforge_all();
 			continue;
+		}
 		nv = me | LOCK_INCONSISTENT | (v & LOCK_WAITERS);
 		if (take(lk, &v, nv, entry)) {
 			lock_dead_hint = owner;

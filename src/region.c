@@ -18,12 +18,12 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -31,6 +31,7 @@
 
 #include "prim.h"
 #include "crashpoint.h"
+#include "lease.h"
 #include "region.h"
 
 #ifndef MFD_NOEXEC_SEAL
@@ -140,6 +141,34 @@ static uint64_t shards_floor(const struct region_hdr *h)
 	return (uint64_t)(h->nshards - 1) * h->shard_bytes + REGION_PAGE + h->log_bytes;
 }
 
+/*
+ * The process's lease for every shard, watching the shards' locks: a peer
+ * can write our owner value into one we do not hold, and a thread of ours
+ * that waits on another shard frees it (lock.c, unforge), else a process
+ * that holds that other shard and waits on the forged one would wait for
+ * us while we wait for it.
+ */
+static int open_lease(struct region *r)
+{
+	shset_lock *locks[REGION_SHARDS_MAX];
+	int err = shset_lease_open(&r->lease, r->fd, region_slots(r), r->nslots);
+
+	if (err)
+		return err;
+	for (uint32_t i = 0; i < r->nshards; i++) {
+		r->shard[i]->lease = r->lease;
+		locks[i] = r->shard[i]->lock;
+	}
+	err = lease_watch(r->lease, locks, r->nshards);
+	if (err) {
+		shset_lease_close(r->lease);
+		r->lease = NULL;
+		for (uint32_t i = 0; i < r->nshards; i++)
+			r->shard[i]->lease = NULL;
+	}
+	return err;
+}
+
 int region_create(struct region **out, const struct region_opts *o)
 {
 	struct region_opts d = {0};
@@ -219,11 +248,9 @@ int region_create(struct region **out, const struct region_opts *o)
 	err = make_shards(r);
 	if (err)
 		goto fail_unmap;
-	err = shset_lease_open(&r->lease, r->fd, region_slots(r), r->nslots);
+	err = open_lease(r);
 	if (err)
 		goto fail_shards;
-	for (uint32_t i = 1; i < r->nshards; i++)
-		r->shard[i]->lease = r->lease;
 	*out = r;
 	return 0;
 fail_shards:
@@ -382,11 +409,9 @@ int region_attach(struct region **out, int fd, int readonly)
 	if (err)
 		goto fail_unmap;
 	if (!readonly) {
-		err = shset_lease_open(&r->lease, r->fd, region_slots(r), r->nslots);
+		err = open_lease(r);
 		if (err)
 			goto fail_shards;
-		for (uint32_t i = 1; i < r->nshards; i++)
-			r->shard[i]->lease = r->lease;
 		region_populate(r);
 	}
 	*out = r;

@@ -706,6 +706,88 @@ START_TEST(forged_word_cleared_by_recover)
 }
 END_TEST
 
+/*
+ * A peer writes shard 1's lock word to name an honest process S and exits.
+ * Honest P takes shard 0 and waits on shard 1, whose named owner lives.
+ * When S takes its locks it waits on shard 0, which P holds, and would never
+ * reach shard 1, where it could tell the word is not its own: S's wait
+ * must free the words that name S and that none of its threads holds.
+ */
+START_TEST(forged_word_naming_a_waiter)
+{
+	shset *s;
+	struct shset_opts o = {.shards = 2};
+	int go[2], slotp[2];
+
+	ck_assert_int_eq(create1(&s, &o), 0);
+	for (uint32_t i = 0; i < 100; i++)
+		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(slotp), 0);
+	pid_t honest = fork();
+	if (honest == 0) {
+		shset *c;
+		char b;
+		if (shset_attach_fd(&c, shset_fd(s)))
+			_exit(10);
+		int slot = shset_slot(c);
+		if (write(slotp[1], &slot, sizeof(slot)) != sizeof(slot) || read(go[0], &b, 1) != 1)
+			_exit(11);
+		/* Takes shard 0, then 1. */
+		_exit(shset_recover(c) == 0 ? 0 : 12);
+	}
+	int slot;
+	ck_assert_int_eq(read(slotp[0], &slot, sizeof(slot)), (ssize_t)sizeof(slot));
+	ck_assert_int_ge(slot, 0);
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	uint32_t gen = __atomic_load_n(
+	    &((struct shset_lease_slot *)(p.m + REGION_SLOTS_OFF))[slot].gen, __ATOMIC_RELAXED);
+	uint32_t forged = (uint32_t)(slot + 1) | (gen & LEASE_GEN_MASK) << LEASE_GEN_SHIFT;
+	/* The peer's part: shard 1's word names S. */
+	__atomic_store_n((uint32_t *)(p.m + p.h.shard_bytes + REGION_LOCK_OFF), forged,
+			 __ATOMIC_RELEASE);
+	pid_t clearer = fork();
+	if (clearer == 0) {
+		shset *c;
+		if (shset_attach_fd(&c, shset_fd(s)))
+			_exit(10);
+		/* Takes shard 0, then waits on shard 1 for S. */
+		_exit(shset_clear(c) == 0 ? 0 : 11);
+	}
+	usleep(300000);
+	int st;
+	ck_assert_int_eq(waitpid(clearer, &st, WNOHANG), 0); /* waits for S */
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	/* Both finish; without the fix, each waits for the other for ever. */
+	uint64_t until = now_ns() + (uint64_t)(10e9 * test_scale());
+	int done = 0, hst = -1, cst = -1;
+	while (done < 2 && now_ns() < until) {
+		if (hst < 0 && waitpid(honest, &st, WNOHANG) == honest)
+			hst = WIFEXITED(st) ? WEXITSTATUS(st) : 128, done++;
+		if (cst < 0 && waitpid(clearer, &st, WNOHANG) == clearer)
+			cst = WIFEXITED(st) ? WEXITSTATUS(st) : 128, done++;
+		usleep(10000);
+	}
+	if (done < 2) {
+		kill(honest, SIGKILL);
+		kill(clearer, SIGKILL);
+		wait_status(honest);
+		wait_status(clearer);
+	}
+	ck_assert_int_eq(hst, 0);
+	ck_assert_int_eq(cst, 0);
+	ck_assert_int_eq(shset_size(s), 0);
+	ck_assert_int_eq(shset_add(s, "a", 1), 1);
+	ck_assert_int_eq(shset_verify(s), 0);
+	close(go[0]);
+	close(go[1]);
+	close(slotp[0]);
+	close(slotp[1]);
+	shset_close(s);
+}
+END_TEST
+
 /* --- set algebra reads the other set's words no further than they hold ---------- */
 
 /*
@@ -1123,6 +1205,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, huge_page_memfd_refused);
 	tcase_add_test(tc, size_bounded_by_region);
 	tcase_add_test(tc, forged_word_cleared_by_recover);
+	tcase_add_test(tc, forged_word_naming_a_waiter);
 	tcase_add_test(tc, algebra_sized_by_what_the_other_holds);
 	tcase_add_test(tc, signals_do_not_stop_takeover);
 	tcase_add_loop_test(tc, random_words_peer, 0, 2);
