@@ -11,6 +11,13 @@
  * lock word records, so a slot reused by a new process is not mistaken for
  * the dead owner.
  *
+ * The generation in the slot table is a word any peer can write: bumping a
+ * live holder's would make it look dead, and waiters would take its lock
+ * while it is inside.  So the claimer also locks a byte of its own for the
+ * pair (slot, generation), past any slot byte (gen_byte), and a waiter asks
+ * the kernel about that byte alone.  The shared word only suggests which
+ * generation to try next; a byte already locked by someone is skipped.
+ *
  * fork: the child would share the parent's description and keep the slot
  * alive after the parent died, and would look like the parent to the locks.
  * A pthread_atfork child handler closes every inherited description; the
@@ -68,9 +75,21 @@ uint32_t lease_tid_slow(void)
 	return lease_tid_cache;
 }
 
-static int ofd_probe(int fd, uint32_t slot)
+/* The byte whose OFD lock says that the claim (slot, gen) lives: past every
+ * slot byte, one per generation of each slot (2^29 bytes in all). */
+#define GEN_BYTES_OFF (1ll << 40)
+static off_t gen_byte(uint32_t slot, uint32_t gen)
 {
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = slot, .l_len = 1};
+	return GEN_BYTES_OFF + ((off_t)slot << LEASE_GEN_BITS) + (off_t)(gen & LEASE_GEN_MASK);
+}
+
+/* Generations a claim tries on one slot before it moves to the next slot:
+ * only a peer holding those bytes makes them fail. */
+#define GEN_TRIES 64
+
+static int ofd_probe(int fd, off_t at)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
 
 	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
 		return -errno;
@@ -96,17 +115,35 @@ static int claim(struct shset_lease *l)
 
 		if (fcntl(ofd, F_OFD_SETLK, &fl) == 0) {
 			struct shset_lease_slot *sl = &l->slots[s];
-			uint32_t gen =
-			    __atomic_add_fetch(&sl->gen, 1, __ATOMIC_ACQ_REL) & LEASE_GEN_MASK;
 
-			__atomic_store_n(&sl->pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
-			__atomic_store_n(&sl->since_ns, prim_real_ns(), __ATOMIC_RELAXED);
-			l->ofd = ofd;
-			l->slot = s;
-			l->gen = gen;
-			l->me = (s + 1) | (gen << LEASE_GEN_SHIFT);
-			l->forkgen = __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED);
-			return 0;
+			for (int n = 0; n < GEN_TRIES; n++) {
+				uint32_t gen = __atomic_add_fetch(&sl->gen, 1, __ATOMIC_ACQ_REL) &
+					       LEASE_GEN_MASK;
+				struct flock gl = {.l_type = F_WRLCK,
+						   .l_whence = SEEK_SET,
+						   .l_start = gen_byte(s, gen),
+						   .l_len = 1};
+
+				if (fcntl(ofd, F_OFD_SETLK, &gl) < 0) {
+					if (errno == EAGAIN || errno == EACCES)
+						continue;
+					err = -errno;
+					close(ofd);
+					return err;
+				}
+				__atomic_store_n(&sl->pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
+				__atomic_store_n(&sl->since_ns, prim_real_ns(), __ATOMIC_RELAXED);
+				l->ofd = ofd;
+				l->slot = s;
+				l->gen = gen;
+				l->me = (s + 1) | (gen << LEASE_GEN_SHIFT);
+				l->forkgen = __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED);
+				return 0;
+			}
+			/* Someone holds every generation byte we tried. */
+			fl.l_type = F_UNLCK;
+			fcntl(ofd, F_OFD_SETLK, &fl);
+			continue;
 		}
 		if (errno != EAGAIN && errno != EACCES) {
 			err = -errno;
@@ -244,7 +281,7 @@ int shset_lease_probe(int fd, uint32_t slot)
 {
 	if (fd < 0 || slot >= SHSET_LEASE_SLOTS_MAX)
 		return -EINVAL;
-	return ofd_probe(fd, slot);
+	return ofd_probe(fd, (off_t)slot);
 }
 
 int shset_lease_slot_alive(shset_lease *l, uint32_t slot)
@@ -255,7 +292,7 @@ int shset_lease_slot_alive(shset_lease *l, uint32_t slot)
 		return -EUSERS;
 	if (slot == l->slot)
 		return 1;
-	return ofd_probe(l->ofd, slot);
+	return ofd_probe(l->ofd, (off_t)slot);
 }
 
 int lease_owner_alive(struct shset_lease *l, uint32_t owner)
@@ -269,9 +306,9 @@ int lease_owner_alive(struct shset_lease *l, uint32_t owner)
 		return 0;
 	if (owner == l->me)
 		return LEASE_OWNER_SELF;
-	if ((__atomic_load_n(&l->slots[slot - 1].gen, __ATOMIC_ACQUIRE) & LEASE_GEN_MASK) != gen)
-		return 0;
-	r = ofd_probe(l->ofd, slot - 1);
+	/* The kernel's word on the claim (slot, gen), not the slot table's
+	 * generation, which a peer can bump. */
+	r = ofd_probe(l->ofd, gen_byte(slot - 1, gen));
 	/* If we cannot tell, assume alive: taking a live owner's lock is worse. */
 	return r != 0;
 }

@@ -9,7 +9,7 @@
 #include "shset/lock.h"
 
 #define REGION_MAGIC	    0x31544553484853ull /* "SHHSET1" little endian */
-#define REGION_VERSION	    5u
+#define REGION_VERSION	    6u
 #define REGION_PAGE	    4096u
 #define REGION_LOCK_OFF	    256u
 #define REGION_STATE_OFF    512u  /* owner-defined state area: table.c */

@@ -45,7 +45,7 @@
 #endif
 
 #define VALUES_MAGIC	  0x3145554c41564853ull /* "SHVALUE1" little endian */
-#define VALUES_VERSION	  1u
+#define VALUES_VERSION	  2u
 #define VALUES_PAGE	  4096u
 #define VALUES_LOCK_OFF	  256u
 #define VALUES_SLOTS_OFF  VALUES_PAGE

@@ -303,6 +303,46 @@ START_TEST(recovery_of_recovery)
 }
 END_TEST
 
+/*
+ * A peer bumps the live holder's generation in the slot table.  The holder
+ * must still count as alive: a waiter that took over would be inside with
+ * it, and (remembering it as dead) again on its next acquisition.
+ */
+START_TEST(generation_bump_keeps_holder_alive)
+{
+	int rep[2], rel[2];
+	ck_assert_int_eq(pipe(rep), 0);
+	ck_assert_int_eq(pipe(rel), 0);
+	pid_t h = spawn_holder(rep, rel[0]);
+	struct shset_lock_state st;
+	ck_assert_int_eq(shset_lock_state(&A->lock, &st), 0);
+	ck_assert_int_eq(st.locked, 1);
+	__atomic_add_fetch(&A->slots[st.owner_slot].gen, 1, __ATOMIC_RELAXED);
+
+	shset_lease *l = lease(); /* checks every 5 ms */
+	struct timespec d;
+	clock_gettime(CLOCK_MONOTONIC, &d);
+	d.tv_nsec += 200 * 1000 * 1000;
+	if (d.tv_nsec >= 1000000000) {
+		d.tv_sec++;
+		d.tv_nsec -= 1000000000;
+	}
+	ck_assert_int_eq(shset_lock_timedacquire(&A->lock, l, &d), -ETIMEDOUT);
+	/* Released by its holder, it is free and consistent. */
+	ck_assert_int_eq(write(rel[1], "r", 1), 1);
+	ck_assert_int_eq(wait_status(h), 0);
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_state(&A->lock, &st), 0);
+	ck_assert_uint_eq(st.owner_died, 0);
+	shset_lease_close(l);
+	close(rep[0]);
+	close(rep[1]);
+	close(rel[0]);
+	close(rel[1]);
+}
+END_TEST
+
 /* --- fork ----------------------------------------------------------------- */
 
 START_TEST(fork_child_identity)
@@ -726,6 +766,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, forged_two_waiters);
 	tcase_add_test(tc, forged_two_sleepers);
 	tcase_add_test(tc, thread_exit_holding);
+	tcase_add_test(tc, generation_bump_keeps_holder_alive);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -6,8 +6,9 @@
  * mapped MAP_SHARED by every user, zero-initialised or set up with
  * shset_lock_init().  Each process takes part through a lease: a slot in a
  * slot table (also in shared memory) plus an OFD lock on byte <slot> of a
- * file that every user can open (usually the same memfd).  The kernel drops
- * the OFD lock when the process dies, which is how a waiter learns that the
+ * file that every user can open (usually the same memfd), and on a byte of
+ * its own for the claim's generation (offsets from 2^40 on).  The kernel drops
+ * the OFD locks when the process dies, which is how a waiter learns that the
  * owner is gone; this works across PID namespaces and leaves the kernel's
  * robust list to glibc.
  *
