@@ -44,6 +44,7 @@
 
 #include "prim.h"
 #include "lease.h"
+#include "lockwait.h"
 #include "shset/lock.h"
 
 #define LOCK_PENDING	  0x20000000u /* a thread of the owner's process checks the word */
@@ -127,6 +128,8 @@ struct lock_thread {
 
 /* initial-exec: the fast path must not call __tls_get_addr. */
 static __thread struct lock_thread *lock_self __attribute__((tls_model("initial-exec")));
+/* shset_set_wait_hook's, for this thread (lockwait.h). */
+__thread struct lock_wait_hook lock_wait_hook;
 /* The owner value of the last dead owner this thread took a lock from
  * (0: none; owner values are never 0). */
 static __thread uint32_t lock_dead_hint;
@@ -560,6 +563,10 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 			}
 		}
 		next_check = prim_mono_ns() + check;
+		/* The caller's hook may give up (a binding's interrupt); the
+		 * lock is not ours, so nothing is undone. */
+		if (lock_wait_hook.fn && lock_wait_hook.fn(lock_wait_hook.arg))
+			return -ECANCELED;
 		/* Nobody released it for a whole interval: is the owner alive? */
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
 		uint32_t owner = v & LEASE_OWNER_MASK;
@@ -678,6 +685,12 @@ static inline __attribute__((always_inline)) int lock_common(shset_lock *lk, str
 		tsan_post_lock(lk, (try ? TSAN_TRY : 0) | TSAN_TRY_FAILED);
 	}
 	return r;
+}
+
+void shset_set_wait_hook(shset_wait_fn fn, void *arg)
+{
+	lock_wait_hook.fn = fn;
+	lock_wait_hook.arg = fn ? arg : NULL;
 }
 
 int shset_lock_acquire(shset_lock *lk, shset_lease *l)

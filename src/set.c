@@ -25,6 +25,7 @@
 #include "hash.h"
 #include "prim.h"
 #include "lease.h"
+#include "lockwait.h"
 #include "filler.h"
 #include "pager.h"
 #include "region.h"
@@ -1245,7 +1246,11 @@ static void give_back(struct shset *s, long long changed)
 {
 	unsigned ns = s->r->nshards;
 	uint64_t steps = changed > 0 && s->give_back ? (uint64_t)changed / ns / GIVE_BACK_KEYS : 0;
+	/* The operation has changed the set: its caller's wait hook must not
+	 * make a wait here look like a cancelled operation. */
+	struct lock_wait_hook hook = lock_wait_hook;
 
+	lock_wait_hook.fn = NULL;
 	for (unsigned i = 0; steps && i < ns; i++) {
 		struct region *sh = s->r->shard[i];
 		/* The list's head is a hint here: each step checks it. */
@@ -1254,6 +1259,7 @@ static void give_back(struct shset *s, long long changed)
 			if (shard_tx(s, sh, no_op, NULL, 0) < 0)
 				break;
 	}
+	lock_wait_hook = hook;
 }
 
 static long long batch(shset *s, const void *const *keys, const size_t *lens, size_t n, int add)

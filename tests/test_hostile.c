@@ -788,6 +788,72 @@ START_TEST(forged_word_naming_a_waiter)
 }
 END_TEST
 
+/*
+ * A live peer holds shard 1's lock for as long as it likes.  A whole-set
+ * operation whose wait hook gives up returns -ECANCELED having changed
+ * nothing, and the shard 0 it took first is free again.
+ */
+static int cancel_calls;
+static int cancel_after_two(void *arg)
+{
+	(void)arg;
+	return ++cancel_calls >= 2;
+}
+
+START_TEST(wait_hook_cancels_whole_set_operation)
+{
+	shset *s;
+	struct shset_opts o = {.shards = 2};
+	int rep[2];
+
+	ck_assert_int_eq(create1(&s, &o), 0);
+	for (uint32_t i = 0; i < 100; i++)
+		ck_assert_int_eq(shset_add(s, &i, sizeof(i)), 1);
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	shset_lock *l0 = (shset_lock *)(p.m + REGION_LOCK_OFF);
+	shset_lock *l1 = (shset_lock *)(p.m + p.h.shard_bytes + REGION_LOCK_OFF);
+	ck_assert_int_eq(pipe(rep), 0);
+	pid_t holder = fork();
+	if (holder == 0) {
+		shset_lease *l;
+		int r = shset_lease_open(&l, shset_fd(s),
+					 (struct shset_lease_slot *)(p.m + REGION_SLOTS_OFF),
+					 p.h.nslots);
+		if (!r)
+			r = shset_lock_acquire(l1, l);
+		if (write(rep[1], &r, sizeof(r)) != sizeof(r))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	int r = -1;
+	ck_assert_int_eq(read(rep[0], &r, sizeof(r)), (ssize_t)sizeof(r));
+	ck_assert_int_eq(r, 0);
+
+	cancel_calls = 0;
+	shset_set_wait_hook(cancel_after_two, NULL);
+	ck_assert_int_eq(shset_clear(s), -ECANCELED);
+	ck_assert_int_eq(cancel_calls, 2);
+	struct shset_lock_state st;
+	ck_assert_int_eq(shset_lock_state(l0, &st), 0);
+	ck_assert_int_eq(st.locked, 0);
+	ck_assert_int_eq(shset_size(s), 100);
+	kill(holder, SIGKILL);
+	wait_status(holder);
+	/* The dead holder's lock is taken over; the hook is not asked to give
+	 * up again. */
+	cancel_calls = -1000;
+	ck_assert_int_eq(shset_clear(s), 0);
+	shset_set_wait_hook(NULL, NULL);
+	ck_assert_int_eq(shset_size(s), 0);
+	ck_assert_int_eq(shset_verify(s), 0);
+	close(rep[0]);
+	close(rep[1]);
+	shset_close(s);
+}
+END_TEST
+
 /* --- set algebra reads the other set's words no further than they hold ---------- */
 
 /*
@@ -1206,6 +1272,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, size_bounded_by_region);
 	tcase_add_test(tc, forged_word_cleared_by_recover);
 	tcase_add_test(tc, forged_word_naming_a_waiter);
+	tcase_add_test(tc, wait_hook_cancels_whole_set_operation);
 	tcase_add_test(tc, algebra_sized_by_what_the_other_holds);
 	tcase_add_test(tc, signals_do_not_stop_takeover);
 	tcase_add_loop_test(tc, random_words_peer, 0, 2);

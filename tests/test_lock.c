@@ -343,6 +343,46 @@ START_TEST(generation_bump_keeps_holder_alive)
 }
 END_TEST
 
+/* A wait hook that gives up on its third call. */
+static int hook_calls;
+static int give_up_third(void *arg)
+{
+	(void)arg;
+	return ++hook_calls >= 3;
+}
+
+START_TEST(wait_hook_gives_up)
+{
+	int rep[2], rel[2];
+	ck_assert_int_eq(pipe(rep), 0);
+	ck_assert_int_eq(pipe(rel), 0);
+	pid_t h = spawn_holder(rep, rel[0]);
+	shset_lease *l = lease(); /* checks every 5 ms */
+
+	hook_calls = 0;
+	shset_set_wait_hook(give_up_third, NULL);
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), -ECANCELED);
+	ck_assert_int_eq(hook_calls, 3);
+	/* Nothing taken: the holder still holds it and releases it. */
+	struct shset_lock_state st;
+	ck_assert_int_eq(shset_lock_state(&A->lock, &st), 0);
+	ck_assert_int_eq(st.locked, 1);
+	ck_assert_int_eq(write(rel[1], "r", 1), 1);
+	ck_assert_int_eq(wait_status(h), 0);
+	/* An uncontended acquire never calls it. */
+	hook_calls = 0;
+	ck_assert_int_eq(shset_lock_acquire(&A->lock, l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	ck_assert_int_eq(hook_calls, 0);
+	shset_set_wait_hook(NULL, NULL);
+	shset_lease_close(l);
+	close(rep[0]);
+	close(rep[1]);
+	close(rel[0]);
+	close(rel[1]);
+}
+END_TEST
+
 /* --- fork ----------------------------------------------------------------- */
 
 START_TEST(fork_child_identity)
@@ -754,6 +794,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, lease_slots_and_args);
 	tcase_add_test(tc, no_false_takeover);
 	tcase_add_test(tc, held_max);
+	tcase_add_test(tc, wait_hook_gives_up);
 	suite_add_tcase(s, tc);
 
 	/* Each takes milliseconds when right and hangs when wrong: a short

@@ -98,13 +98,29 @@ void shset_lock_init(shset_lock *lk);
  * named this process while none of its threads held it (a peer wrote it).
  * Errors: -EDEADLK the calling thread holds it already, -ENOLCK it holds
  * SHSET_LOCK_HELD_MAX locks, -ENOMEM its first lock could not record it,
- * -EUSERS a forked child found no free slot.
+ * -EUSERS a forked child found no free slot, -ECANCELED the thread's wait
+ * hook gave the wait up (shset_set_wait_hook).
  *
  * Within one process, a lock is used at one address (the record names it).
  */
 int shset_lock_acquire(shset_lock *lk, shset_lease *l);
 /* As acquire, or -EBUSY without waiting. */
 int shset_lock_tryacquire(shset_lock *lk, shset_lease *l);
+
+/*
+ * A hook that the calling thread's lock waits call at each check interval
+ * (shset_lease_set_check_interval; 10 ms by default) while they still wait:
+ * shset_lock_acquire and _timedacquire, and every set and value operation,
+ * which wait through them.  A nonzero return gives the wait up: the lock is
+ * not taken and the call fails with -ECANCELED.  A set or value operation
+ * then returns -ECANCELED having changed nothing (the locks it took first
+ * are released; no wait after its change is made consults the hook).
+ * Signals alone never end a wait; this is for bindings that must answer an
+ * interrupt (Python's Ctrl-C) while a live peer holds a lock for long.  Per
+ * thread; @fn NULL removes it.  The hook must not call shset functions.
+ */
+typedef int (*shset_wait_fn)(void *arg);
+void shset_set_wait_hook(shset_wait_fn fn, void *arg);
 /* As acquire, or -ETIMEDOUT once CLOCK_MONOTONIC passes @deadline. */
 int shset_lock_timedacquire(shset_lock *lk, shset_lease *l, const struct timespec *deadline);
 /* -EPERM if the calling thread of this process is not the owner (decided
