@@ -37,12 +37,16 @@
 /* Raises OSError (the subclass for the errno) for a library result < 0. */
 static PyObject *err_lib(int r)
 {
+	if (py_cancelled(r))
+		return NULL;
 	errno = -r;
 	return PyErr_SetFromErrno(PyExc_OSError);
 }
 
 static PyObject *err_lib_path(int r, PyObject *path)
 {
+	if (py_cancelled(r))
+		return NULL;
 	errno = -r;
 	return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
 }
@@ -438,13 +442,6 @@ static void set_leave(SetObject *self)
 		Py_END_ALLOW_THREADS
 	}
 }
-
-/* Runs @expr (a library call on @h) without the GIL. */
-#define NOGIL(expr)                                                                                \
-	do {                                                                                       \
-		Py_BEGIN_ALLOW_THREADS expr;                                                       \
-		Py_END_ALLOW_THREADS                                                               \
-	} while (0)
 
 /* Wraps a new handle (owned from now on) in a Set. */
 static PyObject *set_wrap(shset *h)
@@ -1837,10 +1834,51 @@ static struct PyModuleDef shset_module = {
 };
 
 unsigned py_fork_gen;
+unsigned long py_main_ident;
+int py_hook_depth;
+int py_hook_set;
 
+int py_wait_hook(void *arg)
+{
+	(void)arg;
+	/* The hook stays with the thread: after Py_Finalize (an embedding
+	 * program) there is no GIL to take. */
+	if (!Py_IsInitialized())
+		return 0;
+	PyGILState_STATE g = PyGILState_Ensure();
+	/* Outside this module's calls (ctypes, another binding) the caller
+	 * would not expect an exception. */
+	int r = py_hook_depth ? PyErr_CheckSignals() : 0;
+	PyGILState_Release(g);
+	return r < 0;
+}
+
+/* The child's only thread is the one that forked, Python's main thread
+ * there from now on; no call of it is inside the library. */
 static void fork_child(void)
 {
 	__atomic_add_fetch(&py_fork_gen, 1, __ATOMIC_RELAXED);
+	py_main_ident = PyThread_get_thread_ident();
+	py_hook_depth = 0;
+	py_hook_set = 0; /* the hook is per thread: set it on this one */
+}
+
+/* threading's main thread, the one that runs signal handlers (usually the
+ * one importing this module). */
+static unsigned long main_ident(void)
+{
+	unsigned long id = PyThread_get_thread_ident();
+	PyObject *th = PyImport_ImportModule("threading");
+	PyObject *mt = th ? PyObject_CallMethod(th, "main_thread", NULL) : NULL;
+	PyObject *ident = mt ? PyObject_GetAttrString(mt, "ident") : NULL;
+
+	if (ident && PyLong_Check(ident))
+		id = PyLong_AsUnsignedLong(ident);
+	Py_XDECREF(ident);
+	Py_XDECREF(mt);
+	Py_XDECREF(th);
+	PyErr_Clear();
+	return id;
 }
 
 PyMODINIT_FUNC PyInit__shset(void)
@@ -1848,6 +1886,7 @@ PyMODINIT_FUNC PyInit__shset(void)
 	PyObject *m = NULL, *abc;
 	static int atfork;
 
+	py_main_ident = main_ident();
 	if (!atfork && pthread_atfork(NULL, NULL, fork_child) == 0)
 		atfork = 1;
 	if (PyType_Ready(&SetType) < 0 || PyType_Ready(&IterType) < 0)

@@ -114,13 +114,6 @@ static void value_leave(ValueObject *self)
 	}
 }
 
-/* Runs @expr (a library call) without the GIL. */
-#define NOGIL(expr)                                                                                \
-	do {                                                                                       \
-		Py_BEGIN_ALLOW_THREADS expr;                                                       \
-		Py_END_ALLOW_THREADS                                                               \
-	} while (0)
-
 /* Raises the Python exception for a library result < 0. */
 static PyObject *value_err(ValueObject *self, int r)
 {
@@ -133,6 +126,8 @@ static PyObject *value_err(ValueObject *self, int r)
 		return PyErr_Format(PyExc_IndexError, "%s index out of range",
 				    Py_TYPE(self)->tp_name);
 	default:
+		if (py_cancelled(r))
+			return NULL;
 		errno = -r;
 		return PyErr_SetFromErrno(PyExc_OSError);
 	}
@@ -167,6 +162,8 @@ static PyObject *value_wrap(shset_value *h)
 static PyObject *value_created(int r, shset_value *h)
 {
 	if (r < 0) {
+		if (py_cancelled(r))
+			return NULL;
 		errno = -r;
 		return PyErr_SetFromErrno(PyExc_OSError);
 	}
@@ -209,6 +206,8 @@ static PyObject *Value_attach(PyObject *cls, PyObject *arg)
 				    "fd %d holds a shset value of another type than %s", fd,
 				    ((PyTypeObject *)cls)->tp_name);
 	if (r < 0) {
+		if (py_cancelled(r))
+			return NULL;
 		errno = -r;
 		return PyErr_SetFromErrno(PyExc_OSError);
 	}

@@ -176,3 +176,60 @@ def test_gil_released_while_waiting_for_the_lock():
         pytest.fail("a thread waiting for the set's lock kept the other threads from running")
     assert p.returncode == 0, err
     assert out.split() == ["True", "True", "True", "True"]
+
+
+INTERRUPT_SCRIPT = r"""
+import os, signal, sys, threading, time
+import shset
+
+# One shard, so the lock the child holds is the one s.add needs.
+s = shset.Set(keys=int, max_bytes=256 << 20)
+pid = os.fork()
+if pid == 0:
+    keys = list(range(200000))
+    while True:  # long batches; never touches the key -1
+        s.update(keys)
+        s.difference_update(keys)
+
+for attempt in range(1000):
+    time.sleep(0.002 * (attempt % 7))
+    os.kill(pid, signal.SIGSTOP)
+    os.waitpid(pid, os.WUNTRACED)
+    if s.stats()["lock"]["locked"]:
+        break
+    os.kill(pid, signal.SIGCONT)
+else:
+    sys.exit("never saw the child hold the lock")
+
+# The main thread waits for the lock a live, stopped process holds; Ctrl-C
+# (SIGINT from another thread) must end the wait with KeyboardInterrupt.
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    s.add(-1)
+    interrupted = False
+except KeyboardInterrupt:
+    interrupted = True
+still_held = s.stats()["lock"]["locked"]
+os.kill(pid, signal.SIGKILL)
+os.waitpid(pid, 0)
+# The interrupted add changed nothing; the set is usable after the holder.
+absent = -1 not in s
+s.add(-2)
+print(interrupted, still_held, absent, -2 in s)
+"""
+
+
+def test_ctrl_c_ends_a_wait_for_the_lock():
+    # In a separate interpreter, as above: without the wait hook the add
+    # waits for the stopped holder for ever, and the timeout fails the test.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    p = subprocess.Popen([sys.executable, "-c", INTERRUPT_SCRIPT], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        pytest.fail("Ctrl-C did not end a wait for a lock held by a stopped process")
+    assert p.returncode == 0, err
+    assert out.split() == ["True", "True", "True", "True"]
