@@ -577,15 +577,27 @@ static int slot_write_prepare(struct tx *x, uint64_t slot_off)
 	return tx_log(x, slot_off);
 }
 
+/*
+ * Random keys under the keyed hash displace about 4 slots on average at
+ * the highest load, and with linear probing the total displacement of a
+ * table's keys does not depend on the order they went in.  So slots walked
+ * beyond PROBE_BUDGET per slot of a table, by placements or by
+ * verification, can only be keys crafted to collide (a peer rewrote the
+ * metas they are placed by): reported, not walked, since a cluster of a
+ * million would take 10^12 steps with the lock held.
+ */
+#define PROBE_BUDGET 64u
+
 /* The first EMPTY slot of table @t (@cap slots) on the probe path of
  * meta @m (its home is the hash's: home()).  The table is shared memory
- * a peer can fill meanwhile, so the probe stops after one pass: -EUCLEAN. */
-static int empty_slot(const uint8_t *t, uint64_t cap, uint64_t m, uint64_t *at)
+ * a peer can fill meanwhile, so the probe stops after one pass: -EUCLEAN.
+ * With @left, also once the slots walked use that up. */
+static int empty_slot(const uint8_t *t, uint64_t cap, uint64_t m, uint64_t *at, uint64_t *left)
 {
 	uint64_t i = home(m, cap);
 
 	for (uint64_t n = 0; prim_ld64(t + i * SLOT_SIZE) != META_EMPTY; n++) {
-		if (n + 1 >= cap)
+		if (n + 1 >= cap || (left && !(*left)--))
 			return -EUCLEAN;
 		i = next_slot(i, cap);
 	}
@@ -594,11 +606,12 @@ static int empty_slot(const uint8_t *t, uint64_t cap, uint64_t m, uint64_t *at)
 }
 
 /* Places a private copy of a slot (32 bytes) into an EMPTY slot of table
- * @t: body first, then the meta (release) that makes it visible. */
-static int place(uint8_t *t, uint64_t cap, const uint8_t *slot)
+ * @t (within *@left slots walked): body first, then the meta (release)
+ * that makes it visible. */
+static int place(uint8_t *t, uint64_t cap, const uint8_t *slot, uint64_t *left)
 {
 	uint64_t i;
-	int err = empty_slot(t, cap, prim_ld64(slot), &i);
+	int err = empty_slot(t, cap, prim_ld64(slot), &i, left);
 
 	if (err)
 		return err;
@@ -647,10 +660,11 @@ static int new_table(struct tx *x, unsigned code, uint64_t *off)
 }
 
 /* The keys of table @tdesc from slot @from on, into table @nt, keeping
- * those @keep says 1 to and freeing the blocks of the others. */
+ * those @keep says 1 to and freeing the blocks of the others; the slots
+ * their placements walk count against *@left. */
 static int rebuild_from(struct tx *x, uint64_t tdesc, uint64_t from, uint8_t *nt, uint64_t ncap,
 			int (*keep)(const void *k, size_t len, void *arg), void *arg,
-			uint64_t *kept, uint64_t *kbytes, uint64_t *abytes)
+			uint64_t *kept, uint64_t *kbytes, uint64_t *abytes, uint64_t *left)
 {
 	uint64_t cap;
 	uint8_t *ot = view_table(&x->v, tdesc, &cap);
@@ -671,7 +685,7 @@ static int rebuild_from(struct tx *x, uint64_t tdesc, uint64_t from, uint8_t *nt
 		if (yes < 0)
 			return yes;
 		if (yes) {
-			err = place(nt, ncap, s);
+			err = place(nt, ncap, s, left);
 			if (err)
 				return err;
 			CRASH_POINT("resize: slot moved");
@@ -718,11 +732,14 @@ static int rebuild(struct tx *x, uint64_t keys, int (*keep)(const void *k, size_
 	 * helper thread do it, ahead of its inserts (fill_later). */
 	if (fill_bytes(table_bytes(code)) && !x->fill_later)
 		region_fill(x->r, off, table_bytes(code));
+	/* The new table holds only the keys placed here. */
+	uint64_t left = PROBE_BUDGET * ncap;
 	if (x->tdesc)
-		err = rebuild_from(x, x->tdesc, 0, nt, ncap, keep, arg, &kept, &kbytes, &abytes);
+		err = rebuild_from(x, x->tdesc, 0, nt, ncap, keep, arg, &kept, &kbytes, &abytes,
+				   &left);
 	if (!err && x->old_tdesc)
 		err = rebuild_from(x, x->old_tdesc, x->moved, nt, ncap, keep, arg, &kept, &kbytes,
-				   &abytes);
+				   &abytes, &left);
 	if (err)
 		return err;
 	x->tdesc = tdesc_make(off, code);
@@ -799,8 +816,11 @@ int table_fill_span(struct tx *x, uint64_t *off, uint64_t *len)
 /* Tables this big or bigger shrink (table_shrink). */
 #define SHRINK_MIN_LOG2 10u
 
-/* Moves the live keys of up to @budget more slots of the old table. */
-static int move_some(struct tx *x, uint64_t budget)
+/* Moves the live keys of up to @budget more slots of the old table, the
+ * slots their placements walk counted against *@left (NULL: a table that
+ * takes inserts meanwhile, where the old table's keys are not all it
+ * holds). */
+static int move_some(struct tx *x, uint64_t budget, uint64_t *left)
 {
 	uint64_t ocap, ncap;
 	int err;
@@ -819,7 +839,7 @@ static int move_some(struct tx *x, uint64_t budget)
 		uint64_t m = prim_ld64(s), j;
 		if (!is_live(m))
 			continue;
-		err = empty_slot(nt, ncap, m, &j);
+		err = empty_slot(nt, ncap, m, &j, left);
 		if (!err && !fresh)
 			err = tx_log(x, tdesc_off(x->tdesc) + j * SLOT_SIZE);
 		if (err)
@@ -854,7 +874,7 @@ static int move_step(struct tx *x)
 	uint64_t budget = MOVE_STEP * (ratio < 8 ? ratio : 8);
 	if (tx_log_room(x) < 2 * budget)
 		return 0;
-	return move_some(x, budget);
+	return move_some(x, budget, NULL);
 }
 
 /* Starts replacing the current table by one of code @code (or bigger,
@@ -863,7 +883,7 @@ static int move_step(struct tx *x)
 static int resize_start(struct tx *x, unsigned code, int at_once)
 {
 	uint64_t off;
-	int err = move_some(x, UINT64_MAX);
+	int err = move_some(x, UINT64_MAX, NULL);
 
 	if (err)
 		return err;
@@ -1261,7 +1281,11 @@ int table_shrink(struct tx *x, uint64_t removed)
 	int err = resize_start(x, table_code_for(x->count), at_once);
 	if (err)
 		return err == -ENOSPC ? 0 : err;
-	return at_once ? move_some(x, UINT64_MAX) : 0;
+	if (!at_once)
+		return 0;
+	/* The new table holds only the keys moved now. */
+	uint64_t left = PROBE_BUDGET * tdesc_cap(x->tdesc);
+	return move_some(x, UINT64_MAX, &left);
 }
 
 int table_remove(struct tx *x, const void *key, size_t len)
@@ -1803,15 +1827,11 @@ int table_collect(struct region *r, uint8_t *buf, size_t cap, size_t *len, uint6
 
 /*
  * Every invariant of the table described by @st (a private copy), read
- * through @v.  Checking that each key is reachable walks its probe path;
- * random keys under the keyed hash displace about 4 slots on average at the
- * highest load, so a total beyond VERIFY_PROBE_BUDGET per slot can only be
- * keys crafted to collide, and is reported instead of walked (a cluster of
- * a million would otherwise take 10^12 steps with the lock held).  While a
- * resize runs, each key of the old table is also looked up in the current
- * one: those slots count too, against the budget of both tables' slots.
+ * through @v.  Checking that each key is reachable walks its probe path,
+ * within PROBE_BUDGET per slot (above).  While a resize runs, each key of
+ * the old table is also looked up in the current one: those slots count
+ * too, against the budget of both tables' slots.
  */
-#define VERIFY_PROBE_BUDGET 64u
 
 struct verify_sums {
 	uint64_t live, tombs, kbytes, abytes, walked;
@@ -1827,7 +1847,7 @@ static int verify_table(const struct view *v, uint64_t tdesc, uint64_t gone, uin
 
 	if (!t || gone > cap || (other && !view_table(v, other, &ocap)))
 		return -EUCLEAN;
-	uint64_t limit = VERIFY_PROBE_BUDGET * (cap + ocap);
+	uint64_t limit = PROBE_BUDGET * (cap + ocap);
 	for (uint64_t i = gone; i < cap; i++) {
 		const uint8_t *s = t + i * SLOT_SIZE;
 		uint64_t m = prim_ld64(s), pos, ins;

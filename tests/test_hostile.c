@@ -359,6 +359,96 @@ START_TEST(rebuild_probe_is_bounded)
 }
 END_TEST
 
+/*
+ * A peer gives live slots of a table one meta, so that every key a rebuild
+ * (set algebra) or a one-step shrink (a big remove batch) places into its
+ * new table has the same home: the i-th placement would walk i slots,
+ * 200,000 keys 2 * 10^10 steps with the lock held.  Each must stop within
+ * its budget of walked slots.
+ */
+#define ONE_HOME_KEYS 200000u
+
+/* Rewrites the metas of the slots holding keys >= @from (4-byte keys,
+ * inline at byte 12 of a slot). */
+static void one_home(shset *s, uint32_t from)
+{
+	struct peer p;
+	peer_map(&p, shset_fd(s));
+	uint64_t tdesc = peek(&p, STATE_OFF(tdesc));
+	ck_assert_uint_eq(peek(&p, STATE_OFF(old_tdesc)), 0); /* no resize running */
+	uint64_t toff = tdesc & ((1ull << 56) - 1), cap = table_code_cap((unsigned)(tdesc >> 56));
+	ck_assert_uint_ge(cap, ONE_HOME_KEYS);
+	uint64_t meta = 0, n = 0;
+	for (uint64_t i = 0; i < cap; i++) {
+		uint8_t *slot = p.m + toff + i * 32;
+		uint32_t len, key;
+		memcpy(&len, slot + 8, 4);
+		memcpy(&key, slot + 12, 4);
+		if (peek(&p, toff + i * 32) <= 1 || len != 4 || key < from)
+			continue;
+		if (!meta)
+			meta = peek(&p, toff + i * 32);
+		poke(&p, toff + i * 32, meta);
+		n++;
+	}
+	ck_assert_uint_eq(n, ONE_HOME_KEYS - from);
+	munmap(p.m, p.max);
+}
+
+static void honest_intersect(void *a)
+{
+	shset **two = a;
+	_exit(shset_intersection_update(two[0], two[1]) == -EUCLEAN ? 0 : 20);
+}
+
+/* Removes keys below 9/10 of ONE_HOME_KEYS: the shrink then moves the
+ * rest, which the peer gave one home. */
+static void honest_remove_most(void *a)
+{
+	shset *s = a;
+	size_t n = ONE_HOME_KEYS * 9 / 10;
+	uint32_t *k = malloc(n * sizeof(*k));
+	const void **keys = malloc(n * sizeof(*keys));
+	size_t *lens = malloc(n * sizeof(*lens));
+	if (!k || !keys || !lens)
+		_exit(21);
+	for (uint32_t i = 0; i < n; i++) {
+		k[i] = i;
+		keys[i] = &k[i];
+		lens[i] = sizeof(k[i]);
+	}
+	long long r = shset_remove_batch(s, keys, lens, n);
+	_exit(r == -EUCLEAN ? 0 : 22);
+}
+
+START_TEST(placements_into_a_new_table_are_bounded)
+{
+	shset *two[2];
+	struct shset_opts o = {.capacity = ONE_HOME_KEYS};
+
+	for (int round = 0; round < 2; round++) {
+		ck_assert_int_eq(create1(&two[0], &o), 0);
+		ck_assert_int_eq(create1(&two[1], &o), 0);
+		for (uint32_t i = 0; i < ONE_HOME_KEYS; i++) {
+			ck_assert_int_eq(shset_add(two[0], &i, sizeof(i)), 1);
+			ck_assert_int_eq(shset_add(two[1], &i, sizeof(i)), 1);
+		}
+		int st;
+		if (round == 0) {
+			one_home(two[0], 0);
+			st = run_honest(honest_intersect, two, (unsigned)(10 * test_scale()));
+		} else {
+			one_home(two[0], ONE_HOME_KEYS * 9 / 10);
+			st = run_honest(honest_remove_most, two[0], (unsigned)(10 * test_scale()));
+		}
+		ck_assert_msg(st == 0, "round %d ended with status %d (142: it walked on)", round,
+			      st);
+		shset_close(two[0]);
+		shset_close(two[1]);
+	}
+}
+END_TEST
+
 /* --- 5. foreach's buffer is bounded by the memory that exists ---------------------- */
 
 static int count_visit(const void *k, size_t len, void *arg)
@@ -1264,6 +1354,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, probe_reads_the_length_once);
 	tcase_add_test(tc, verify_reads_brk_once);
 	tcase_add_test(tc, rebuild_probe_is_bounded);
+	tcase_add_test(tc, placements_into_a_new_table_are_bounded);
 	tcase_add_test(tc, collect_bounded_by_memory);
 	tcase_add_test(tc, inspection_allocates_nothing);
 	tcase_add_test(tc, identity_is_the_memfd);
