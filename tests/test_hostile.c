@@ -758,6 +758,14 @@ END_TEST
  * named process takes the lock again: shset_recover, which an idle holder
  * (a server) calls now and then, takes it over and lets the waiter in.
  */
+/* The owner value a lock word takes for the process holding @slot. */
+static uint32_t owner_value(const struct peer *p, int slot)
+{
+	uint32_t gen = __atomic_load_n(
+	    &((struct shset_lease_slot *)(p->m + REGION_SLOTS_OFF))[slot].gen, __ATOMIC_RELAXED);
+	return (uint32_t)(slot + 1) | (gen & LEASE_GEN_MASK) << LEASE_GEN_SHIFT;
+}
+
 START_TEST(forged_word_cleared_by_recover)
 {
 	shset *s;
@@ -768,9 +776,7 @@ START_TEST(forged_word_cleared_by_recover)
 	ck_assert_int_ge(slot, 0);
 	struct peer p;
 	peer_map(&p, shset_fd(s));
-	uint32_t gen = __atomic_load_n(
-	    &((struct shset_lease_slot *)(p.m + REGION_SLOTS_OFF))[slot].gen, __ATOMIC_RELAXED);
-	uint32_t forged = (uint32_t)(slot + 1) | (gen & LEASE_GEN_MASK) << LEASE_GEN_SHIFT;
+	uint32_t forged = owner_value(&p, slot);
 	pid_t peer = fork();
 	if (peer == 0) {
 		__atomic_store_n((uint32_t *)(p.m + REGION_LOCK_OFF), forged, __ATOMIC_RELEASE);
@@ -831,9 +837,7 @@ START_TEST(forged_word_naming_a_waiter)
 	ck_assert_int_ge(slot, 0);
 	struct peer p;
 	peer_map(&p, shset_fd(s));
-	uint32_t gen = __atomic_load_n(
-	    &((struct shset_lease_slot *)(p.m + REGION_SLOTS_OFF))[slot].gen, __ATOMIC_RELAXED);
-	uint32_t forged = (uint32_t)(slot + 1) | (gen & LEASE_GEN_MASK) << LEASE_GEN_SHIFT;
+	uint32_t forged = owner_value(&p, slot);
 	/* The peer's part: shard 1's word names S. */
 	__atomic_store_n((uint32_t *)(p.m + p.h.shard_bytes + REGION_LOCK_OFF), forged,
 			 __ATOMIC_RELEASE);

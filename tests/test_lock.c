@@ -303,6 +303,14 @@ START_TEST(recovery_of_recovery)
 }
 END_TEST
 
+static void close_pipes(int a[2], int b[2])
+{
+	close(a[0]);
+	close(a[1]);
+	close(b[0]);
+	close(b[1]);
+}
+
 /*
  * A peer bumps the live holder's generation in the slot table.  The holder
  * must still count as alive: a waiter that took over would be inside with
@@ -336,10 +344,7 @@ START_TEST(generation_bump_keeps_holder_alive)
 	ck_assert_int_eq(shset_lock_state(&A->lock, &st), 0);
 	ck_assert_uint_eq(st.owner_died, 0);
 	shset_lease_close(l);
-	close(rep[0]);
-	close(rep[1]);
-	close(rel[0]);
-	close(rel[1]);
+	close_pipes(rep, rel);
 }
 END_TEST
 
@@ -376,10 +381,7 @@ START_TEST(wait_hook_gives_up)
 	ck_assert_int_eq(hook_calls, 0);
 	shset_set_wait_hook(NULL, NULL);
 	shset_lease_close(l);
-	close(rep[0]);
-	close(rep[1]);
-	close(rel[0]);
-	close(rel[1]);
+	close_pipes(rep, rel);
 }
 END_TEST
 

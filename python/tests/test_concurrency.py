@@ -122,7 +122,8 @@ def test_sigkill_in_update_is_all_or_nothing_and_others_go_on():
     print(f"{attempt + 1} kills, {inside} while holding the lock")
 
 
-GIL_SCRIPT = r"""
+# A set, and a child process stopped while it holds the set's lock.
+STOPPED_HOLDER = r"""
 import os, signal, sys, threading, time
 import shset
 
@@ -131,7 +132,7 @@ s = shset.Set(keys=int, max_bytes=256 << 20)
 pid = os.fork()
 if pid == 0:
     keys = list(range(200000))
-    while True:  # long batches; never touches the key -1
+    while True:  # long batches; never touches the keys -1 and -2
         s.update(keys)
         s.difference_update(keys)
 
@@ -145,7 +146,9 @@ for attempt in range(1000):
     os.kill(pid, signal.SIGCONT)
 else:
     sys.exit("never saw the child hold the lock")
+"""
 
+GIL_SCRIPT = STOPPED_HOLDER + r"""
 # A thread now waits for the lock (futex sleep); this thread must go on.
 waiter = threading.Thread(target=s.add, args=(-1,))
 waiter.start()
@@ -161,46 +164,31 @@ print(blocked, count > 1000, not waiter.is_alive(), -1 in s)
 """
 
 
-def test_gil_released_while_waiting_for_the_lock():
-    # In a separate interpreter: if the GIL were held across the wait, it
-    # would hang, and the timeout turns that into a failure (the whole
-    # process group goes, the stopped child included).
+def run_stopped_holder_script(script, timeout, hung):
+    """Runs @script in a separate interpreter: a hang becomes the failure
+    @hung once @timeout passes (the whole process group goes, the stopped
+    child included).  Returns the words it printed."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    p = subprocess.Popen([sys.executable, "-c", GIL_SCRIPT], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
-        out, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
-        pytest.fail("a thread waiting for the set's lock kept the other threads from running")
+        pytest.fail(hung)
     assert p.returncode == 0, err
-    assert out.split() == ["True", "True", "True", "True"]
+    return out.split()
 
 
-INTERRUPT_SCRIPT = r"""
-import os, signal, sys, threading, time
-import shset
+def test_gil_released_while_waiting_for_the_lock():
+    # If the GIL were held across the wait, the script would hang.
+    out = run_stopped_holder_script(
+        GIL_SCRIPT, 120, "a thread waiting for the set's lock kept the other threads from running")
+    assert out == ["True", "True", "True", "True"]
 
-# One shard, so the lock the child holds is the one s.add needs.
-s = shset.Set(keys=int, max_bytes=256 << 20)
-pid = os.fork()
-if pid == 0:
-    keys = list(range(200000))
-    while True:  # long batches; never touches the key -1
-        s.update(keys)
-        s.difference_update(keys)
 
-for attempt in range(1000):
-    time.sleep(0.002 * (attempt % 7))
-    os.kill(pid, signal.SIGSTOP)
-    os.waitpid(pid, os.WUNTRACED)
-    if s.stats()["lock"]["locked"]:
-        break
-    os.kill(pid, signal.SIGCONT)
-else:
-    sys.exit("never saw the child hold the lock")
-
+INTERRUPT_SCRIPT = STOPPED_HOLDER + r"""
 # The main thread waits for the lock a live, stopped process holds; Ctrl-C
 # (SIGINT from another thread) must end the wait with KeyboardInterrupt.
 threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
@@ -220,16 +208,7 @@ print(interrupted, still_held, absent, -2 in s)
 
 
 def test_ctrl_c_ends_a_wait_for_the_lock():
-    # In a separate interpreter, as above: without the wait hook the add
-    # waits for the stopped holder for ever, and the timeout fails the test.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    p = subprocess.Popen([sys.executable, "-c", INTERRUPT_SCRIPT], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
-        pytest.fail("Ctrl-C did not end a wait for a lock held by a stopped process")
-    assert p.returncode == 0, err
-    assert out.split() == ["True", "True", "True", "True"]
+    # Without the wait hook the add waits for the stopped holder for ever.
+    out = run_stopped_holder_script(
+        INTERRUPT_SCRIPT, 60, "Ctrl-C did not end a wait for a lock held by a stopped process")
+    assert out == ["True", "True", "True", "True"]
