@@ -855,12 +855,14 @@ static PyObject *Set_contains_many(SetObject *self, PyObject *keys)
 	shset *h = set_enter(self);
 	if (!h)
 		goto out;
+	int hook = py_hook_on();
 	Py_BEGIN_ALLOW_THREADS;
 	for (size_t i = 0; i < v.n && r >= 0; i++) {
 		r = shset_contains(h, v.ptrs[i], v.lens[i]);
 		found[i] = (char)(r == 1);
 	}
 	Py_END_ALLOW_THREADS;
+	py_hook_off(hook);
 	set_leave(self);
 	if (r < 0) {
 		err_lib((int)r);
@@ -1843,12 +1845,14 @@ int py_wait_hook(void *arg)
 	(void)arg;
 	/* The hook stays with the thread: after Py_Finalize (an embedding
 	 * program) there is no GIL to take. */
-	if (!Py_IsInitialized())
+	/* Outside this module's calls (ctypes, another binding) the caller
+	 * would not expect an exception, and the GIL may be held by a thread
+	 * that waits for a lock this one holds.  Only this thread (the main
+	 * one) writes the depth. */
+	if (!py_hook_depth || !Py_IsInitialized())
 		return 0;
 	PyGILState_STATE g = PyGILState_Ensure();
-	/* Outside this module's calls (ctypes, another binding) the caller
-	 * would not expect an exception. */
-	int r = py_hook_depth ? PyErr_CheckSignals() : 0;
+	int r = PyErr_CheckSignals();
 	PyGILState_Release(g);
 	return r < 0;
 }

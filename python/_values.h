@@ -62,7 +62,9 @@ static inline int py_hook_on(void)
 
 static inline void py_hook_off(int on)
 {
-	py_hook_depth -= on;
+	/* A handler that forked left the child at depth 0 (fork_child). */
+	if (on && py_hook_depth > 0)
+		py_hook_depth--;
 }
 
 /* 1 if the library result @r is a wait the hook gave up on, its exception

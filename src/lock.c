@@ -564,9 +564,17 @@ static int lock_slow(shset_lock *lk, struct shset_lease *l, struct lock_thread *
 		}
 		next_check = prim_mono_ns() + check;
 		/* The caller's hook may give up (a binding's interrupt); the
-		 * lock is not ours, so nothing is undone. */
-		if (lock_wait_hook.fn && lock_wait_hook.fn(lock_wait_hook.arg))
-			return -ECANCELED;
+		 * lock is not ours, so nothing is undone.  A hook that forked
+		 * (a Python handler calling os.fork) gives up in the child: it
+		 * would wait with its parent's owner value and take the lock
+		 * while the parent holds it, and the locks the operation took
+		 * first are its parent's, not its own. */
+		if (lock_wait_hook.fn) {
+			unsigned fg = __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED);
+			if (lock_wait_hook.fn(lock_wait_hook.arg) ||
+			    fg != __atomic_load_n(&lease_forkgen, __ATOMIC_RELAXED))
+				return -ECANCELED;
+		}
 		/* Nobody released it for a whole interval: is the owner alive? */
 		v = __atomic_load_n(&lk->word, __ATOMIC_RELAXED);
 		uint32_t owner = v & LEASE_OWNER_MASK;

@@ -385,6 +385,51 @@ START_TEST(wait_hook_gives_up)
 }
 END_TEST
 
+/* A hook that forks on its first call (a Python handler calling os.fork):
+ * the child's wait must give up, not take the lock with its parent's
+ * owner value while the parent holds it. */
+static pid_t hook_child = -1;
+static int fork_once(void *arg)
+{
+	(void)arg;
+	if (hook_child < 0)
+		hook_child = fork();
+	return 0;
+}
+
+START_TEST(wait_hook_that_forks)
+{
+	int rep[2], rel[2];
+	ck_assert_int_eq(pipe(rep), 0);
+	ck_assert_int_eq(pipe(rel), 0);
+	pid_t h = spawn_holder(rep, rel[0]);
+	shset_lease *l = lease();
+
+	hook_child = -1;
+	shset_set_wait_hook(fork_once, NULL);
+	/* Released once the hook has forked: both then compete for it. */
+	pid_t releaser = fork();
+	if (releaser == 0) {
+		usleep(100000);
+		_exit(write(rel[1], "r", 1) == 1 ? 0 : 1);
+	}
+	int r = shset_lock_acquire(&A->lock, l);
+	if (hook_child == 0)
+		_exit(r == -ECANCELED ? 0 : 1);
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(wait_status(hook_child), 0);
+	ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	shset_set_wait_hook(NULL, NULL);
+	ck_assert_int_eq(wait_status(releaser), 0);
+	ck_assert_int_eq(wait_status(h), 0);
+	struct shset_lock_state st;
+	ck_assert_int_eq(shset_lock_state(&A->lock, &st), 0);
+	ck_assert_uint_eq(st.owner_died, 0);
+	shset_lease_close(l);
+	close_pipes(rep, rel);
+}
+END_TEST
+
 /* --- fork ----------------------------------------------------------------- */
 
 START_TEST(fork_child_identity)
@@ -797,6 +842,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, no_false_takeover);
 	tcase_add_test(tc, held_max);
 	tcase_add_test(tc, wait_hook_gives_up);
+	tcase_add_test(tc, wait_hook_that_forks);
 	suite_add_tcase(s, tc);
 
 	/* Each takes milliseconds when right and hangs when wrong: a short

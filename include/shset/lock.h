@@ -118,6 +118,7 @@ int shset_lock_tryacquire(shset_lock *lk, shset_lease *l);
  * Signals alone never end a wait; this is for bindings that must answer an
  * interrupt (Python's Ctrl-C) while a live peer holds a lock for long.  Per
  * thread; @fn NULL removes it.  The hook must not call shset functions.
+ * A hook that forks gives the wait up in the child (-ECANCELED there).
  */
 typedef int (*shset_wait_fn)(void *arg);
 void shset_set_wait_hook(shset_wait_fn fn, void *arg);
