@@ -36,8 +36,8 @@ static inline int py_busy(int *busy, unsigned *gen)
  * peer holds would otherwise ignore Ctrl-C until the peer lets go.  The
  * main thread (the one that runs signal handlers) has the library's wait
  * hook, set by its first call; at each check interval of a wait (10 ms) the
- * hook takes the GIL and, if the thread is inside a call of this module
- * (py_hook_depth), runs PyErr_CheckSignals.  An exception from a handler
+ * hook, if the thread is inside a call of this module (py_hook_depth),
+ * takes the GIL and runs PyErr_CheckSignals.  An exception from a handler
  * gives the wait up: the call returns -ECANCELED having changed nothing,
  * and the exception, left set, is what the caller raises (py_cancelled).
  * Setting the hook once rather than around each call saves two calls into
