@@ -146,7 +146,7 @@ static inline struct tx_state *state(struct region *r)
 }
 
 /* --- slots ------------------------------------------------------------------ */
-static uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
+static inline uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
 {
 	*cap = tdesc_cap(tdesc);
 	if (!*cap)
@@ -157,7 +157,7 @@ static uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
 /* The key bytes of a slot whose length the caller has read (once) as
  * @len: checked for that length, so a peer changing the slot's length
  * afterwards cannot widen what the caller reads. */
-static const uint8_t *slot_key_len(const struct view *v, const uint8_t *slot, uint32_t len)
+static inline const uint8_t *slot_key_len(const struct view *v, const uint8_t *slot, uint32_t len)
 {
 	if (len > SHSET_KEY_MAX)
 		return NULL;
@@ -244,7 +244,7 @@ probe_walk(const struct view *v, uint64_t tdesc, uint64_t gone, uint64_t h, cons
 			res = -EUCLEAN;
 			break;
 		}
-		if (memcmp(k, key, len) == 0) {
+		if (prim_bytes_eq(k, key, len)) {
 			*pos = i;
 			res = 1;
 			break;
@@ -279,13 +279,19 @@ static int find(const struct view *v, const struct tables *tb, uint64_t h, const
 	return res;
 }
 
-static int lookup(const struct view *v, const struct tables *tb, const void *key, size_t len,
-		  uint64_t h)
+/* find's answer alone, with the probes inlined: a lock-free lookup is a
+ * few hundred instructions around one cache miss, and calls and stores
+ * of what it does not need (the insert position) are a fifth of them. */
+static inline __attribute__((always_inline)) int
+lookup(const struct view *v, const struct tables *tb, const void *key, size_t len, uint64_t h)
 {
 	uint64_t pos, ins;
-	int in_old, tomb;
+	int tomb;
 
-	return find(v, tb, h, key, len, &pos, &in_old, &ins, &tomb);
+	int res = probe_walk(v, tb->cur, 0, h, key, len, &pos, &ins, &tomb, NULL);
+	if (res || !tb->old)
+		return res;
+	return probe_walk(v, tb->old, tb->moved, h, key, len, &pos, &ins, &tomb, NULL);
 }
 
 /* --- lock-free readers ---------------------------------------------------- */

@@ -1633,6 +1633,46 @@ START_TEST(probe_wraps_past_the_end)
 }
 END_TEST
 
+/* A lookup compares every byte of a key whose slot its hash leads to:
+ * for each length up to 40 (inline, at the short compare's edges and in a
+ * block), a byte changed anywhere in the stored key makes it absent. */
+START_TEST(lookup_compares_every_key_byte)
+{
+	struct ts t;
+	uint8_t key[40];
+
+	ts_open(&t, NULL);
+	for (size_t len = 1; len <= sizeof(key); len++) {
+		for (size_t j = 0; j < len; j++)
+			key[j] = (uint8_t)(len * 31 + j * 7);
+		ck_assert_int_eq(shset_add(t.s, key, len), 1);
+		uint64_t d = word(&st(&t)->tdesc);
+		uint8_t *stored = NULL;
+		for (uint64_t i = 0; i < cap_of(d) && !stored; i++) {
+			uint8_t *slot = t.r->base + off_of(d) + i * SLOT;
+			uint32_t l;
+			uint64_t blk;
+			memcpy(&l, slot + 8, 4);
+			memcpy(&blk, slot + 16, 8);
+			uint8_t *k = len <= 20 ? slot + 12 : t.r->base + blk;
+			if ((word((const uint64_t *)slot) & 3) == 2 && l == len &&
+			    memcmp(k, key, len) == 0)
+				stored = k;
+		}
+		ck_assert_ptr_nonnull(stored);
+		for (size_t j = 0; j < len; j++) {
+			stored[j] ^= 0x10;
+			ck_assert_msg(shset_contains(t.s, key, len) == 0, "len %zu, byte %zu", len,
+				      j);
+			stored[j] ^= 0x10;
+			ck_assert_int_eq(shset_contains(t.s, key, len), 1);
+		}
+	}
+	ck_assert_int_eq(shset_verify(t.s), 0);
+	ts_close(&t);
+}
+END_TEST
+
 static int pow2(uint64_t c)
 {
 	return c && !(c & (c - 1));
@@ -2289,6 +2329,7 @@ static Suite *suite(void)
 	TCase *tq = tcase_create("capacities");
 	tcase_set_timeout(tq, 120 * test_scale());
 	tcase_add_test(tq, capacity_codes);
+	tcase_add_test(tq, lookup_compares_every_key_byte);
 	tcase_add_loop_test(tq, probe_wraps_past_the_end, 0, 4);
 	tcase_add_test(tq, resize_between_quarter_steps);
 	suite_add_tcase(s, tq);
