@@ -146,7 +146,7 @@ static inline struct tx_state *state(struct region *r)
 }
 
 /* --- slots ------------------------------------------------------------------ */
-static inline uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
+static uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t *cap)
 {
 	*cap = tdesc_cap(tdesc);
 	if (!*cap)
@@ -157,7 +157,7 @@ static inline uint8_t *view_table(const struct view *v, uint64_t tdesc, uint64_t
 /* The key bytes of a slot whose length the caller has read (once) as
  * @len: checked for that length, so a peer changing the slot's length
  * afterwards cannot widen what the caller reads. */
-static inline const uint8_t *slot_key_len(const struct view *v, const uint8_t *slot, uint32_t len)
+static const uint8_t *slot_key_len(const struct view *v, const uint8_t *slot, uint32_t len)
 {
 	if (len > SHSET_KEY_MAX)
 		return NULL;
