@@ -1654,9 +1654,10 @@ START_TEST(lookup_compares_every_key_byte)
 			uint64_t blk;
 			memcpy(&l, slot + 8, 4);
 			memcpy(&blk, slot + 16, 8);
+			if ((word((const uint64_t *)slot) & 3) != 2 || l != len)
+				continue;
 			uint8_t *k = len <= 20 ? slot + 12 : t.r->base + blk;
-			if ((word((const uint64_t *)slot) & 3) == 2 && l == len &&
-			    memcmp(k, key, len) == 0)
+			if (memcmp(k, key, len) == 0)
 				stored = k;
 		}
 		ck_assert_ptr_nonnull(stored);
