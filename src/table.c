@@ -280,8 +280,8 @@ static int find(const struct view *v, const struct tables *tb, uint64_t h, const
 }
 
 /* find's answer alone, with the probes inlined: a lock-free lookup is a
- * few hundred instructions around one cache miss, and calls and stores
- * of what it does not need (the insert position) are a fifth of them. */
+ * few hundred instructions around one cache miss, and the call through
+ * find and the insert position it does not need were a tenth of them. */
 static inline __attribute__((always_inline)) int
 lookup(const struct view *v, const struct tables *tb, const void *key, size_t len, uint64_t h)
 {
