@@ -746,18 +746,24 @@ static int check_owner(shset_lock *lk, struct shset_lease *l, uint32_t *vp, int 
 	return i;
 }
 
+/* check_owner's -EPERM for a lock the thread records but whose word a
+ * peer rewrote: the record is forgotten, or this thread would get -EDEADLK
+ * from the lock for ever (and -ENOLCK from every lock once
+ * SHSET_LOCK_HELD_MAX such records piled up). */
+static int not_owner(int err, int i)
+{
+	if (i >= 0)
+		__atomic_store_n(&lock_self->held[i], 0, __ATOMIC_RELAXED);
+	return err;
+}
+
 int shset_lock_release(shset_lock *lk, shset_lease *l)
 {
 	uint32_t v;
 	int i, err = check_owner(lk, l, &v, &i);
 
-	if (err < 0) {
-		/* Recorded but no longer ours: forget it, or this thread would
-		 * get -EDEADLK from the lock for ever. */
-		if (i >= 0)
-			__atomic_store_n(&lock_self->held[i], 0, __ATOMIC_RELAXED);
-		return err;
-	}
+	if (err < 0)
+		return not_owner(err, i);
 	tsan_pre_unlock(lk);
 	hg_pre_unlock(lk);
 	__atomic_store_n(&lk->owner_tid, 0, __ATOMIC_RELAXED);
@@ -784,7 +790,7 @@ int shset_lock_consistent(shset_lock *lk, shset_lease *l)
 	int i, err = check_owner(lk, l, &v, &i);
 
 	if (err < 0)
-		return err;
+		return not_owner(err, i);
 	__atomic_fetch_and(&lk->word, ~LOCK_INCONSISTENT, __ATOMIC_RELAXED);
 	return 0;
 }

@@ -773,6 +773,32 @@ END_TEST
 
 /* One thread holds at most SHSET_LOCK_HELD_MAX locks; one more is refused
  * without being taken. */
+/* A peer rewrites the word between an acquire that reported a dead owner
+ * and the consistent call: consistent says -EPERM and the thread no longer
+ * holds the lock; it can take it again, and SHSET_LOCK_HELD_MAX such
+ * rounds leave it able to take others (before: -EDEADLK on this lock for
+ * ever, then -ENOLCK on every lock). */
+START_TEST(consistent_after_rewrite_forgets)
+{
+	shset_lease *l = lease();
+	uint32_t me = own_value(l);
+
+	shset_lock_init(&A->more[0]);
+	for (int round = 0; round <= SHSET_LOCK_HELD_MAX; round++) {
+		forge(me, 0); /* our value, no thread of ours holding: taken over */
+		ck_assert_int_eq(shset_lock_acquire(&A->lock, l), SHSET_LOCK_OWNER_DIED);
+		forge((me & 0xfffu) % NSLOTS + 1, 0); /* another slot's */
+		ck_assert_int_eq(shset_lock_consistent(&A->lock, l), -EPERM);
+		forge(0, 0);
+		ck_assert_int_eq(shset_lock_acquire(&A->lock, l), 0);
+		ck_assert_int_eq(shset_lock_release(&A->lock, l), 0);
+	}
+	ck_assert_int_eq(shset_lock_acquire(&A->more[0], l), 0);
+	ck_assert_int_eq(shset_lock_release(&A->more[0], l), 0);
+	shset_lease_close(l);
+}
+END_TEST
+
 START_TEST(held_max)
 {
 	shset_lease *l = lease();
@@ -841,6 +867,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, lease_slots_and_args);
 	tcase_add_test(tc, no_false_takeover);
 	tcase_add_test(tc, held_max);
+	tcase_add_test(tc, consistent_after_rewrite_forgets);
 	tcase_add_test(tc, wait_hook_gives_up);
 	tcase_add_test(tc, wait_hook_that_forks);
 	suite_add_tcase(s, tc);

@@ -130,7 +130,10 @@ int shset_lock_timedacquire(shset_lock *lk, shset_lease *l, const struct timespe
  * is then free to acquire it again. */
 int shset_lock_release(shset_lock *lk, shset_lease *l);
 /* After SHSET_LOCK_OWNER_DIED and repairing the protected data: marks it
- * consistent, so later acquirers get 0 again.  -EPERM if not the owner. */
+ * consistent, so later acquirers get 0 again.  -EPERM if not the owner; a
+ * peer that rewrote the word since the acquire makes it -EPERM too, and,
+ * as with release, the thread no longer holds the lock and may acquire it
+ * again. */
 int shset_lock_consistent(shset_lock *lk, shset_lease *l);
 
 struct shset_lock_state {
