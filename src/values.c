@@ -36,6 +36,7 @@
 
 #include "fdpass.h"
 #include "hash.h"
+#include "lease.h"
 #include "prim.h"
 #include "region.h"
 #include "shset/values.h"
@@ -751,6 +752,11 @@ static int bytes_lock(shset_value *v)
 		l = v->lease;
 		if (!l) {
 			err = shset_lease_open(&l, v->fd, v->slots, v->nslots);
+			/* Watched, so that a thread of this process that waits on
+			 * a lock a live process holds frees a word a peer forged
+			 * to name this lease (lock.c, unforge), as a set's. */
+			if (!err && (err = lease_watch(l, &v->lock, 1)) != 0)
+				shset_lease_close(l);
 			if (!err)
 				__atomic_store_n(&v->lease, l, __ATOMIC_RELEASE);
 		}
@@ -770,6 +776,19 @@ static int bytes_lock(shset_value *v)
 static void bytes_unlock(shset_value *v)
 {
 	shset_lock_release(v->lock, v->lease);
+}
+
+int shset_value_recover(shset_value *v)
+{
+	if (!v)
+		return -EINVAL;
+	if (!is_bytes(v->kind))
+		return 0; /* integers take no lock */
+	int err = bytes_lock(v);
+	if (err)
+		return err;
+	bytes_unlock(v);
+	return 0;
 }
 
 /*

@@ -10,13 +10,16 @@
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "lease.h"
 #include "shset.h"
 #include "shset/values.h"
 
@@ -1245,6 +1248,155 @@ START_TEST(integer_header_scribbles)
 }
 END_TEST
 
+/* Where a byte string keeps its writer lock and the lease slots (values.c's
+ * layout), for a peer that writes them. */
+#define VALUE_LOCK_OFF	256
+#define VALUE_SLOTS_OFF 4096
+
+/* As a hostile peer: writes into @v's lock word the owner value of this
+ * process's writer slot (it must hold one: it wrote through @v). */
+static void forge_own_word(shset_value *v)
+{
+	size_t len = VALUE_SLOTS_OFF + SHSET_VALUE_WRITERS * sizeof(struct shset_lease_slot);
+	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, shset_value_fd(v), 0);
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	const struct shset_lease_slot *sl = (const void *)(m + VALUE_SLOTS_OFF);
+	uint32_t me = 0;
+	for (uint32_t i = 0; i < SHSET_VALUE_WRITERS && !me; i++)
+		if (__atomic_load_n(&sl[i].pid, __ATOMIC_RELAXED) == (uint32_t)getpid())
+			me = (i + 1) |
+			     ((__atomic_load_n(&sl[i].gen, __ATOMIC_RELAXED) & LEASE_GEN_MASK)
+			      << LEASE_GEN_SHIFT);
+	ck_assert_uint_ne(me, 0);
+	__atomic_store_n((uint32_t *)(m + VALUE_LOCK_OFF), me, __ATOMIC_SEQ_CST);
+	munmap(m, len);
+}
+
+/* A child that stores "from B" through a handle of its own and writes the
+ * result to @p[1]. */
+static pid_t storer(shset_value *v, int p[2])
+{
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t b = fork();
+	ck_assert_int_ge(b, 0);
+	if (b == 0) {
+		shset_value *vb;
+		int r = shset_value_attach_fd(&vb, shset_value_fd(v), SHSET_VALUE_BYTES);
+		r = r ? r : shset_bytes_store(vb, "from B", 6);
+		_exit(write(p[1], &r, sizeof(r)) == sizeof(r) ? 0 : 1);
+	}
+	return b;
+}
+
+/* Waits up to @ms for the storer's result: 1 with *@r, 0 if none came. */
+static int stored(int p[2], int ms, int *r)
+{
+	struct pollfd pf = {.fd = p[0], .events = POLLIN};
+	if (poll(&pf, 1, ms) != 1)
+		return 0;
+	ck_assert_int_eq(read(p[0], r, sizeof(*r)), (ssize_t)sizeof(*r));
+	return 1;
+}
+
+static void storer_done(shset_value *v, pid_t b, int p[2])
+{
+	uint8_t buf[64];
+	size_t len;
+	int st;
+
+	ck_assert_int_eq(waitpid(b, &st, 0), b);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(p[0]);
+	close(p[1]);
+	ck_assert_int_eq(shset_bytes_load(v, buf, sizeof(buf), &len), 0);
+	ck_assert_uint_eq(len, 6);
+	ck_assert_int_eq(memcmp(buf, "from B", 6), 0);
+}
+
+/* A peer forges the writer lock's word to name a process that wrote once
+ * and stays idle, and leaves.  Another writer waits until that process
+ * calls shset_value_recover (before it existed: for ever). */
+START_TEST(recover_frees_a_forged_word)
+{
+	shset_value *v;
+	int p[2], r;
+
+	ck_assert_int_eq(shset_bytes_create(&v, 64, "init", 4), 0);
+	ck_assert_int_eq(shset_bytes_store(v, "mine", 4), 0);
+	forge_own_word(v);
+	pid_t b = storer(v, p);
+	ck_assert_int_eq(stored(p, 300, &r), 0); /* the word names us, alive */
+	ck_assert_int_eq(shset_value_recover(v), 0);
+	ck_assert_int_eq(stored(p, 10000, &r), 1);
+	ck_assert_int_eq(r, 0);
+	storer_done(v, b, p);
+	shset_value *i;
+	ck_assert_int_eq(shset_int_create(&i, 7), 0);
+	ck_assert_int_eq(shset_value_recover(i), 0);
+	ck_assert_int_eq(shset_value_recover(NULL), -EINVAL);
+	shset_value_close(i);
+	shset_value_close(v);
+}
+END_TEST
+
+/* The same forged word is freed when a thread of the named process waits
+ * on another lock that a live process holds: the byte string's lock is
+ * watched with the lease, as a set's shard locks are. */
+START_TEST(forged_word_freed_by_a_wait)
+{
+	shset_value *v;
+	int p[2], r, go[2];
+
+	ck_assert_int_eq(shset_bytes_create(&v, 64, "init", 4), 0);
+	ck_assert_int_eq(shset_bytes_store(v, "mine", 4), 0);
+	forge_own_word(v);
+	pid_t b = storer(v, p);
+	ck_assert_int_eq(stored(p, 300, &r), 0);
+	/* Another lock, held by a live child. */
+	struct {
+		shset_lock lock;
+		struct shset_lease_slot slots[4];
+	} *o = shared_page(4096);
+	int ofd = memfd_create("other", MFD_CLOEXEC);
+	ck_assert_int_ge(ofd, 0);
+	ck_assert_int_eq(ftruncate(ofd, 4096), 0);
+	shset_lock_init(&o->lock);
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t c = fork();
+	ck_assert_int_ge(c, 0);
+	if (c == 0) {
+		shset_lease *lc;
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* gone with a failed test */
+		if (shset_lease_open(&lc, ofd, o->slots, 4) || shset_lock_acquire(&o->lock, lc))
+			_exit(1);
+		char x = 1;
+		if (write(go[1], &x, 1) != 1)
+			_exit(1);
+		pause(); /* holding it, alive */
+		_exit(0);
+	}
+	char x;
+	ck_assert_int_eq(read(go[0], &x, 1), 1);
+	shset_lease *lp;
+	ck_assert_int_eq(shset_lease_open(&lp, ofd, o->slots, 4), 0);
+	shset_lease_set_check_interval(lp, 5 * 1000 * 1000);
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += 1;
+	ck_assert_int_eq(shset_lock_timedacquire(&o->lock, lp, &dl), -ETIMEDOUT);
+	ck_assert_int_eq(stored(p, 0, &r), 1); /* B got in while we waited */
+	ck_assert_int_eq(r, 0);
+	storer_done(v, b, p);
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	shset_lease_close(lp);
+	close(go[0]);
+	close(go[1]);
+	close(ofd);
+	shset_value_close(v);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("values");
@@ -1266,6 +1418,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, killed_writers_leave_a_stored_value);
 	tcase_add_test(tc, random_words_peer);
 	tcase_add_test(tc, integer_header_scribbles);
+	tcase_add_test(tc, recover_frees_a_forged_word);
+	tcase_add_test(tc, forged_word_freed_by_a_wait);
 	suite_add_tcase(s, tc);
 	return s;
 }

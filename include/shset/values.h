@@ -108,6 +108,14 @@ int shset_value_kind(const shset_value *v);
 size_t shset_value_length(const shset_value *v);
 /* Detaches.  The value lives on while any process holds its fd. */
 void shset_value_close(shset_value *v);
+/* As shset_recover for a set: takes a byte string's writer lock and
+ * releases it, so that a lock word a peer forged to name this handle's
+ * process slot is taken over and freed (other writers wait for it until
+ * then).  A process that holds a writer slot (it wrote through this
+ * handle) and may stay idle calls it now and then.  0 at once for
+ * integers, doubles and arrays, which take no lock; the lock's errors
+ * otherwise. */
+int shset_value_recover(shset_value *v);
 
 /*
  * Over a Unix socket, as shset_send/shset_recv (one message, one fd, a
