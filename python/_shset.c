@@ -812,6 +812,25 @@ static PyObject *Set_clear(SetObject *self, PyObject *unused)
 	return r < 0 ? err_lib(r) : Py_NewRef(Py_None);
 }
 
+PyDoc_STRVAR(recover_doc, "recover($self, /)\n--\n\n"
+			  "Take and release every shard's lock: a writer that died is repaired,\n"
+			  "and a lock word a peer forged to name this process is freed (other\n"
+			  "processes wait for it until then).  A process that holds a set and may\n"
+			  "sit idle calls it now and then, as shset serve does every second.");
+
+static PyObject *Set_recover(SetObject *self, PyObject *unused)
+{
+	shset *h = set_enter(self);
+	int r;
+
+	(void)unused;
+	if (!h)
+		return NULL;
+	NOGIL(r = shset_recover(h));
+	set_leave(self);
+	return r < 0 ? err_lib(r) : Py_NewRef(Py_None);
+}
+
 PyDoc_STRVAR(contains_many_doc,
 	     "contains_many($self, keys, /)\n--\n\n"
 	     "Return a list of bools: for each key of the iterable keys, whether it\n"
@@ -1752,6 +1771,7 @@ static PyMethodDef Set_methods[] = {
     {"remove", (PyCFunction)Set_remove, METH_O, remove_doc},
     {"pop", (PyCFunction)Set_pop, METH_NOARGS, pop_doc},
     {"clear", (PyCFunction)Set_clear, METH_NOARGS, clear_doc},
+    {"recover", (PyCFunction)Set_recover, METH_NOARGS, recover_doc},
     {"contains_many", (PyCFunction)Set_contains_many, METH_O, contains_many_doc},
     {"update", (PyCFunction)Set_update, METH_VARARGS, update_doc},
     {"difference_update", (PyCFunction)Set_difference_update, METH_VARARGS, difference_update_doc},

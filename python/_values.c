@@ -243,6 +243,25 @@ static PyObject *Value_close(ValueObject *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(recover_doc, "recover($self, /)\n--\n\n"
+			  "Take and release a byte string's writer lock, so that a lock word a\n"
+			  "peer forged to name this process is freed (other writers wait for it\n"
+			  "until then).  A process that wrote through this object and may sit\n"
+			  "idle calls it now and then.  Returns at once for numbers and arrays.");
+
+static PyObject *Value_recover(ValueObject *self, PyObject *unused)
+{
+	shset_value *h = value_enter(self);
+	int r;
+
+	(void)unused;
+	if (!h)
+		return NULL;
+	NOGIL(r = shset_value_recover(h));
+	value_leave(self);
+	return r < 0 ? value_err(self, r) : Py_NewRef(Py_None);
+}
+
 static PyObject *Value_enter(ValueObject *self, PyObject *unused)
 {
 	(void)unused;
@@ -277,6 +296,7 @@ static PyObject *Value_get_closed(ValueObject *self, void *unused)
 	{"attach", (PyCFunction)Value_attach, METH_O | METH_CLASS, attach_doc},                    \
 	    {"fileno", (PyCFunction)Value_fileno, METH_NOARGS, fileno_doc},                        \
 	    {"close", (PyCFunction)Value_close, METH_NOARGS, close_doc},                           \
+	    {"recover", (PyCFunction)Value_recover, METH_NOARGS, recover_doc},                     \
 	    {"__enter__", (PyCFunction)Value_enter, METH_NOARGS,                                   \
 	     "__enter__($self, /)\n--\n\nReturn self (a context manager closing it on exit)."},    \
 	    {"__exit__", (PyCFunction)Value_exit, METH_VARARGS,                                    \

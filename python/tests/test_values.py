@@ -5,10 +5,12 @@ and threads, torn reads, writers killed mid-store, and passing to
 multiprocessing workers."""
 import errno
 import math
+import mmap
 import multiprocessing as mp
 import os
 import pickle
 import random
+import select
 import signal
 import struct
 import threading
@@ -547,3 +549,67 @@ def test_arrays_are_iterable():
         a[1] = 7
         assert isinstance(a, collections.abc.Iterable)
         assert list(iter(a)) == [0, 7, 0]
+
+
+def _forge_own_word(fd):
+    """As a hostile peer: write into the lock word (offset 256 of a byte
+    string, and of a set's shard 0) the owner value of this process's slot
+    in the slot table (at 4096, 16 bytes a slot: gen, pid, since_ns; the
+    word is (slot + 1) | gen << 12)."""
+    with mmap.mmap(fd, 4096 + 256 * 16) as m:
+        for i in range(256):
+            gen, pid = struct.unpack_from("<II", m, 4096 + 16 * i)
+            if pid == os.getpid():
+                struct.pack_into("<I", m, 256, (i + 1) | ((gen & 0x1FFFF) << 12))
+                return
+    raise AssertionError("no slot of this process")
+
+
+@pytest.mark.parametrize("kind", ["bytes", "set"])
+def test_recover_frees_a_forged_word(kind):
+    """A peer forges the lock word to name this process, which wrote once
+    and then sits idle: another process's write waits until recover()."""
+    if kind == "bytes":
+        obj = shset.Bytes(b"init", capacity=64)
+        obj.store(b"mine")
+    else:
+        obj = shset.Set(keys=bytes, shards=1)
+        obj.add(b"mine")
+    _forge_own_word(obj.fileno())
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if kind == "bytes":
+                shset.Bytes.attach(obj.fileno()).store(b"from B")
+            else:
+                shset.Set.attach(obj.fileno()).add(b"from B")
+            os.write(w, b"ok")
+        finally:
+            os._exit(0)
+    done = False
+    try:
+        assert select.select([r], [], [], 0.3)[0] == []  # waits: the word names us
+        obj.recover()
+        assert select.select([r], [], [], 10)[0] == [r]
+        assert os.read(r, 2) == b"ok"
+        done = True
+    finally:
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(r)
+        os.close(w)
+    if kind == "bytes":
+        assert obj.load() == b"from B"
+    else:
+        assert sorted(obj) == [b"from B", b"mine"]
+    obj.close()
+    with pytest.raises(ValueError):
+        obj.recover()
+
+
+def test_recover_of_numbers_returns_at_once():
+    for v in (shset.Int(1), shset.Float(2.0), shset.IntArray(3)):
+        assert v.recover() is None
+        v.close()
