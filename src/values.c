@@ -783,7 +783,7 @@ int shset_value_recover(shset_value *v)
 	if (!v)
 		return -EINVAL;
 	if (!is_bytes(v->kind))
-		return 0; /* integers take no lock */
+		return 0; /* numbers and arrays take no lock */
 	int err = bytes_lock(v);
 	if (err)
 		return err;
